@@ -1,0 +1,165 @@
+"""Argument checks shared by the compiled kernels and the NumPy reference.
+
+Every public kernel runs its arguments through these functions first, so
+both backends accept the same inputs and raise the same errors, and the
+compiled code only ever sees C-contiguous float32/float64 arrays of sizes
+it can index.
+"""
+
+import operator
+from collections import namedtuple
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+ACTIVATIONS = (None, "linear", "relu")
+# Per-image sizes must index with C ints inside the kernels.
+MAX_ELEMENTS = 2**31 - 1
+
+Geometry = namedtuple("Geometry", "out_h out_w stride_h stride_w pad_top pad_left")
+Geometry.__doc__ = "Output size, strides and leading padding of a 2-D window operation."
+
+
+def as_pair(value, name):
+    """``value`` as two positive ints; an int stands for both (as in Keras)."""
+    items = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(items) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    pair = []
+    for item in items:
+        if isinstance(item, (bool, np.bool_)):
+            raise TypeError(f"{name} must be integers, got {value!r}")
+        try:
+            number = operator.index(item)
+        except TypeError:
+            raise TypeError(f"{name} must be integers, got {value!r}") from None
+        if number <= 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+        if number > MAX_ELEMENTS:
+            raise ValueError(f"{name} is too large: {value!r}")
+        pair.append(number)
+    return tuple(pair)
+
+
+def check_padding(padding):
+    """'valid' or 'same' (any case)."""
+    if not isinstance(padding, str):
+        raise TypeError(f"padding must be 'valid' or 'same', got {padding!r}")
+    mode = padding.lower()
+    if mode not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    return mode
+
+
+def check_activation(activation):
+    """None, 'linear' or 'relu'; returns whether ReLU is applied."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be None, 'linear' or 'relu', got {activation!r}")
+    return activation == "relu"
+
+
+def as_float_array(value, name, ndim, layout, batched=True):
+    """``value`` as a C-contiguous float32/float64 array of rank ``ndim``.
+
+    Only the first axis of a ``batched`` array may be empty."""
+    array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {array.shape}")
+    sizes = array.shape[1:] if batched else array.shape
+    if 0 in sizes:
+        raise ValueError(f"{name} has a zero-size dimension: shape {array.shape}")
+    if np.prod(sizes, dtype=np.float64) > MAX_ELEMENTS:
+        raise ValueError(f"{name} is too large: shape {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+def check_same_dtype(**arrays):
+    """All given arrays (None ignored) share one dtype."""
+    named = [(name, a) for name, a in arrays.items() if a is not None]
+    first_name, first = named[0]
+    for name, array in named[1:]:
+        if array.dtype != first.dtype:
+            raise TypeError(f"{name} is {array.dtype} but {first_name} is {first.dtype}: "
+                            "the arrays of one call must share one dtype")
+
+
+def window_output(size, window, stride, padding, what):
+    """(output length, padding before) along one axis, as TensorFlow defines them."""
+    if padding == "valid":
+        if window > size:
+            raise ValueError(f"{what} {window} is larger than the input size {size} "
+                             "with padding='valid'")
+        return (size - window) // stride + 1, 0
+    out = -(-size // stride)
+    return out, max((out - 1) * stride + window - size, 0) // 2
+
+
+def geometry(x_shape, window, strides, padding, what):
+    out_h, pad_top = window_output(x_shape[1], window[0], strides[0], padding, what)
+    out_w, pad_left = window_output(x_shape[2], window[1], strides[1], padding, what)
+    if np.prod([out_h, out_w], dtype=np.float64) * x_shape[3] > MAX_ELEMENTS:
+        raise ValueError(f"the output of shape {(out_h, out_w)} per image is too large")
+    return Geometry(out_h, out_w, strides[0], strides[1], pad_top, pad_left)
+
+
+def check_conv2d(x, kernel, strides, padding):
+    """Checks the arguments common to the conv kernels; returns (x, kernel, geometry)."""
+    x = as_float_array(x, "x", 4, "NHWC (batch, height, width, channels)")
+    kernel = as_float_array(kernel, "kernel", 4,
+                            "HWIO (height, width, in_channels, out_channels)", batched=False)
+    check_same_dtype(x=x, kernel=kernel)
+    if kernel.shape[2] != x.shape[3]:
+        raise ValueError(f"x has {x.shape[3]} channels (shape {x.shape}) but kernel expects "
+                         f"{kernel.shape[2]} (shape {kernel.shape})")
+    strides = as_pair(strides, "strides")
+    geo = geometry(x.shape, kernel.shape[:2], strides, check_padding(padding), "kernel size")
+    return x, kernel, geo
+
+
+def check_bias(bias, kernel):
+    if bias is None:
+        return None
+    bias = as_float_array(bias, "bias", 1, "(out_channels,)", batched=False)
+    check_same_dtype(kernel=kernel, bias=bias)
+    if bias.shape[0] != kernel.shape[3]:
+        raise ValueError(f"bias has shape {bias.shape} but kernel {kernel.shape} has "
+                         f"{kernel.shape[3]} output channels")
+    return bias
+
+
+def check_pool(x, pool_size, strides, padding):
+    """Checks pooling arguments; returns (x, pool_size, geometry)."""
+    x = as_float_array(x, "x", 4, "NHWC (batch, height, width, channels)")
+    pool_size = as_pair(pool_size, "pool_size")
+    strides = pool_size if strides is None else as_pair(strides, "strides")
+    geo = geometry(x.shape, pool_size, strides, check_padding(padding), "pool_size")
+    return x, pool_size, geo
+
+
+def check_output_gradient(dy, x, channels, geo):
+    """dy matches the forward output of x: (N, OH, OW, channels)."""
+    dy = as_float_array(dy, "dy", 4, "NHWC (batch, height, width, channels)")
+    check_same_dtype(x=x, dy=dy)
+    expected = (x.shape[0], geo.out_h, geo.out_w, channels)
+    if dy.shape != expected:
+        raise ValueError(f"dy must have the forward output's shape {expected}, "
+                         f"got {dy.shape}")
+    return dy
+
+
+def check_out(out, name, shape, dtype):
+    """A caller-supplied output array: exactly ``shape`` and ``dtype``, C-contiguous
+    and writeable.  None means "allocate one"."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must be {dtype}, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"{name} must be C-contiguous and writeable")
+    return out

@@ -1,0 +1,268 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Compiled Conv2D kernels (NHWC activations, packed weights).
+
+These functions trust their arguments: shapes, dtypes and sizes are checked
+by :mod:`fastconv.ops` before it calls them.  Every loop runs without the
+GIL and is shared among ``num_threads`` OpenMP threads.
+
+Weights arrive packed as ``(blocks, KH, KW, C, block_width)``: output
+channels are cut into blocks of one or two 64-byte vectors (zero-padded at
+the end) so that the register tiles in ``microkernels.h`` read them with
+unit stride.
+"""
+
+from cython.parallel cimport prange, threadid
+from libc.string cimport memcpy, memset
+
+import numpy
+
+ctypedef fused floating:
+    float
+    double
+
+cdef extern from "microkernels.h" nogil:
+    int FASTCONV_OPENMP
+    const char *FASTCONV_BUILD_FLAGS
+    enum:
+        FC_MAX_PIXELS
+        FC_MAX_ROWS
+        FC_VBYTES
+    void forward_tile_f32(int npix, int nvec, const float **pixels, Py_ssize_t row_pitch,
+                          int kh_lo, int kh_hi, int width, const float *weights,
+                          const float *bias, int relu, float *out, Py_ssize_t out_pitch,
+                          int ncols)
+    void forward_tile_f64(int npix, int nvec, const double **pixels, Py_ssize_t row_pitch,
+                          int kh_lo, int kh_hi, int width, const double *weights,
+                          const double *bias, int relu, double *out, Py_ssize_t out_pitch,
+                          int ncols)
+    void wgrad_tile_f32(int nrows, int nvec, const float *x, Py_ssize_t row_pitch,
+                        Py_ssize_t pix_pitch, int out_h, int out_w, const float *dy,
+                        Py_ssize_t dy_pitch, float *dkernel, Py_ssize_t dk_pitch)
+    void wgrad_tile_f64(int nrows, int nvec, const double *x, Py_ssize_t row_pitch,
+                        Py_ssize_t pix_pitch, int out_h, int out_w, const double *dy,
+                        Py_ssize_t dy_pitch, double *dkernel, Py_ssize_t dk_pitch)
+
+OPENMP = bool(FASTCONV_OPENMP)
+BUILD_FLAGS = FASTCONV_BUILD_FLAGS.decode()
+VECTOR_BYTES = FC_VBYTES
+
+
+cdef inline void forward_tile(int npix, int nvec, const floating **pixels, Py_ssize_t row_pitch,
+                              int kh_lo, int kh_hi, int width, const floating *weights,
+                              const floating *bias, bint relu, floating *out,
+                              Py_ssize_t out_pitch, int ncols) noexcept nogil:
+    if floating is float:
+        forward_tile_f32(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, weights,
+                         bias, relu, out, out_pitch, ncols)
+    else:
+        forward_tile_f64(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, weights,
+                         bias, relu, out, out_pitch, ncols)
+
+
+cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch,
+                         int kh_lo, int kh_hi, const floating[:, :, :, :, ::1] wpack,
+                         const floating *bias, bint relu, floating *out,
+                         int out_channels) noexcept nogil:
+    """All output-channel blocks of one tile of ``npix`` pixels."""
+    cdef int blocks = wpack.shape[0], kh = wpack.shape[1]
+    cdef int width = wpack.shape[2] * wpack.shape[3], block_width = wpack.shape[4]
+    cdef int nvec = block_width * sizeof(floating) // FC_VBYTES
+    cdef int b
+    for b in range(blocks):
+        forward_tile(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, &wpack[b, 0, 0, 0, 0],
+                     bias + b * block_width if bias != NULL else NULL, relu,
+                     out + b * block_width, out_channels,
+                     min(block_width, out_channels - b * block_width))
+
+
+cdef void forward_direct_tile(const floating[:, :, :, ::1] src, Py_ssize_t first, int npix,
+                              int out_h, int out_w, int stride_h, int stride_w,
+                              const floating[:, :, :, :, ::1] wpack, const floating *bias,
+                              bint relu, floating[:, :, :, ::1] out) noexcept nogil:
+    """Pixels first .. first + npix - 1 of the flattened (n, oh, ow) output,
+    for a convolution that needs neither padding nor dilation."""
+    cdef const floating *pixels[8]
+    cdef Py_ssize_t q, n, rest
+    cdef int p
+    for p in range(npix):
+        q = first + p
+        n = q // (out_h * out_w)
+        rest = q - n * out_h * out_w
+        pixels[p] = &src[n, (rest // out_w) * stride_h, (rest % out_w) * stride_w, 0]
+    n = first // (out_h * out_w)
+    rest = first - n * out_h * out_w
+    forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, wpack.shape[1], wpack,
+                   bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3])
+
+
+cdef inline bint source_index(int virtual, int dilation, int size, int *index) noexcept nogil:
+    """Maps a position on the padded, dilated grid to a source index."""
+    if virtual < 0 or virtual % dilation != 0 or virtual // dilation >= size:
+        return False
+    index[0] = virtual // dilation
+    return True
+
+
+cdef void gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int virtual_row,
+                     int dilation_w, int pad_left, int buf_width, floating *dst) noexcept nogil:
+    """One input row on the padded, dilated grid: ``buf_width`` pixels, zeros
+    where padding or dilation holes fall."""
+    cdef int channels = src.shape[3], col, u
+    cdef int row = virtual_row
+    for col in range(buf_width):
+        if source_index(col - pad_left, dilation_w, src.shape[2], &u):
+            memcpy(dst + col * channels, &src[n, row, u, 0], channels * sizeof(floating))
+        else:
+            memset(dst + col * channels, 0, channels * sizeof(floating))
+
+
+cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int oh,
+                             int stride_h, int stride_w, int dilation_h, int dilation_w,
+                             int pad_top, int pad_left, const floating[:, :, :, :, ::1] wpack,
+                             const floating *bias, bint relu, floating[:, :, :, ::1] out,
+                             floating *buf) noexcept nogil:
+    """Output row (n, oh) of a convolution over a padded and/or dilated input,
+    whose kernel rows are first copied into ``buf``."""
+    cdef int kernel_h = wpack.shape[1], kernel_w = wpack.shape[2], channels = src.shape[3]
+    cdef int out_w = out.shape[2]
+    cdef int buf_width = (out_w - 1) * stride_w + kernel_w
+    cdef Py_ssize_t row_pitch = buf_width * channels
+    cdef int kh, row, kh_lo = kernel_h, kh_hi = 0, tile, ow, p, npix
+    cdef const floating *pixels[8]
+    for kh in range(kernel_h):
+        if source_index(oh * stride_h + kh - pad_top, dilation_h, src.shape[1], &row):
+            gather_row(src, n, row, dilation_w, pad_left, buf_width, buf + kh * row_pitch)
+            kh_lo = min(kh_lo, kh)
+            kh_hi = kh + 1
+        else:
+            memset(buf + kh * row_pitch, 0, row_pitch * sizeof(floating))
+    if kh_hi == 0:
+        kh_lo = 0
+    for tile in range((out_w + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS):
+        ow = tile * FC_MAX_PIXELS
+        npix = min(FC_MAX_PIXELS, out_w - ow)
+        for p in range(npix):
+            pixels[p] = buf + (ow + p) * stride_w * channels
+        forward_blocks(npix, pixels, row_pitch, kh_lo, kh_hi, wpack, bias, relu,
+                       &out[n, oh, ow, 0], out.shape[3])
+
+
+def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, :, ::1] wpack,
+            const floating[::1] bias, floating[:, :, :, ::1] out,
+            int stride_h, int stride_w, int dilation_h, int dilation_w,
+            int pad_top, int pad_left, bint relu, int num_threads):
+    """out[n, oh, ow, :] = sum over the window of src on the padded, dilated grid.
+
+    ``src`` (N, H, W, C); ``wpack`` packed weights; ``bias`` packed like the
+    weights' output channels, or None; ``out`` (N, OH, OW, CO) is written.
+    The virtual input is ``src`` with ``dilation - 1`` zeros between
+    neighbours and ``pad_top``/``pad_left`` zeros before the first row/column.
+    """
+    cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
+    cdef Py_ssize_t batch = out.shape[0], out_h = out.shape[1], out_w = out.shape[2]
+    cdef Py_ssize_t total = batch * out_h * out_w, tiles, t, r
+    cdef int kernel_w = wpack.shape[2]
+    cdef bint direct = (dilation_h == 1 and dilation_w == 1 and pad_top == 0 and pad_left == 0
+                        and (out_h - 1) * stride_h + wpack.shape[1] <= src.shape[1]
+                        and (out_w - 1) * stride_w + kernel_w <= src.shape[2])
+    cdef floating[:, ::1] bufs
+    if total == 0:
+        return
+    if direct:
+        tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
+        for t in prange(tiles, nogil=True, num_threads=num_threads, schedule="static"):
+            forward_direct_tile(src, t * FC_MAX_PIXELS, min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS),
+                                out_h, out_w, stride_h, stride_w, wpack, bias_ptr, relu, out)
+        return
+    bufs = _scratch(src, num_threads,
+                    wpack.shape[1] * ((out_w - 1) * stride_w + kernel_w) * src.shape[3])
+    for r in prange(batch * out_h, nogil=True, num_threads=num_threads, schedule="static"):
+        forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
+                           dilation_w, pad_top, pad_left, wpack, bias_ptr, relu, out,
+                           &bufs[threadid(), 0])
+
+
+cdef _scratch(const floating[:, :, :, ::1] like, int num_threads, Py_ssize_t size):
+    """One scratch row of ``size`` elements per thread, of ``like``'s dtype."""
+    return numpy.empty((max(num_threads, 1), max(size, 1)), dtype=numpy.asarray(like).dtype)
+
+
+cdef inline void wgrad_tile(int nrows, int nvec, const floating *x, Py_ssize_t row_pitch,
+                            Py_ssize_t pix_pitch, int out_h, int out_w, const floating *dy,
+                            Py_ssize_t dy_pitch, floating *dkernel,
+                            Py_ssize_t dk_pitch) noexcept nogil:
+    if floating is float:
+        wgrad_tile_f32(nrows, nvec, x, row_pitch, pix_pitch, out_h, out_w, dy, dy_pitch,
+                       dkernel, dk_pitch)
+    else:
+        wgrad_tile_f64(nrows, nvec, x, row_pitch, pix_pitch, out_h, out_w, dy, dy_pitch,
+                       dkernel, dk_pitch)
+
+
+cdef void wgrad_image(const floating *image, int image_w, int channels,
+                      const floating *dy, int out_h, int out_w, int stride_h, int stride_w,
+                      floating *dk, int kernel_h, int width, int co_pad,
+                      int nvec) noexcept nogil:
+    """Adds one image's contribution to dk (KH, width = KW*C, COP): ``image``
+    is its (padded) input with ``image_w`` pixels a row, ``dy`` its
+    (OH, OW, COP) output gradient."""
+    cdef Py_ssize_t image_pitch = <Py_ssize_t>image_w * channels
+    cdef int block = nvec * FC_VBYTES // sizeof(floating)
+    cdef Py_ssize_t row_pitch = <Py_ssize_t>stride_h * image_w * channels
+    cdef int kh, tile, j, b, co
+    for kh in range(kernel_h):
+        for tile in range((width + FC_MAX_ROWS - 1) // FC_MAX_ROWS):
+            j = tile * FC_MAX_ROWS
+            for b in range(co_pad // block):
+                co = b * block
+                wgrad_tile(min(FC_MAX_ROWS, width - j), nvec,
+                           image + kh * image_pitch + j, row_pitch, stride_w * channels,
+                           out_h, out_w, dy + co, co_pad, dk + (kh * width + j) * co_pad + co, co_pad)
+
+
+def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
+                    floating[:, :, :, ::1] dk_parts, int stride_h, int stride_w,
+                    int pad_top, int pad_left, int kernel_w, int vectors_per_block,
+                    int num_threads):
+    """dk_parts[t] += thread t's share of sum_{n, oh, ow} window(src) x dy.
+
+    ``src`` (N, H, W, C); ``dy`` (N, OH, OW, COP) with COP a multiple of
+    the block width; ``dk_parts`` (threads, KH, KW * C, COP), zeroed by the
+    caller and summed over its first axis afterwards.  Images are split
+    into contiguous shares, one per thread, so the result is deterministic
+    for a given thread count.
+    """
+    cdef int threads = dk_parts.shape[0], kernel_h = dk_parts.shape[1]
+    cdef int width = dk_parts.shape[2], co_pad = dk_parts.shape[3]
+    cdef Py_ssize_t batch = src.shape[0]
+    cdef int channels = src.shape[3], out_h = dy.shape[1], out_w = dy.shape[2]
+    cdef int padded_h = (out_h - 1) * stride_h + kernel_h
+    cdef int padded_w = (out_w - 1) * stride_w + kernel_w
+    cdef bint direct = (pad_top == 0 and pad_left == 0 and padded_h <= src.shape[1]
+                        and padded_w <= src.shape[2])
+    cdef floating[:, ::1] bufs
+    cdef int t, row, r
+    cdef Py_ssize_t n
+    cdef floating *image
+    if batch == 0 or out_h == 0 or out_w == 0:
+        return
+    if not direct:
+        bufs = _scratch(src, threads, padded_h * padded_w * channels)
+    for t in prange(threads, nogil=True, num_threads=num_threads, schedule="static"):
+        for n in range(t * batch // threads, (t + 1) * batch // threads):
+            if direct:
+                wgrad_image(&src[n, 0, 0, 0], src.shape[2], channels, &dy[n, 0, 0, 0],
+                            out_h, out_w, stride_h, stride_w, &dk_parts[t, 0, 0, 0],
+                            kernel_h, width, co_pad, vectors_per_block)
+            else:
+                image = &bufs[t, 0]
+                for r in range(padded_h):
+                    if source_index(r - pad_top, 1, src.shape[1], &row):
+                        gather_row(src, n, row, 1, pad_left, padded_w,
+                                   image + r * padded_w * channels)
+                    else:
+                        memset(image + r * padded_w * channels, 0,
+                               padded_w * channels * sizeof(floating))
+                wgrad_image(image, padded_w, channels, &dy[n, 0, 0, 0], out_h, out_w,
+                            stride_h, stride_w, &dk_parts[t, 0, 0, 0], kernel_h, width, co_pad,
+                            vectors_per_block)

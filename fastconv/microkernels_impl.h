@@ -1,0 +1,145 @@
+/* Body of microkernels.h for one element type FC_T; names get FC_NAME(). */
+
+typedef FC_T FC_NAME(vec) __attribute__((vector_size(FC_VBYTES)));
+typedef FC_INT FC_NAME(mask) __attribute__((vector_size(FC_VBYTES)));
+typedef FC_T FC_NAME(uvec) __attribute__((vector_size(FC_VBYTES), aligned(sizeof(FC_T))));
+#define VEC FC_NAME(vec)
+#define LOAD(p) (*(const FC_NAME(uvec) *)(p))
+#define STORE(p, v) (*(FC_NAME(uvec) *)(p) = (v))
+#define VW ((int)(FC_VBYTES / sizeof(FC_T)))
+
+/* Forward tile: `npix` output pixels x `nvec` vectors of output channels.
+ *
+ * pixels[p]   first input element of pixel p's receptive field (row 0, column 0)
+ * row_pitch   elements between two input rows
+ * kh_lo/hi    kernel rows to visit (the others fall on zero padding)
+ * width       kernel columns x input channels; they are contiguous in a row
+ * weights     packed block [kh][width][nvec * VW]
+ * bias        nvec * VW values, or NULL
+ * out         first output value; pixel p's channels start at out + p * out_pitch
+ * ncols       output channels of this block actually stored (<= nvec * VW)
+ */
+static inline __attribute__((always_inline)) void
+FC_NAME(forward_tile_fixed)(const int npix, const int nvec,
+                            const FC_T *const *pixels, ptrdiff_t row_pitch,
+                            int kh_lo, int kh_hi, int width,
+                            const FC_T *weights, const FC_T *bias, int relu,
+                            FC_T *out, ptrdiff_t out_pitch, int ncols)
+{
+    VEC acc[FC_MAX_PIXELS][FC_MAX_VECS];
+    const int bw = nvec * VW;
+    for (int p = 0; p < npix; p++)
+        for (int v = 0; v < nvec; v++)
+            acc[p][v] = (VEC){0};
+    for (int kh = kh_lo; kh < kh_hi; kh++) {
+        const FC_T *w = weights + (ptrdiff_t)kh * width * bw;
+        const ptrdiff_t row = (ptrdiff_t)kh * row_pitch;
+        for (int j = 0; j < width; j++) {
+            VEC wv[FC_MAX_VECS];
+            for (int v = 0; v < nvec; v++)
+                wv[v] = LOAD(w + (ptrdiff_t)j * bw + v * VW);
+            for (int p = 0; p < npix; p++) {
+                const FC_T xs = pixels[p][row + j];
+                for (int v = 0; v < nvec; v++)
+                    acc[p][v] += xs * wv[v];
+            }
+        }
+    }
+    for (int v = 0; v < nvec; v++) {
+        const VEC b = bias ? LOAD(bias + v * VW) : (VEC){0};
+        for (int p = 0; p < npix; p++) {
+            VEC r = acc[p][v] + b;
+            if (relu)  /* zero the lanes <= 0; NaN lanes stay NaN */
+                r = (VEC)((FC_NAME(mask))r & ~(r <= (VEC){0}));
+            FC_T *dst = out + p * out_pitch + v * VW;
+            if (ncols >= (v + 1) * VW) {
+                STORE(dst, r);
+            } else if (ncols > v * VW) {
+                FC_T tmp[FC_VBYTES / sizeof(FC_T)];
+                memcpy(tmp, &r, sizeof(tmp));
+                memcpy(dst, tmp, (size_t)(ncols - v * VW) * sizeof(FC_T));
+            }
+        }
+    }
+}
+
+/* Dispatch to a tile whose sizes are compile-time constants, so that the
+ * compiler unrolls it and keeps every accumulator in a register. */
+static void
+FC_NAME(forward_tile)(int npix, int nvec, const FC_T *const *pixels, ptrdiff_t row_pitch,
+                      int kh_lo, int kh_hi, int width, const FC_T *weights,
+                      const FC_T *bias, int relu, FC_T *out, ptrdiff_t out_pitch, int ncols)
+{
+#define FC_CASE(P, V) case (P) * 4 + (V): \
+    FC_NAME(forward_tile_fixed)(P, V, pixels, row_pitch, kh_lo, kh_hi, width, \
+                                weights, bias, relu, out, out_pitch, ncols); break;
+    switch (npix * 4 + nvec) {
+        FC_CASE(1, 1) FC_CASE(2, 1) FC_CASE(3, 1) FC_CASE(4, 1)
+        FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(7, 1) FC_CASE(8, 1)
+        FC_CASE(1, 2) FC_CASE(2, 2) FC_CASE(3, 2) FC_CASE(4, 2)
+        FC_CASE(5, 2) FC_CASE(6, 2) FC_CASE(7, 2) FC_CASE(8, 2)
+    }
+#undef FC_CASE
+}
+
+/* Weight-gradient tile: `nrows` consecutive (kernel column, input channel)
+ * rows x `nvec` vectors of output channels, summed over all output pixels
+ * of one image for one kernel row, and added into `dkernel`.
+ *
+ * x           the image's input at (row kh, column 0, element j0)
+ * row_pitch   elements between the input rows of consecutive output rows
+ * pix_pitch   elements between the inputs of consecutive output columns
+ * dy          the image's output gradient at channel co0; pitch dy_pitch per pixel
+ * dkernel     gradient rows j0.. at channel co0; pitch dk_pitch per row
+ */
+static inline __attribute__((always_inline)) void
+FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec,
+                          const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
+                          int out_h, int out_w, const FC_T *dy, ptrdiff_t dy_pitch,
+                          FC_T *dkernel, ptrdiff_t dk_pitch)
+{
+    VEC acc[FC_MAX_ROWS][FC_MAX_VECS];
+    for (int r = 0; r < nrows; r++)
+        for (int v = 0; v < nvec; v++)
+            acc[r][v] = (VEC){0};
+    for (int oh = 0; oh < out_h; oh++) {
+        const FC_T *xrow = x + (ptrdiff_t)oh * row_pitch;
+        const FC_T *dyrow = dy + (ptrdiff_t)oh * out_w * dy_pitch;
+        for (int ow = 0; ow < out_w; ow++) {
+            VEC g[FC_MAX_VECS];
+            for (int v = 0; v < nvec; v++)
+                g[v] = LOAD(dyrow + (ptrdiff_t)ow * dy_pitch + v * VW);
+            const FC_T *xs = xrow + (ptrdiff_t)ow * pix_pitch;
+            for (int r = 0; r < nrows; r++)
+                for (int v = 0; v < nvec; v++)
+                    acc[r][v] += xs[r] * g[v];
+        }
+    }
+    for (int r = 0; r < nrows; r++)
+        for (int v = 0; v < nvec; v++) {
+            FC_T *dst = dkernel + r * dk_pitch + v * VW;
+            STORE(dst, LOAD(dst) + acc[r][v]);
+        }
+}
+
+static void
+FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *x, ptrdiff_t row_pitch,
+                    ptrdiff_t pix_pitch, int out_h, int out_w, const FC_T *dy,
+                    ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
+{
+#define FC_CASE(R, V) case (R) * 4 + (V): \
+    FC_NAME(wgrad_tile_fixed)(R, V, x, row_pitch, pix_pitch, out_h, out_w, \
+                              dy, dy_pitch, dkernel, dk_pitch); break;
+    switch (nrows * 4 + nvec) {
+        FC_CASE(1, 1) FC_CASE(2, 1) FC_CASE(3, 1) FC_CASE(4, 1)
+        FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(7, 1) FC_CASE(8, 1)
+        FC_CASE(1, 2) FC_CASE(2, 2) FC_CASE(3, 2) FC_CASE(4, 2)
+        FC_CASE(5, 2) FC_CASE(6, 2) FC_CASE(7, 2) FC_CASE(8, 2)
+    }
+#undef FC_CASE
+}
+
+#undef VEC
+#undef LOAD
+#undef STORE
+#undef VW

@@ -1,0 +1,146 @@
+"""Compiled Conv2D and max-pooling kernels (the 'cython' backend).
+
+Activations are NHWC, kernels HWIO (as in Keras); the arrays of one call
+share one dtype, float32 or float64.  Every function checks its arguments
+here, in Python, and raises ``TypeError``/``ValueError`` naming the bad one
+before any compiled code runs.  :mod:`fastconv.reference` has the same
+functions in plain NumPy.
+
+``out`` arguments take preallocated, C-contiguous results of the exact
+shape and dtype, so that a training loop can reuse its buffers.
+"""
+
+import os
+
+import numpy as np
+
+from . import _conv, _pool
+from ._checks import (check_activation, check_bias, check_conv2d, check_out,
+                      check_output_gradient, check_pool)
+
+
+def _default_threads():
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return os.cpu_count() or 1
+
+
+_num_threads = _default_threads()
+
+
+def set_num_threads(n):
+    """Threads the compiled kernels use (default: OMP_NUM_THREADS, else all cores)."""
+    global _num_threads
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"the thread count must be a positive int, got {n!r}")
+    _num_threads = int(n)
+
+
+def get_num_threads():
+    """Threads the compiled kernels use; 1 when fastconv was built without OpenMP."""
+    return _num_threads if _conv.OPENMP else 1
+
+
+def _channel_blocks(channels, dtype):
+    """(vectors per block, block width): output channels are computed in
+    blocks of one or two 64-byte vectors."""
+    lanes = _conv.VECTOR_BYTES // np.dtype(dtype).itemsize
+    vectors = 1 if channels <= lanes else 2
+    return vectors, vectors * lanes
+
+
+def _pack_weights(kernel):
+    """HWIO kernel -> (blocks, KH, KW, C, block_width), output channels zero-padded."""
+    kh, kw, cin, cout = kernel.shape
+    _, width = _channel_blocks(cout, kernel.dtype)
+    blocks = -(-cout // width)
+    packed = np.zeros((kh, kw, cin, blocks * width), kernel.dtype)
+    packed[..., :cout] = kernel
+    packed = packed.reshape(kh, kw, cin, blocks, width).transpose(3, 0, 1, 2, 4)
+    return np.ascontiguousarray(packed)
+
+
+def _pad_channels(array, channels):
+    """``array`` with its last axis zero-padded to ``channels``."""
+    if array.shape[-1] == channels:
+        return array
+    padded = np.zeros(array.shape[:-1] + (channels,), array.dtype)
+    padded[..., :array.shape[-1]] = array
+    return padded
+
+
+def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activation=None,
+                   out=None):
+    """2-D convolution (cross-correlation, as in Keras).
+
+    x (N, H, W, C), kernel (KH, KW, C, CO), bias (CO,) or None;
+    activation None/'linear' or 'relu' (fused).  Returns y (N, OH, OW, CO).
+    """
+    x, kernel, geo = check_conv2d(x, kernel, strides, padding)
+    bias = check_bias(bias, kernel)
+    relu = check_activation(activation)
+    y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, kernel.shape[3]), x.dtype)
+    packed = _pack_weights(kernel)
+    if bias is not None:
+        bias = _pad_channels(bias, packed.shape[0] * packed.shape[4])
+    _conv.forward(x, packed, bias, y, geo.stride_h, geo.stride_w, 1, 1,
+                  geo.pad_top, geo.pad_left, relu, get_num_threads())
+    return y
+
+
+def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=True,
+                    out=None):
+    """Gradients of ``conv2d_forward`` (without activation) given dy = dL/dy.
+
+    Returns (dx, dkernel, dbias) shaped like x, kernel and (CO,); dx is None
+    when ``compute_dx`` is False (a first layer needs no input gradient).
+    ``out`` may give the three arrays to fill (dx may be None).
+    """
+    x, kernel, geo = check_conv2d(x, kernel, strides, padding)
+    kh, kw, cin, cout = kernel.shape
+    dy = check_output_gradient(dy, x, cout, geo)
+    dx_out, dk_out, db_out = (None, None, None) if out is None else out
+    dkernel = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype)
+    dbias = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype)
+    threads = get_num_threads()
+
+    np.sum(dy.reshape(-1, cout), axis=0, out=dbias)
+    vectors, width = _channel_blocks(cout, x.dtype)
+    padded_cout = -(-cout // width) * width
+    parts = np.zeros((threads, kh, kw * cin, padded_cout), x.dtype)
+    _conv.weight_gradient(x, _pad_channels(dy, padded_cout), parts, geo.stride_h,
+                          geo.stride_w, geo.pad_top, geo.pad_left, kw, vectors, threads)
+    dkernel[...] = np.sum(parts[..., :cout], axis=0).reshape(kernel.shape)
+
+    if not compute_dx:
+        return None, dkernel, dbias
+    dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype)
+    # dx is the convolution of dy, dilated by the strides and padded by
+    # (kernel - 1 - padding), with the flipped, transposed kernel.
+    packed = _pack_weights(np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)))
+    _conv.forward(dy, packed, None, dx, 1, 1, geo.stride_h, geo.stride_w,
+                  kh - 1 - geo.pad_top, kw - 1 - geo.pad_left, False, threads)
+    return dx, dkernel, dbias
+
+
+def max_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=None):
+    """2-D max pooling: x (N, H, W, C) -> (N, OH, OW, C); strides default to pool_size."""
+    x, pool_size, geo = check_pool(x, pool_size, strides, padding)
+    y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype)
+    _pool.forward(x, y, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
+                  geo.pad_top, geo.pad_left, get_num_threads())
+    return y
+
+
+def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", out=None):
+    """Gradient of ``max_pool2d_forward``: dy (N, OH, OW, C) -> dx shaped like x.
+
+    Each window's gradient goes to its first maximal element (row-major)."""
+    x, pool_size, geo = check_pool(x, pool_size, strides, padding)
+    dy = check_output_gradient(dy, x, x.shape[3], geo)
+    dx = check_out(out, "out", x.shape, x.dtype)
+    dx.fill(0)
+    _pool.backward(x, dy, dx, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
+                   geo.pad_top, geo.pad_left, get_num_threads())
+    return dx

@@ -1,0 +1,130 @@
+"""Pure-NumPy Conv2D and max-pooling kernels (the 'numpy' backend).
+
+Same functions, arguments, checks and results as :mod:`fastconv.ops`; the
+test oracle and the benchmark baseline.  Convolution is im2col (a strided
+window view) followed by one matrix product.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ._checks import (check_activation, check_bias, check_conv2d, check_out,
+                      check_output_gradient, check_pool)
+
+
+def _pad(x, window, geo, value=0.0):
+    """x padded as TensorFlow's 'same' does (extra row/column at the end);
+    unchanged for 'valid'."""
+    extra_h = max((geo.out_h - 1) * geo.stride_h + window[0] - x.shape[1], 0)
+    extra_w = max((geo.out_w - 1) * geo.stride_w + window[1] - x.shape[2], 0)
+    if extra_h == 0 and extra_w == 0:
+        return x
+    return np.pad(x, ((0, 0), (geo.pad_top, extra_h - geo.pad_top),
+                      (geo.pad_left, extra_w - geo.pad_left), (0, 0)),
+                  constant_values=value)
+
+
+def _windows(padded, window, geo):
+    """View (N, OH, OW, KH, KW, C) of every window of the padded input."""
+    view = sliding_window_view(padded, window, axis=(1, 2))
+    view = view[:, ::geo.stride_h, ::geo.stride_w][:, :geo.out_h, :geo.out_w]
+    return view.transpose(0, 1, 2, 4, 5, 3)
+
+
+def _scatter_windows(values, padded_shape, window, geo):
+    """Adjoint of _windows: sums (N, OH, OW, KH, KW, C) window values back
+    onto a zero array of ``padded_shape``."""
+    total = np.zeros(padded_shape, values.dtype)
+    rows = (geo.out_h - 1) * geo.stride_h + 1
+    cols = (geo.out_w - 1) * geo.stride_w + 1
+    for i in range(window[0]):
+        for j in range(window[1]):
+            total[:, i:i + rows:geo.stride_h, j:j + cols:geo.stride_w] += values[:, :, :, i, j]
+    return total
+
+
+def _crop(padded, x_shape, geo):
+    return padded[:, geo.pad_top:geo.pad_top + x_shape[1],
+                  geo.pad_left:geo.pad_left + x_shape[2]]
+
+
+def _result(value, out):
+    """``value``, written into ``out`` when one is given."""
+    if out is None:
+        return np.ascontiguousarray(value)
+    out[...] = value
+    return out
+
+
+def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activation=None,
+                   out=None):
+    """2-D convolution: x (N, H, W, C), kernel (KH, KW, C, CO) -> (N, OH, OW, CO)."""
+    x, kernel, geo = check_conv2d(x, kernel, strides, padding)
+    bias = check_bias(bias, kernel)
+    relu = check_activation(activation)
+    kh, kw, cin, cout = kernel.shape
+    out = out if out is None else check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w,
+                                                         cout), x.dtype)
+    columns = _windows(_pad(x, (kh, kw), geo), (kh, kw), geo).reshape(-1, kh * kw * cin)
+    y = (columns @ kernel.reshape(-1, cout)).reshape(x.shape[0], geo.out_h, geo.out_w, cout)
+    if bias is not None:
+        y += bias
+    if relu:
+        np.maximum(y, 0, out=y)
+    return _result(y, out)
+
+
+def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=True,
+                    out=None):
+    """Gradients (dx, dkernel, dbias) of conv2d_forward given dy = dL/dy."""
+    x, kernel, geo = check_conv2d(x, kernel, strides, padding)
+    kh, kw, cin, cout = kernel.shape
+    dy = check_output_gradient(dy, x, cout, geo)
+    dx_out, dk_out, db_out = (None, None, None) if out is None else out
+    padded = _pad(x, (kh, kw), geo)
+    dy_rows = dy.reshape(-1, cout)
+    columns = _windows(padded, (kh, kw), geo).reshape(-1, kh * kw * cin)
+    dkernel = (columns.T @ dy_rows).reshape(kernel.shape)
+    dbias = dy_rows.sum(axis=0)
+    dx = None
+    if compute_dx:
+        dcolumns = (dy_rows @ kernel.reshape(-1, cout).T).reshape(
+            x.shape[0], geo.out_h, geo.out_w, kh, kw, cin)
+        dx = _crop(_scatter_windows(dcolumns, padded.shape, (kh, kw), geo), x.shape, geo)
+        dx = _result(dx, None if dx_out is None else check_out(dx_out, "out[0] (dx)",
+                                                                x.shape, x.dtype))
+    dkernel = _result(dkernel, None if dk_out is None else check_out(
+        dk_out, "out[1] (dkernel)", kernel.shape, x.dtype))
+    dbias = _result(dbias, None if db_out is None else check_out(
+        db_out, "out[2] (dbias)", (cout,), x.dtype))
+    return dx, dkernel, dbias
+
+
+def max_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=None):
+    """2-D max pooling: x (N, H, W, C) -> (N, OH, OW, C); padded cells are ignored."""
+    x, pool_size, geo = check_pool(x, pool_size, strides, padding)
+    out = out if out is None else check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w,
+                                                         x.shape[3]), x.dtype)
+    windows = _windows(_pad(x, pool_size, geo, -np.inf), pool_size, geo)
+    return _result(windows.max(axis=(3, 4)), out)
+
+
+def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", out=None):
+    """Gradient of max_pool2d_forward: each window's dy goes to its first
+    maximal element in row-major order (its first NaN, if it holds one)."""
+    x, pool_size, geo = check_pool(x, pool_size, strides, padding)
+    dy = check_output_gradient(dy, x, x.shape[3], geo)
+    out = out if out is None else check_out(out, "out", x.shape, x.dtype)
+    padded = _pad(x, pool_size, geo, -np.inf)
+    inside = _pad(np.ones(x.shape[1:3] + (1,), bool)[None], pool_size, geo, False)
+    shape = (x.shape[0], geo.out_h, geo.out_w, pool_size[0] * pool_size[1], x.shape[3])
+    values = _windows(padded, pool_size, geo).reshape(shape)
+    valid = _windows(inside, pool_size, geo).reshape((1,) + shape[1:4] + (1,))
+    best = values.max(axis=3, keepdims=True)
+    is_best = valid & ((values == best) | (np.isnan(values) & np.isnan(best)))
+    first = is_best.argmax(axis=3)
+    routed = np.where(first[:, :, :, None] == np.arange(shape[3])[:, None], dy[:, :, :, None], 0)
+    routed = routed.reshape(shape[:3] + pool_size + (x.shape[3],))
+    dx = _crop(_scatter_windows(routed.astype(x.dtype, copy=False), padded.shape, pool_size,
+                                geo), x.shape, geo)
+    return _result(dx, out)
