@@ -35,10 +35,10 @@ cdef extern from "microkernels.h" nogil:
                           int kh_lo, int kh_hi, int width, const double *weights,
                           const double *bias, int relu, double *out, Py_ssize_t out_pitch,
                           int ncols)
-    void wgrad_tile_f32(int nrows, int nvec, const float *x, Py_ssize_t row_pitch,
+    void wgrad_tile_f32(int nrows, int nvec, const float **rows, Py_ssize_t row_pitch,
                         Py_ssize_t pix_pitch, int out_h, int out_w, const float *dy,
                         Py_ssize_t dy_pitch, float *dkernel, Py_ssize_t dk_pitch)
-    void wgrad_tile_f64(int nrows, int nvec, const double *x, Py_ssize_t row_pitch,
+    void wgrad_tile_f64(int nrows, int nvec, const double **rows, Py_ssize_t row_pitch,
                         Py_ssize_t pix_pitch, int out_h, int out_w, const double *dy,
                         Py_ssize_t dy_pitch, double *dkernel, Py_ssize_t dk_pitch)
 
@@ -81,7 +81,7 @@ cdef void forward_direct_tile(const floating[:, :, :, ::1] src, Py_ssize_t first
                               bint relu, floating[:, :, :, ::1] out) noexcept nogil:
     """Pixels first .. first + npix - 1 of the flattened (n, oh, ow) output,
     for a convolution that needs neither padding nor dilation."""
-    cdef const floating *pixels[8]
+    cdef const floating *pixels[FC_MAX_PIXELS]
     cdef Py_ssize_t q, n, rest
     cdef int p
     for p in range(npix):
@@ -128,7 +128,8 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int
     cdef int buf_width = (out_w - 1) * stride_w + kernel_w
     cdef Py_ssize_t row_pitch = buf_width * channels
     cdef int kh, row, kh_lo = kernel_h, kh_hi = 0, tile, ow, p, npix
-    cdef const floating *pixels[8]
+    cdef int tiles = (out_w + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
+    cdef const floating *pixels[FC_MAX_PIXELS]
     for kh in range(kernel_h):
         if source_index(oh * stride_h + kh - pad_top, dilation_h, src.shape[1], &row):
             gather_row(src, n, row, dilation_w, pad_left, buf_width, buf + kh * row_pitch)
@@ -138,9 +139,9 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int
             memset(buf + kh * row_pitch, 0, row_pitch * sizeof(floating))
     if kh_hi == 0:
         kh_lo = 0
-    for tile in range((out_w + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS):
-        ow = tile * FC_MAX_PIXELS
-        npix = min(FC_MAX_PIXELS, out_w - ow)
+    for tile in range(tiles):
+        ow = tile * out_w // tiles
+        npix = (tile + 1) * out_w // tiles - ow
         for p in range(npix):
             pixels[p] = buf + (ow + p) * stride_w * channels
         forward_blocks(npix, pixels, row_pitch, kh_lo, kh_hi, wpack, bias, relu,
@@ -187,53 +188,60 @@ cdef _scratch(const floating[:, :, :, ::1] like, int num_threads, Py_ssize_t siz
     return numpy.empty((max(num_threads, 1), max(size, 1)), dtype=numpy.asarray(like).dtype)
 
 
-cdef inline void wgrad_tile(int nrows, int nvec, const floating *x, Py_ssize_t row_pitch,
+cdef inline void wgrad_tile(int nrows, int nvec, const floating **rows, Py_ssize_t row_pitch,
                             Py_ssize_t pix_pitch, int out_h, int out_w, const floating *dy,
                             Py_ssize_t dy_pitch, floating *dkernel,
                             Py_ssize_t dk_pitch) noexcept nogil:
     if floating is float:
-        wgrad_tile_f32(nrows, nvec, x, row_pitch, pix_pitch, out_h, out_w, dy, dy_pitch,
+        wgrad_tile_f32(nrows, nvec, rows, row_pitch, pix_pitch, out_h, out_w, dy, dy_pitch,
                        dkernel, dk_pitch)
     else:
-        wgrad_tile_f64(nrows, nvec, x, row_pitch, pix_pitch, out_h, out_w, dy, dy_pitch,
+        wgrad_tile_f64(nrows, nvec, rows, row_pitch, pix_pitch, out_h, out_w, dy, dy_pitch,
                        dkernel, dk_pitch)
 
 
 cdef void wgrad_image(const floating *image, int image_w, int channels,
                       const floating *dy, int out_h, int out_w, int stride_h, int stride_w,
-                      floating *dk, int kernel_h, int width, int co_pad,
+                      floating *dk, int kernel_h, int kernel_w, int co_pad,
                       int nvec) noexcept nogil:
-    """Adds one image's contribution to dk (KH, width = KW*C, COP): ``image``
-    is its (padded) input with ``image_w`` pixels a row, ``dy`` its
-    (OH, OW, COP) output gradient."""
-    cdef Py_ssize_t image_pitch = <Py_ssize_t>image_w * channels
+    """Adds one image's contribution to dk (KH * KW * C + 1, COP), whose last
+    row is the bias gradient: ``image`` is the (padded) input with
+    ``image_w`` pixels a row, ``dy`` its (OH, OW, COP) output gradient."""
+    cdef const floating *rows[FC_MAX_ROWS]
+    cdef int width = kernel_w * channels, total = kernel_h * width
     cdef int block = nvec * FC_VBYTES // sizeof(floating)
+    cdef int tiles = (total + FC_MAX_ROWS - 1) // FC_MAX_ROWS
     cdef Py_ssize_t row_pitch = <Py_ssize_t>stride_h * image_w * channels
-    cdef int kh, tile, j, b, co
-    for kh in range(kernel_h):
-        for tile in range((width + FC_MAX_ROWS - 1) // FC_MAX_ROWS):
-            j = tile * FC_MAX_ROWS
-            for b in range(co_pad // block):
-                co = b * block
-                wgrad_tile(min(FC_MAX_ROWS, width - j), nvec,
-                           image + kh * image_pitch + j, row_pitch, stride_w * channels,
-                           out_h, out_w, dy + co, co_pad, dk + (kh * width + j) * co_pad + co, co_pad)
+    cdef int tile, first, last, r, b, c
+    cdef Py_ssize_t p
+    cdef floating *dbias = dk + <Py_ssize_t>total * co_pad
+    for tile in range(tiles):
+        first = tile * total // tiles
+        last = (tile + 1) * total // tiles
+        for r in range(first, last):
+            rows[r - first] = image + (r // width) * image_w * channels + r % width
+        for b in range(co_pad // block):
+            wgrad_tile(last - first, nvec, rows, row_pitch, stride_w * channels, out_h, out_w,
+                       dy + b * block, co_pad, dk + first * co_pad + b * block, co_pad)
+    for p in range(<Py_ssize_t>out_h * out_w):
+        for c in range(co_pad):
+            dbias[c] += dy[p * co_pad + c]
 
 
 def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
-                    floating[:, :, :, ::1] dk_parts, int stride_h, int stride_w,
-                    int pad_top, int pad_left, int kernel_w, int vectors_per_block,
-                    int num_threads):
-    """dk_parts[t] += thread t's share of sum_{n, oh, ow} window(src) x dy.
+                    floating[:, :, ::1] dk_parts, int stride_h, int stride_w,
+                    int pad_top, int pad_left, int kernel_h, int kernel_w,
+                    int vectors_per_block, int num_threads):
+    """dk_parts[t] += thread t's share of the kernel and bias gradients.
 
     ``src`` (N, H, W, C); ``dy`` (N, OH, OW, COP) with COP a multiple of
-    the block width; ``dk_parts`` (threads, KH, KW * C, COP), zeroed by the
-    caller and summed over its first axis afterwards.  Images are split
+    the block width; ``dk_parts`` (threads, KH * KW * C + 1, COP), zeroed
+    by the caller and summed over its first axis afterwards: rows
+    (kh, kw, ci) hold sum_{n, oh, ow} window(src) x dy, the last row sum dy.  Images are split
     into contiguous shares, one per thread, so the result is deterministic
     for a given thread count.
     """
-    cdef int threads = dk_parts.shape[0], kernel_h = dk_parts.shape[1]
-    cdef int width = dk_parts.shape[2], co_pad = dk_parts.shape[3]
+    cdef int threads = dk_parts.shape[0], co_pad = dk_parts.shape[2]
     cdef Py_ssize_t batch = src.shape[0]
     cdef int channels = src.shape[3], out_h = dy.shape[1], out_w = dy.shape[2]
     cdef int padded_h = (out_h - 1) * stride_h + kernel_h
@@ -252,8 +260,8 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
         for n in range(t * batch // threads, (t + 1) * batch // threads):
             if direct:
                 wgrad_image(&src[n, 0, 0, 0], src.shape[2], channels, &dy[n, 0, 0, 0],
-                            out_h, out_w, stride_h, stride_w, &dk_parts[t, 0, 0, 0],
-                            kernel_h, width, co_pad, vectors_per_block)
+                            out_h, out_w, stride_h, stride_w, &dk_parts[t, 0, 0],
+                            kernel_h, kernel_w, co_pad, vectors_per_block)
             else:
                 image = &bufs[t, 0]
                 for r in range(padded_h):
@@ -264,5 +272,5 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
                         memset(image + r * padded_w * channels, 0,
                                padded_w * channels * sizeof(floating))
                 wgrad_image(image, padded_w, channels, &dy[n, 0, 0, 0], out_h, out_w,
-                            stride_h, stride_w, &dk_parts[t, 0, 0, 0], kernel_h, width, co_pad,
+                            stride_h, stride_w, &dk_parts[t, 0, 0], kernel_h, kernel_w, co_pad,
                             vectors_per_block)

@@ -1,8 +1,9 @@
 /* Register-tiled inner loops of the convolution kernels, in C with the
  * GCC/Clang vector extensions so that the accumulators stay in registers.
  *
- * One vector holds 64 bytes: 16 floats or 8 doubles.  The compiler lowers it
- * to whatever the target has (AVX-512, AVX2, SSE, NEON).  The bodies live in
+ * One vector holds 64 bytes (16 floats or 8 doubles) when the target has
+ * AVX-512, else 32 bytes; the compiler lowers it to the target's
+ * instructions (AVX-512, AVX2, SSE, NEON).  The bodies live in
  * microkernels_impl.h, included once per element type.
  */
 #ifndef FASTCONV_MICROKERNELS_H
@@ -21,9 +22,17 @@
 #define FASTCONV_BUILD_FLAGS "unknown"
 #endif
 
+/* Tile sizes: accumulators + operands must fit the register file
+ * (32 vector registers with AVX-512, 16 otherwise). */
+#if defined(__AVX512F__)
 #define FC_VBYTES 64
 #define FC_MAX_PIXELS 8   /* output pixels in one forward tile */
-#define FC_MAX_ROWS 8     /* kernel rows (kw, ci pairs) in one weight-gradient tile */
+#define FC_MAX_ROWS 12    /* kernel rows (kh, kw, ci) in one weight-gradient tile */
+#else
+#define FC_VBYTES 32
+#define FC_MAX_PIXELS 6
+#define FC_MAX_ROWS 6
+#endif
 #define FC_MAX_VECS 2     /* output-channel vectors in one tile */
 
 #define FC_T float

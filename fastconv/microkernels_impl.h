@@ -75,44 +75,46 @@ FC_NAME(forward_tile)(int npix, int nvec, const FC_T *const *pixels, ptrdiff_t r
                                 weights, bias, relu, out, out_pitch, ncols); break;
     switch (npix * 4 + nvec) {
         FC_CASE(1, 1) FC_CASE(2, 1) FC_CASE(3, 1) FC_CASE(4, 1)
-        FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(7, 1) FC_CASE(8, 1)
-        FC_CASE(1, 2) FC_CASE(2, 2) FC_CASE(3, 2) FC_CASE(4, 2)
-        FC_CASE(5, 2) FC_CASE(6, 2) FC_CASE(7, 2) FC_CASE(8, 2)
+        FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(1, 2) FC_CASE(2, 2)
+        FC_CASE(3, 2) FC_CASE(4, 2) FC_CASE(5, 2) FC_CASE(6, 2)
+#if FC_MAX_PIXELS > 6
+        FC_CASE(7, 1) FC_CASE(8, 1) FC_CASE(7, 2) FC_CASE(8, 2)
+#endif
     }
 #undef FC_CASE
 }
 
-/* Weight-gradient tile: `nrows` consecutive (kernel column, input channel)
- * rows x `nvec` vectors of output channels, summed over all output pixels
- * of one image for one kernel row, and added into `dkernel`.
+/* Weight-gradient tile: `nrows` kernel rows (kh, kw, ci) x `nvec` vectors of
+ * output channels, summed over all output pixels of one image and added
+ * into `dkernel`.
  *
- * x           the image's input at (row kh, column 0, element j0)
- * row_pitch   elements between the input rows of consecutive output rows
+ * rows[r]     input element that row r multiplies at output pixel (0, 0)
+ * row_pitch   elements between the inputs of consecutive output rows
  * pix_pitch   elements between the inputs of consecutive output columns
- * dy          the image's output gradient at channel co0; pitch dy_pitch per pixel
- * dkernel     gradient rows j0.. at channel co0; pitch dk_pitch per row
+ * dy          the image's output gradient at channel co0; dy_pitch per pixel
+ * dkernel     gradient row 0 at channel co0; row r at dkernel + r * dk_pitch
  */
 static inline __attribute__((always_inline)) void
-FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec,
-                          const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
-                          int out_h, int out_w, const FC_T *dy, ptrdiff_t dy_pitch,
-                          FC_T *dkernel, ptrdiff_t dk_pitch)
+FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec, const FC_T *const *rows,
+                          ptrdiff_t row_pitch, ptrdiff_t pix_pitch, int out_h, int out_w,
+                          const FC_T *dy, ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
 {
     VEC acc[FC_MAX_ROWS][FC_MAX_VECS];
     for (int r = 0; r < nrows; r++)
         for (int v = 0; v < nvec; v++)
             acc[r][v] = (VEC){0};
     for (int oh = 0; oh < out_h; oh++) {
-        const FC_T *xrow = x + (ptrdiff_t)oh * row_pitch;
         const FC_T *dyrow = dy + (ptrdiff_t)oh * out_w * dy_pitch;
         for (int ow = 0; ow < out_w; ow++) {
             VEC g[FC_MAX_VECS];
             for (int v = 0; v < nvec; v++)
                 g[v] = LOAD(dyrow + (ptrdiff_t)ow * dy_pitch + v * VW);
-            const FC_T *xs = xrow + (ptrdiff_t)ow * pix_pitch;
-            for (int r = 0; r < nrows; r++)
+            const ptrdiff_t at = (ptrdiff_t)oh * row_pitch + (ptrdiff_t)ow * pix_pitch;
+            for (int r = 0; r < nrows; r++) {
+                const FC_T xs = rows[r][at];
                 for (int v = 0; v < nvec; v++)
-                    acc[r][v] += xs[r] * g[v];
+                    acc[r][v] += xs * g[v];
+            }
         }
     }
     for (int r = 0; r < nrows; r++)
@@ -123,18 +125,22 @@ FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec,
 }
 
 static void
-FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *x, ptrdiff_t row_pitch,
+FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *const *rows, ptrdiff_t row_pitch,
                     ptrdiff_t pix_pitch, int out_h, int out_w, const FC_T *dy,
                     ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
 {
 #define FC_CASE(R, V) case (R) * 4 + (V): \
-    FC_NAME(wgrad_tile_fixed)(R, V, x, row_pitch, pix_pitch, out_h, out_w, \
+    FC_NAME(wgrad_tile_fixed)(R, V, rows, row_pitch, pix_pitch, out_h, out_w, \
                               dy, dy_pitch, dkernel, dk_pitch); break;
     switch (nrows * 4 + nvec) {
         FC_CASE(1, 1) FC_CASE(2, 1) FC_CASE(3, 1) FC_CASE(4, 1)
-        FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(7, 1) FC_CASE(8, 1)
-        FC_CASE(1, 2) FC_CASE(2, 2) FC_CASE(3, 2) FC_CASE(4, 2)
-        FC_CASE(5, 2) FC_CASE(6, 2) FC_CASE(7, 2) FC_CASE(8, 2)
+        FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(1, 2) FC_CASE(2, 2)
+        FC_CASE(3, 2) FC_CASE(4, 2) FC_CASE(5, 2) FC_CASE(6, 2)
+#if FC_MAX_ROWS > 6
+        FC_CASE(7, 1) FC_CASE(8, 1) FC_CASE(9, 1) FC_CASE(10, 1)
+        FC_CASE(11, 1) FC_CASE(12, 1) FC_CASE(7, 2) FC_CASE(8, 2)
+        FC_CASE(9, 2) FC_CASE(10, 2) FC_CASE(11, 2) FC_CASE(12, 2)
+#endif
     }
 #undef FC_CASE
 }

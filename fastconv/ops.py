@@ -105,13 +105,14 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     dbias = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype)
     threads = get_num_threads()
 
-    np.sum(dy.reshape(-1, cout), axis=0, out=dbias)
     vectors, width = _channel_blocks(cout, x.dtype)
     padded_cout = -(-cout // width) * width
-    parts = np.zeros((threads, kh, kw * cin, padded_cout), x.dtype)
+    parts = np.zeros((threads, kh * kw * cin + 1, padded_cout), x.dtype)
     _conv.weight_gradient(x, _pad_channels(dy, padded_cout), parts, geo.stride_h,
-                          geo.stride_w, geo.pad_top, geo.pad_left, kw, vectors, threads)
-    dkernel[...] = np.sum(parts[..., :cout], axis=0).reshape(kernel.shape)
+                          geo.stride_w, geo.pad_top, geo.pad_left, kh, kw, vectors, threads)
+    summed = np.sum(parts[..., :cout], axis=0)
+    dkernel[...] = summed[:-1].reshape(kernel.shape)
+    dbias[...] = summed[-1]
 
     if not compute_dx:
         return None, dkernel, dbias
@@ -140,7 +141,6 @@ def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     dy = check_output_gradient(dy, x, x.shape[3], geo)
     dx = check_out(out, "out", x.shape, x.dtype)
-    dx.fill(0)
     _pool.backward(x, dy, dx, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
                    geo.pad_top, geo.pad_left, get_num_threads())
     return dx

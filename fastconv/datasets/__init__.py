@@ -1,0 +1,3 @@
+"""Datasets in the Keras ``load_data`` format."""
+
+from . import mnist

@@ -1,0 +1,132 @@
+"""Kernel benchmark: fastconv's compiled kernels vs the NumPy reference (and
+PyTorch when installed) at the shapes of the MNIST convnet, batch 64.
+
+    OMP_NUM_THREADS=2 python bench/bench_kernels.py
+
+Times are medians of repeated calls after warm-up, all in one run; GFLOP/s
+and "% peak" compare the compiled conv kernels with a 2048^3 float32
+numpy.matmul measured in the same run.
+"""
+
+import argparse
+
+import numpy as np
+
+import fastconv
+from fastconv import ops, reference
+from common import describe_machine, import_torch, matmul_gflops, median_ms, print_table
+
+# name: (input shape NHWC, output channels); all 3x3 'valid' stride 1.
+CONVS = {
+    "conv1": ((64, 28, 28, 1), 32),
+    "conv2": ((64, 13, 13, 32), 64),
+    "conv3": ((64, 5, 5, 64), 64),
+}
+POOLS = {"pool1": (64, 26, 26, 32), "pool2": (64, 11, 11, 64)}
+
+
+def torch_conv(torch, x, kernel, bias, dy, compute_dx):
+    """(forward, backward) closures running the same convolution in PyTorch,
+    channels-last, as its CPU backend runs fastest."""
+    to_nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous(
+        memory_format=torch.channels_last)
+    tx = to_nchw(x).requires_grad_(compute_dx)
+    tk = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.from_numpy(bias).requires_grad_(True)
+    tdy = to_nchw(dy)
+    inputs = [tx, tk, tb] if compute_dx else [tk, tb]
+
+    def forward():
+        with torch.no_grad():
+            return torch.relu(torch.nn.functional.conv2d(tx, tk, tb))
+
+    def backward():
+        y = torch.nn.functional.conv2d(tx, tk, tb)
+        return torch.autograd.grad(y, inputs, tdy)
+
+    return forward, backward
+
+
+def torch_pool(torch, x, dy):
+    tx = torch.from_numpy(x).permute(0, 3, 1, 2).requires_grad_(True)
+    tdy = torch.from_numpy(dy).permute(0, 3, 1, 2)
+
+    def forward():
+        with torch.no_grad():
+            return torch.nn.functional.max_pool2d(tx, 2)
+
+    def backward():
+        return torch.autograd.grad(torch.nn.functional.max_pool2d(tx, 2), [tx], tdy)
+
+    return forward, backward
+
+
+def cases(rng, torch):
+    """(name, flops or None, fastconv fn, reference fn, torch fn or None) per kernel."""
+    for name, (shape, cout) in CONVS.items():
+        x = rng.standard_normal(shape, dtype=np.float32)
+        kernel = rng.standard_normal((3, 3, shape[3], cout), dtype=np.float32) * 0.1
+        bias = np.zeros(cout, np.float32)
+        y = ops.conv2d_forward(x, kernel, bias)
+        dy = rng.standard_normal(y.shape, dtype=np.float32)
+        compute_dx = name != "conv1"  # the first layer needs no input gradient
+        flops = 2 * y.size * kernel.shape[0] * kernel.shape[1] * shape[3]
+        fwd_t, bwd_t = torch_conv(torch, x, kernel, bias, dy, compute_dx) if torch else (None, None)
+        yield (f"{name} forward", flops,
+               lambda m=None, x=x, k=kernel, b=bias: ops.conv2d_forward(x, k, b, activation="relu"),
+               lambda x=x, k=kernel, b=bias: reference.conv2d_forward(x, k, b, activation="relu"),
+               fwd_t)
+        yield (f"{name} backward", flops * (2 if compute_dx else 1),
+               lambda x=x, k=kernel, dy=dy, c=compute_dx: ops.conv2d_backward(x, k, dy, compute_dx=c),
+               lambda x=x, k=kernel, dy=dy, c=compute_dx: reference.conv2d_backward(
+                   x, k, dy, compute_dx=c),
+               bwd_t)
+    for name, shape in POOLS.items():
+        x = rng.standard_normal(shape, dtype=np.float32)
+        dy = rng.standard_normal(ops.max_pool2d_forward(x).shape, dtype=np.float32)
+        fwd_t, bwd_t = torch_pool(torch, x, dy) if torch else (None, None)
+        yield (f"{name} forward", None, lambda x=x: ops.max_pool2d_forward(x),
+               lambda x=x: reference.max_pool2d_forward(x), fwd_t)
+        yield (f"{name} backward", None, lambda x=x, dy=dy: ops.max_pool2d_backward(x, dy),
+               lambda x=x, dy=dy: reference.max_pool2d_backward(x, dy), bwd_t)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=30, help="timed calls per kernel")
+    parser.add_argument("--threads", type=int, default=fastconv.get_num_threads(),
+                        help="threads for fastconv and PyTorch (default: OMP_NUM_THREADS)")
+    args = parser.parse_args()
+    fastconv.set_num_threads(args.threads)
+    torch = import_torch(args.threads)
+    rng = np.random.default_rng(0)
+    peak = matmul_gflops()
+
+    headers = ["kernel (batch 64, float32)", "fastconv ms", "NumPy ms", "speed-up"]
+    if torch:
+        headers += ["PyTorch ms", "PyTorch / fastconv"]
+    headers += ["GFLOP/s", "% of matmul peak"]
+    rows = []
+    for name, flops, compiled, ref, torch_fn in cases(rng, torch):
+        t_fast = median_ms(compiled, args.repeat)
+        t_ref = median_ms(ref, args.repeat)
+        row = [name, f"{t_fast:.3f}", f"{t_ref:.3f}", f"{t_ref / t_fast:.1f}x"]
+        if torch:
+            t_torch = median_ms(torch_fn, args.repeat)
+            row += [f"{t_torch:.3f}", f"{t_torch / t_fast:.2f}x"]
+        if flops:
+            gflops = flops / t_fast / 1e6
+            row += [f"{gflops:.0f}", f"{100 * gflops / peak:.0f}%"]
+        else:
+            row += ["-", "-"]
+        rows.append(row)
+
+    for line in describe_machine(torch):
+        print(line)
+    print(f"matmul peak (2048^3 float32 numpy.matmul): {peak:.0f} GFLOP/s")
+    print()
+    print_table(headers, rows)
+
+
+if __name__ == "__main__":
+    main()
