@@ -6,9 +6,9 @@ by :mod:`fastconv.ops` before it calls them.  Every loop runs without the
 GIL and is shared among ``num_threads`` OpenMP threads.
 
 Weights arrive packed as ``(blocks, KH, KW, C, block_width)``: output
-channels are cut into blocks of one or two 64-byte vectors (zero-padded at
-the end) so that the register tiles in ``microkernels.h`` read them with
-unit stride.
+channels are cut into blocks of one or two vectors (``VECTOR_BYTES`` each,
+zero-padded at the end) so that the register tiles in ``microkernels.h``
+read them with unit stride.
 """
 
 from cython.parallel cimport prange, threadid
@@ -64,7 +64,7 @@ cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch
                          const floating *bias, bint relu, floating *out,
                          int out_channels) noexcept nogil:
     """All output-channel blocks of one tile of ``npix`` pixels."""
-    cdef int blocks = wpack.shape[0], kh = wpack.shape[1]
+    cdef int blocks = wpack.shape[0]
     cdef int width = wpack.shape[2] * wpack.shape[3], block_width = wpack.shape[4]
     cdef int nvec = block_width * sizeof(floating) // FC_VBYTES
     cdef int b
@@ -103,12 +103,11 @@ cdef inline bint source_index(int virtual, int dilation, int size, int *index) n
     return True
 
 
-cdef void gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int virtual_row,
+cdef void gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int row,
                      int dilation_w, int pad_left, int buf_width, floating *dst) noexcept nogil:
-    """One input row on the padded, dilated grid: ``buf_width`` pixels, zeros
-    where padding or dilation holes fall."""
+    """Row ``row`` of image n laid on the padded, dilated grid: ``buf_width``
+    pixels, zeros where padding or dilation holes fall."""
     cdef int channels = src.shape[3], col, u
-    cdef int row = virtual_row
     for col in range(buf_width):
         if source_index(col - pad_left, dilation_w, src.shape[2], &u):
             memcpy(dst + col * channels, &src[n, row, u, 0], channels * sizeof(floating))

@@ -8,13 +8,18 @@ functions in plain NumPy.
 
 ``out`` arguments take preallocated, C-contiguous results of the exact
 shape and dtype, so that a training loop can reuse its buffers.
+
+The compiled convolution multiplies the weights by the zeros of padding
+and of the gaps between strided gradients; with a NaN or Inf weight those
+products are NaN where the definition has no product at all, so kernels
+holding non-finite weights take the reference's exact path instead.
 """
 
 import os
 
 import numpy as np
 
-from . import _conv, _pool
+from . import _conv, _pool, reference
 from ._checks import (check_activation, check_bias, check_conv2d, check_out,
                       check_output_gradient, check_pool)
 
@@ -81,6 +86,9 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
     bias = check_bias(bias, kernel)
     relu = check_activation(activation)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, kernel.shape[3]), x.dtype)
+    if not np.isfinite(kernel).all():
+        y[...] = reference.conv2d_forward(x, kernel, bias, strides, padding, activation)
+        return y
     packed = _pack_weights(kernel)
     if bias is not None:
         bias = _pad_channels(bias, packed.shape[0] * packed.shape[4])
@@ -117,6 +125,9 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     if not compute_dx:
         return None, dkernel, dbias
     dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype)
+    if not np.isfinite(kernel).all():
+        dx[...] = reference.conv2d_backward(x, kernel, dy, strides, padding)[0]
+        return dx, dkernel, dbias
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
     packed = _pack_weights(np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)))

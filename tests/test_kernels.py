@@ -17,7 +17,7 @@ examples computed by hand.  Sections follow the topics of the test plan:
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import fastconv
@@ -30,7 +30,7 @@ DTYPES = [np.float32, np.float64]
 # Tolerance relative to the largest magnitude of the expected result.
 TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
-MAIN = settings(max_examples=200, deadline=None,
+MAIN = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -81,6 +81,20 @@ def sizes(draw, low, high):
     return (draw(st.integers(low, high)), draw(st.integers(low, high)))
 
 
+def make_conv_case(dtype, padding, batch, h, w, cin, cout, kh, kw, strides, with_bias,
+                   seed):
+    """Random arrays for one Conv2D configuration."""
+    rng = np.random.default_rng(seed)
+    sh, sw = pair(strides)
+    oh, ow = out_size(h, kh, sh, padding), out_size(w, kw, sw, padding)
+    return dict(
+        x=random(rng, (batch, h, w, cin), dtype),
+        kernel=random(rng, (kh, kw, cin, cout), dtype),
+        bias=random(rng, (cout,), dtype) if with_bias else None,
+        dy=random(rng, (batch, oh, ow, cout), dtype),
+        strides=strides, padding=padding, dtype=dtype)
+
+
 @st.composite
 def conv_cases(draw):
     """A random valid Conv2D configuration with its arrays."""
@@ -91,22 +105,45 @@ def conv_cases(draw):
     cin, cout = draw(st.integers(1, 17)), draw(st.integers(1, 17))
     limit_h, limit_w = (min(5, h), min(5, w)) if padding == "valid" else (5, 5)
     kh, kw = draw(st.integers(1, limit_h)), draw(st.integers(1, limit_w))
-    strides = draw(sizes(1, 3))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    sh, sw = pair(strides)
-    oh, ow = out_size(h, kh, sh, padding), out_size(w, kw, sw, padding)
-    return dict(
-        x=random(rng, (batch, h, w, cin), dtype),
-        kernel=random(rng, (kh, kw, cin, cout), dtype),
-        bias=random(rng, (cout,), dtype) if draw(st.booleans()) else None,
-        dy=random(rng, (batch, oh, ow, cout), dtype),
-        strides=strides, padding=padding, dtype=dtype)
+    return make_conv_case(dtype, padding, batch, h, w, cin, cout, kh, kw,
+                          draw(sizes(1, 3)), draw(st.booleans()),
+                          draw(st.integers(0, 2**32 - 1)))
+
+
+# Always tried: the largest configurations, and output channels on both sides
+# of the vector widths (8 doubles / 16 floats per 64 bytes, half that for 32).
+CONV_EXAMPLES = [
+    make_conv_case(dtype, padding, 8, 20, 19, 17, cout, 5, 4, strides, True, 0)
+    for dtype in DTYPES for padding in ["valid", "same"]
+    for cout, strides in [(17, (3, 2)), (16, 1), (8, (1, 3)), (9, 2), (4, 1), (5, 3)]
+]
+
+
+def with_examples(examples, **extra):
+    """hypothesis @example decorators for the given cases."""
+    def decorate(test):
+        for case in examples:
+            test = example(case=case, **extra)(test)
+        return test
+    return decorate
+
+
+def make_pool_case(dtype, padding, batch, h, w, channels, pool_size, strides, ties, seed):
+    """Random arrays for one max-pooling configuration; with ``ties`` x holds
+    few distinct integers, so windows hold several maxima."""
+    rng = np.random.default_rng(seed)
+    ph, pw = pair(pool_size)
+    sh, sw = pair(strides) if strides is not None else (ph, pw)
+    oh, ow = out_size(h, ph, sh, padding), out_size(w, pw, sw, padding)
+    shape = (batch, h, w, channels)
+    x = rng.integers(-2, 3, shape).astype(dtype) if ties else random(rng, shape, dtype)
+    return dict(x=x, dy=random(rng, (batch, oh, ow, channels), dtype),
+                pool_size=pool_size, strides=strides, padding=padding, dtype=dtype)
 
 
 @st.composite
 def pool_cases(draw):
-    """A random valid max-pooling configuration; half of them draw x from a
-    few integers so that windows hold ties."""
+    """A random valid max-pooling configuration, half of them with ties."""
     dtype = draw(st.sampled_from(DTYPES))
     padding = draw(st.sampled_from(["valid", "same"]))
     batch = draw(st.integers(0, 8))
@@ -116,14 +153,15 @@ def pool_cases(draw):
     ph, pw = draw(st.integers(1, limit_h)), draw(st.integers(1, limit_w))
     pool_size = (ph, pw) if (ph != pw or draw(st.booleans())) else ph
     strides = draw(st.one_of(st.none(), sizes(1, 3)))
-    ties = draw(st.booleans())
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    sh, sw = pair(strides) if strides is not None else (ph, pw)
-    oh, ow = out_size(h, ph, sh, padding), out_size(w, pw, sw, padding)
-    shape = (batch, h, w, channels)
-    x = rng.integers(-2, 3, shape).astype(dtype) if ties else random(rng, shape, dtype)
-    return dict(x=x, dy=random(rng, (batch, oh, ow, channels), dtype),
-                pool_size=pool_size, strides=strides, padding=padding, dtype=dtype)
+    return make_pool_case(dtype, padding, batch, h, w, channels, pool_size, strides,
+                          draw(st.booleans()), draw(st.integers(0, 2**32 - 1)))
+
+
+POOL_EXAMPLES = [
+    make_pool_case(dtype, padding, 8, 20, 17, 17, pool, strides, ties, 0)
+    for dtype in DTYPES for padding in ["valid", "same"] for ties in [False, True]
+    for pool, strides in [((4, 3), None), (4, 1), ((3, 2), (1, 3)), (1, 2)]
+]
 
 
 @pytest.fixture
@@ -138,11 +176,14 @@ def restore_threads():
 
 @MAIN
 @given(case=conv_cases(), activation=st.sampled_from([None, "linear", "relu"]))
+@with_examples(CONV_EXAMPLES[0::2], activation="relu")
+@with_examples(CONV_EXAMPLES[1::2], activation=None)
 def test_conv2d_forward_matches_reference(case, activation):
     """ops.conv2d_forward == reference.conv2d_forward on random configurations."""
     args = (case["x"], case["kernel"], case["bias"], case["strides"], case["padding"],
             activation)
     expected = reference.conv2d_forward(*args)
+    assert expected.shape == case["dy"].shape  # TensorFlow's output size
     assert_close(ops.conv2d_forward(*args), expected, case["dtype"])
     if activation == "relu":
         assert np.all(expected >= 0)
@@ -150,6 +191,8 @@ def test_conv2d_forward_matches_reference(case, activation):
 
 @MAIN
 @given(case=conv_cases(), compute_dx=st.booleans())
+@with_examples(CONV_EXAMPLES, compute_dx=True)
+@with_examples(CONV_EXAMPLES[::3], compute_dx=False)
 def test_conv2d_backward_matches_reference(case, compute_dx):
     """ops.conv2d_backward == reference.conv2d_backward (dx, dkernel, dbias)."""
     args = (case["x"], case["kernel"], case["dy"], case["strides"], case["padding"],
@@ -163,6 +206,7 @@ def test_conv2d_backward_matches_reference(case, compute_dx):
 
 @MAIN
 @given(case=pool_cases())
+@with_examples(POOL_EXAMPLES)
 def test_max_pool2d_forward_matches_reference(case):
     """ops.max_pool2d_forward == reference (exactly: a maximum does not round)."""
     args = (case["x"], case["pool_size"], case["strides"], case["padding"])
@@ -175,6 +219,7 @@ def test_max_pool2d_forward_matches_reference(case):
 
 @MAIN
 @given(case=pool_cases())
+@with_examples(POOL_EXAMPLES)
 def test_max_pool2d_backward_matches_reference(case):
     """ops.max_pool2d_backward == reference, ties included (first-max rule)."""
     args = (case["x"], case["dy"], case["pool_size"], case["strides"], case["padding"])
@@ -660,11 +705,13 @@ quiet = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("strides,padding", NONFINITE_CONFIGS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_conv2d_nonfinite_data_matches_reference(strides, padding, dtype):
-    """NaN/Inf in x and dy propagate (0 * Inf = NaN, Inf - Inf = NaN) as in the reference."""
+    """NaN/Inf in x, bias and dy propagate (0 * Inf = NaN, Inf - Inf = NaN)
+    exactly as in the reference."""
     rng = np.random.default_rng(7)
     x = sprinkle(rng, random(rng, (3, 9, 8, 4), dtype))
     kernel, bias = random(rng, (3, 2, 4, 5), dtype), random(rng, (5,), dtype)
     kernel[0, 0, 0, 0] = 0  # makes 0 * Inf where an Inf falls under it
+    bias[1:3] = [np.nan, -np.inf]
     for activation in [None, "relu"]:
         want = reference.conv2d_forward(x, kernel, bias, strides, padding, activation)
         assert np.isnan(want).any() and np.isinf(want).any()
@@ -675,22 +722,45 @@ def test_conv2d_nonfinite_data_matches_reference(strides, padding, dtype):
 
 
 @quiet
+@pytest.mark.parametrize("special", [np.nan, np.inf])
 @pytest.mark.parametrize("strides,padding", NONFINITE_CONFIGS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_conv2d_nonfinite_kernel_and_bias_match_reference(strides, padding, dtype):
-    """A NaN or Inf weight or bias gives the same NaN/Inf pattern in both modules."""
+def test_conv2d_nonfinite_kernel_matches_reference(strides, padding, dtype, special):
+    """A NaN or Inf weight gives the same NaN/Inf pattern in y, dx, dkernel as
+    in the reference."""
     rng = np.random.default_rng(8)
     x = random(rng, (2, 7, 8, 3), dtype)
-    for special in [np.nan, np.inf]:
-        kernel, bias = random(rng, (3, 3, 3, 2), dtype), random(rng, (2,), dtype)
-        kernel[0, 0, 1, 0] = special
-        bias[1] = -special
-        args = (x, kernel, bias, strides, padding)
-        want = reference.conv2d_forward(*args)
-        assert_close(ops.conv2d_forward(*args), want)
-        dy = random(rng, want.shape, dtype)
-        assert_all_close(ops.conv2d_backward(x, kernel, dy, strides, padding),
-                         reference.conv2d_backward(x, kernel, dy, strides, padding))
+    kernel = random(rng, (3, 3, 3, 2), dtype)
+    kernel[0, 0, 1, 0] = special
+    want = reference.conv2d_forward(x, kernel, None, strides, padding)
+    assert_close(ops.conv2d_forward(x, kernel, None, strides, padding), want)
+    dy = random(rng, want.shape, dtype)
+    assert_all_close(ops.conv2d_backward(x, kernel, dy, strides, padding),
+                     reference.conv2d_backward(x, kernel, dy, strides, padding))
+
+
+@quiet
+@pytest.mark.parametrize("module", MODULES)
+def test_conv2d_nan_weight_by_hand(module):
+    """A NaN weight reaches exactly the values it multiplies.
+
+    4x4 input 1..16, 2x2 kernel of ones with kernel[0, 0] = NaN, dy = 1:
+    every y is NaN; dx[i, j] = sum of kernel[a, b] over the windows holding
+    (i, j) at offset (a, b), NaN only where (i, j) is some window's top-left
+    corner (i, j < 3); dkernel and dbias do not involve the kernel at all.
+    With 'same' padding (3x3 kernel, NaN at [0, 0]) the NaN weight meets
+    a zero of the padding or an input in every window: 0 * NaN = NaN."""
+    nan = np.nan
+    x = image(np.arange(1, 17).reshape(4, 4))
+    k = kernel2d([[nan, 1], [1, 1]])
+    assert np.isnan(module.conv2d_forward(x, k)).all()
+    dx, dk, db = module.conv2d_backward(x, k, np.ones((1, 3, 3, 1)))
+    np.testing.assert_array_equal(dx, image([[nan, nan, nan, 1], [nan, nan, nan, 2],
+                                             [nan, nan, nan, 2], [1, 2, 2, 1]]))
+    np.testing.assert_array_equal(dk, kernel2d([[54, 63], [90, 99]]))
+    np.testing.assert_array_equal(db, [9.0])
+    k3 = kernel2d([[nan, 1, 1], [1, 1, 1], [1, 1, 1]])
+    assert np.isnan(module.conv2d_forward(x, k3, padding="same")).all()
 
 
 @pytest.mark.parametrize("pool_size,strides,padding", [((2, 2), None, "valid"),

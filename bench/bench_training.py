@@ -1,0 +1,126 @@
+"""End-to-end benchmark: training and inference throughput of the MNIST
+convnet of "Deep Learning with Python" ch. 5.1 at batch 64, for fastconv's
+compiled backend, its NumPy reference backend, and PyTorch (same
+architecture, initialisation and optimizer, channels-last) when installed.
+
+    OMP_NUM_THREADS=2 python bench/bench_training.py
+
+Each figure is the median over ``--repeat`` timed passes (after one
+warm-up pass) over the same ``--images`` images, all in one run.
+"""
+
+import argparse
+
+import numpy as np
+
+import fastconv
+from fastconv import layers, models
+from common import describe_machine, import_torch, median_ms, print_table
+
+
+def notebook_model():
+    model = models.Sequential([
+        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fastconv_passes(x, labels, batch_size):
+    """(train pass, predict pass) closures for a fresh notebook model."""
+    model = notebook_model()
+    train = lambda: model.fit(x, labels, batch_size=batch_size, epochs=1, verbose=0,
+                              shuffle=False)
+    predict = lambda: model.predict(x, batch_size=batch_size, verbose=0)
+    return train, predict
+
+
+def torch_passes(torch, x, labels, batch_size):
+    """The same model, initialisation (Glorot uniform, zero biases) and
+    optimizer (Keras's RMSprop) in PyTorch, channels-last."""
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3), nn.ReLU(),
+        nn.Flatten(), nn.Linear(576, 64), nn.ReLU(), nn.Linear(64, 10),
+    ).to(memory_format=torch.channels_last)
+    for module in model:
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=0.001, alpha=0.9, eps=1e-7)
+    loss_fn = nn.CrossEntropyLoss()
+    images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(
+        memory_format=torch.channels_last)
+    targets = torch.from_numpy(labels.argmax(axis=1))
+    batches = [(images[i:i + batch_size], targets[i:i + batch_size])
+               for i in range(0, len(x), batch_size)]
+
+    def train():
+        model.train()
+        for xb, yb in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(xb), yb).backward()
+            optimizer.step()
+
+    def predict():
+        model.eval()
+        with torch.no_grad():
+            return [torch.softmax(model(xb), dim=1) for xb, _ in batches]
+
+    return train, predict
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=6400, help="images per timed pass")
+    parser.add_argument("--repeat", type=int, default=5, help="timed passes per entry")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=fastconv.get_num_threads(),
+                        help="threads for fastconv and PyTorch (default: OMP_NUM_THREADS)")
+    parser.add_argument("--skip-numpy", action="store_true",
+                        help="leave out the (slow) NumPy reference backend")
+    args = parser.parse_args()
+    fastconv.set_num_threads(args.threads)
+    torch = import_torch(args.threads)
+    rng = np.random.default_rng(0)
+    x = rng.random((args.images, 28, 28, 1), dtype=np.float32)
+    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, args.images)]
+
+    entries = []
+    for backend in ["cython"] + ([] if args.skip_numpy else ["numpy"]):
+        fastconv.set_backend(backend)
+        entries.append((f"fastconv ({backend})", *fastconv_passes(x, labels, args.batch_size)))
+    fastconv.set_backend("cython")
+    if torch:
+        entries.append((f"PyTorch {torch.__version__} (channels-last)",
+                        *torch_passes(torch, x, labels, args.batch_size)))
+
+    rows, base = [], None
+    for name, train, predict in entries:
+        train_rate = args.images / median_ms(train, args.repeat, warmup=1) * 1e3
+        predict_rate = args.images / median_ms(predict, args.repeat, warmup=1) * 1e3
+        base = base or (train_rate, predict_rate)
+        rows.append([name, f"{train_rate:,.0f}", f"{base[0] / train_rate:.2f}x",
+                     f"{60000 / train_rate:.1f}", f"{predict_rate:,.0f}",
+                     f"{base[1] / predict_rate:.2f}x"])
+
+    for line in describe_machine(torch):
+        print(line)
+    print(f"{args.images} images a pass, batch {args.batch_size}, float32, median of "
+          f"{args.repeat} passes; ratios are fastconv (cython) / entry")
+    print()
+    print_table(["backend", "train images/s", "cython speed-up", "s per 60k epoch",
+                 "predict images/s", "cython speed-up"], rows)
+
+
+if __name__ == "__main__":
+    main()
