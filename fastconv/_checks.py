@@ -96,11 +96,12 @@ def window_output(size, window, stride, padding, what):
     return out, max((out - 1) * stride + window - size, 0) // 2
 
 
-def geometry(x_shape, window, strides, padding, what):
+def geometry(x_shape, window, strides, padding, what, out_channels):
     out_h, pad_top = window_output(x_shape[1], window[0], strides[0], padding, what)
     out_w, pad_left = window_output(x_shape[2], window[1], strides[1], padding, what)
-    if np.prod([out_h, out_w], dtype=np.float64) * x_shape[3] > MAX_ELEMENTS:
-        raise ValueError(f"the output of shape {(out_h, out_w)} per image is too large")
+    if np.prod([out_h, out_w, out_channels], dtype=np.float64) > MAX_ELEMENTS:
+        raise ValueError(f"the output of shape {(out_h, out_w, out_channels)} per image "
+                         "is too large")
     return Geometry(out_h, out_w, strides[0], strides[1], pad_top, pad_left)
 
 
@@ -114,7 +115,8 @@ def check_conv2d(x, kernel, strides, padding):
         raise ValueError(f"x has {x.shape[3]} channels (shape {x.shape}) but kernel expects "
                          f"{kernel.shape[2]} (shape {kernel.shape})")
     strides = as_pair(strides, "strides")
-    geo = geometry(x.shape, kernel.shape[:2], strides, check_padding(padding), "kernel size")
+    geo = geometry(x.shape, kernel.shape[:2], strides, check_padding(padding), "kernel size",
+                   kernel.shape[3])
     return x, kernel, geo
 
 
@@ -134,7 +136,8 @@ def check_pool(x, pool_size, strides, padding):
     x = as_float_array(x, "x", 4, "NHWC (batch, height, width, channels)")
     pool_size = as_pair(pool_size, "pool_size")
     strides = pool_size if strides is None else as_pair(strides, "strides")
-    geo = geometry(x.shape, pool_size, strides, check_padding(padding), "pool_size")
+    geo = geometry(x.shape, pool_size, strides, check_padding(padding), "pool_size",
+                   x.shape[3])
     return x, pool_size, geo
 
 
@@ -149,11 +152,12 @@ def check_output_gradient(dy, x, channels, geo):
     return dy
 
 
-def check_out(out, name, shape, dtype):
-    """A caller-supplied output array: exactly ``shape`` and ``dtype``, C-contiguous
-    and writeable.  None means "allocate one"."""
+def check_out(out, name, shape, dtype, inputs=(), allocate=True):
+    """A caller-supplied output array: exactly ``shape`` and ``dtype``,
+    C-contiguous, writeable and sharing no memory with ``inputs``.  When
+    ``out`` is None: a new array if ``allocate``, else None."""
     if out is None:
-        return np.empty(shape, dtype)
+        return np.empty(shape, dtype) if allocate else None
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
     if out.dtype != dtype:
@@ -162,4 +166,6 @@ def check_out(out, name, shape, dtype):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if not (out.flags.c_contiguous and out.flags.writeable):
         raise ValueError(f"{name} must be C-contiguous and writeable")
+    if any(a is not None and np.may_share_memory(out, a) for a in inputs):
+        raise ValueError(f"{name} overlaps an input or another output: pass a separate array")
     return out

@@ -47,6 +47,12 @@ def get_num_threads():
     return _num_threads if _conv.OPENMP else 1
 
 
+def _threads_for(work):
+    """Threads worth starting for ``work`` multiply-adds (or elements): one
+    per 100,000 at least, so that tiny calls do not pay for a thread team."""
+    return max(1, min(get_num_threads(), work // 100_000))
+
+
 def _channel_blocks(channels, dtype):
     """(vectors per block, block width): output channels are computed in
     blocks of one or two 64-byte vectors."""
@@ -85,15 +91,17 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
     x, kernel, geo = check_conv2d(x, kernel, strides, padding)
     bias = check_bias(bias, kernel)
     relu = check_activation(activation)
-    y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, kernel.shape[3]), x.dtype)
+    y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, kernel.shape[3]), x.dtype,
+                  (x, kernel, bias))
     if not np.isfinite(kernel).all():
         y[...] = reference.conv2d_forward(x, kernel, bias, strides, padding, activation)
         return y
     packed = _pack_weights(kernel)
     if bias is not None:
         bias = _pad_channels(bias, packed.shape[0] * packed.shape[4])
-    _conv.forward(x, packed, bias, y, geo.stride_h, geo.stride_w, 1, 1,
-                  geo.pad_top, geo.pad_left, relu, get_num_threads())
+    _conv.forward(x, packed, bias, y, geo.stride_h, geo.stride_w, 1, 1, geo.pad_top,
+                  geo.pad_left, relu, _threads_for(y.size * kernel.shape[0] * kernel.shape[1]
+                                                   * kernel.shape[2]))
     return y
 
 
@@ -109,9 +117,11 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     kh, kw, cin, cout = kernel.shape
     dy = check_output_gradient(dy, x, cout, geo)
     dx_out, dk_out, db_out = (None, None, None) if out is None else out
-    dkernel = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype)
-    dbias = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype)
-    threads = get_num_threads()
+    dkernel = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype, (x, kernel, dy))
+    dbias = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype, (x, kernel, dy, dkernel))
+    dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
+                   (x, kernel, dy, dkernel, dbias)) if compute_dx else None
+    threads = _threads_for(dy.size * kh * kw * cin)
 
     vectors, width = _channel_blocks(cout, x.dtype)
     padded_cout = -(-cout // width) * width
@@ -124,7 +134,6 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
 
     if not compute_dx:
         return None, dkernel, dbias
-    dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype)
     if not np.isfinite(kernel).all():
         dx[...] = reference.conv2d_backward(x, kernel, dy, strides, padding)[0]
         return dx, dkernel, dbias
@@ -139,9 +148,9 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
 def max_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=None):
     """2-D max pooling: x (N, H, W, C) -> (N, OH, OW, C); strides default to pool_size."""
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
-    y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype)
+    y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype, (x,))
     _pool.forward(x, y, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                  geo.pad_top, geo.pad_left, get_num_threads())
+                  geo.pad_top, geo.pad_left, _threads_for(x.size))
     return y
 
 
@@ -151,7 +160,7 @@ def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     Each window's gradient goes to its first maximal element (row-major)."""
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     dy = check_output_gradient(dy, x, x.shape[3], geo)
-    dx = check_out(out, "out", x.shape, x.dtype)
+    dx = check_out(out, "out", x.shape, x.dtype, (x, dy))
     _pool.backward(x, dy, dx, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                   geo.pad_top, geo.pad_left, get_num_threads())
+                   geo.pad_top, geo.pad_left, _threads_for(x.size))
     return dx

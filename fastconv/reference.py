@@ -63,8 +63,8 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
     bias = check_bias(bias, kernel)
     relu = check_activation(activation)
     kh, kw, cin, cout = kernel.shape
-    out = out if out is None else check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w,
-                                                         cout), x.dtype)
+    out = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, cout), x.dtype,
+                    (x, kernel, bias), allocate=False)
     columns = _windows(_pad(x, (kh, kw), geo), (kh, kw), geo).reshape(-1, kh * kw * cin)
     y = (columns @ kernel.reshape(-1, cout)).reshape(x.shape[0], geo.out_h, geo.out_w, cout)
     if bias is not None:
@@ -81,6 +81,13 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     kh, kw, cin, cout = kernel.shape
     dy = check_output_gradient(dy, x, cout, geo)
     dx_out, dk_out, db_out = (None, None, None) if out is None else out
+    dk_out = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype, (x, kernel, dy),
+                       allocate=False)
+    db_out = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype, (x, kernel, dy, dk_out),
+                       allocate=False)
+    if compute_dx:
+        dx_out = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
+                           (x, kernel, dy, dk_out, db_out), allocate=False)
     padded = _pad(x, (kh, kw), geo)
     dy_rows = dy.reshape(-1, cout)
     columns = _windows(padded, (kh, kw), geo).reshape(-1, kh * kw * cin)
@@ -90,21 +97,16 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     if compute_dx:
         dcolumns = (dy_rows @ kernel.reshape(-1, cout).T).reshape(
             x.shape[0], geo.out_h, geo.out_w, kh, kw, cin)
-        dx = _crop(_scatter_windows(dcolumns, padded.shape, (kh, kw), geo), x.shape, geo)
-        dx = _result(dx, None if dx_out is None else check_out(dx_out, "out[0] (dx)",
-                                                                x.shape, x.dtype))
-    dkernel = _result(dkernel, None if dk_out is None else check_out(
-        dk_out, "out[1] (dkernel)", kernel.shape, x.dtype))
-    dbias = _result(dbias, None if db_out is None else check_out(
-        db_out, "out[2] (dbias)", (cout,), x.dtype))
-    return dx, dkernel, dbias
+        dx = _result(_crop(_scatter_windows(dcolumns, padded.shape, (kh, kw), geo), x.shape,
+                           geo), dx_out)
+    return dx, _result(dkernel, dk_out), _result(dbias, db_out)
 
 
 def max_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=None):
     """2-D max pooling: x (N, H, W, C) -> (N, OH, OW, C); padded cells are ignored."""
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
-    out = out if out is None else check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w,
-                                                         x.shape[3]), x.dtype)
+    out = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype, (x,),
+                    allocate=False)
     windows = _windows(_pad(x, pool_size, geo, -np.inf), pool_size, geo)
     return _result(windows.max(axis=(3, 4)), out)
 
@@ -114,7 +116,7 @@ def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     maximal element in row-major order (its first NaN, if it holds one)."""
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     dy = check_output_gradient(dy, x, x.shape[3], geo)
-    out = out if out is None else check_out(out, "out", x.shape, x.dtype)
+    out = check_out(out, "out", x.shape, x.dtype, (x, dy), allocate=False)
     padded = _pad(x, pool_size, geo, -np.inf)
     inside = _pad(np.ones(x.shape[1:3] + (1,), bool)[None], pool_size, geo, False)
     shape = (x.shape[0], geo.out_h, geo.out_w, pool_size[0] * pool_size[1], x.shape[3])
