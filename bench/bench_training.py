@@ -33,12 +33,19 @@ def notebook_model():
     return model
 
 
-def fastconv_passes(x, labels, batch_size):
-    """(train pass, predict pass) closures for a fresh notebook model."""
+def fastconv_passes(backend, x, labels, batch_size):
+    """(train pass, predict pass) closures for a fresh notebook model that
+    run on ``backend``."""
     model = notebook_model()
-    train = lambda: model.fit(x, labels, batch_size=batch_size, epochs=1, verbose=0,
-                              shuffle=False)
-    predict = lambda: model.predict(x, batch_size=batch_size, verbose=0)
+
+    def train():
+        fastconv.set_backend(backend)
+        model.fit(x, labels, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+
+    def predict():
+        fastconv.set_backend(backend)
+        return model.predict(x, batch_size=batch_size, verbose=0)
+
     return train, predict
 
 
@@ -97,9 +104,8 @@ def main():
 
     entries = []
     for backend in ["cython"] + ([] if args.skip_numpy else ["numpy"]):
-        fastconv.set_backend(backend)
-        entries.append((f"fastconv ({backend})", *fastconv_passes(x, labels, args.batch_size)))
-    fastconv.set_backend("cython")
+        entries.append((f"fastconv ({backend})",
+                        *fastconv_passes(backend, x, labels, args.batch_size)))
     if torch:
         entries.append((f"PyTorch {torch.__version__} (channels-last)",
                         *torch_passes(torch, x, labels, args.batch_size)))

@@ -5,10 +5,9 @@ These functions trust their arguments: shapes, dtypes and sizes are checked
 by :mod:`fastconv.ops` before it calls them.  Every loop runs without the
 GIL and is shared among ``num_threads`` OpenMP threads.
 
-Weights arrive packed as ``(blocks, KH, KW, C, block_width)``: output
-channels are cut into blocks of one or two vectors (``VECTOR_BYTES`` each,
-zero-padded at the end) so that the register tiles in ``microkernels.h``
-read them with unit stride.
+Weights are HWIO arrays whose output channels are zero-padded to a whole
+number of vectors (``VECTOR_BYTES`` each); the register tiles in
+``microkernels.h`` compute blocks of one or two vectors of output channels.
 """
 
 from cython.parallel cimport prange, threadid
@@ -27,14 +26,15 @@ cdef extern from "microkernels.h" nogil:
         FC_MAX_PIXELS
         FC_MAX_ROWS
         FC_VBYTES
+        FC_MAX_VECS
     void forward_tile_f32(int npix, int nvec, const float **pixels, Py_ssize_t row_pitch,
                           int kh_lo, int kh_hi, int width, const float *weights,
-                          const float *bias, int relu, float *out, Py_ssize_t out_pitch,
-                          int ncols)
+                          Py_ssize_t w_pitch, const float *bias, int relu, float *out,
+                          Py_ssize_t out_pitch, int ncols)
     void forward_tile_f64(int npix, int nvec, const double **pixels, Py_ssize_t row_pitch,
                           int kh_lo, int kh_hi, int width, const double *weights,
-                          const double *bias, int relu, double *out, Py_ssize_t out_pitch,
-                          int ncols)
+                          Py_ssize_t w_pitch, const double *bias, int relu, double *out,
+                          Py_ssize_t out_pitch, int ncols)
     void wgrad_tile_f32(int nrows, int nvec, const float **rows, Py_ssize_t row_pitch,
                         Py_ssize_t pix_pitch, int out_h, int out_w, const float *dy,
                         Py_ssize_t dy_pitch, float *dkernel, Py_ssize_t dk_pitch)
@@ -49,35 +49,36 @@ VECTOR_BYTES = FC_VBYTES
 
 cdef inline void forward_tile(int npix, int nvec, const floating **pixels, Py_ssize_t row_pitch,
                               int kh_lo, int kh_hi, int width, const floating *weights,
-                              const floating *bias, bint relu, floating *out,
-                              Py_ssize_t out_pitch, int ncols) noexcept nogil:
+                              Py_ssize_t w_pitch, const floating *bias, bint relu,
+                              floating *out, Py_ssize_t out_pitch, int ncols) noexcept nogil:
     if floating is float:
-        forward_tile_f32(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, weights,
+        forward_tile_f32(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, weights, w_pitch,
                          bias, relu, out, out_pitch, ncols)
     else:
-        forward_tile_f64(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, weights,
+        forward_tile_f64(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, weights, w_pitch,
                          bias, relu, out, out_pitch, ncols)
 
 
 cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch,
-                         int kh_lo, int kh_hi, const floating[:, :, :, :, ::1] wpack,
+                         int kh_lo, int kh_hi, const floating[:, :, :, ::1] weights,
                          const floating *bias, bint relu, floating *out,
                          int out_channels) noexcept nogil:
     """All output-channel blocks of one tile of ``npix`` pixels."""
-    cdef int blocks = wpack.shape[0]
-    cdef int width = wpack.shape[2] * wpack.shape[3], block_width = wpack.shape[4]
-    cdef int nvec = block_width * sizeof(floating) // FC_VBYTES
-    cdef int b
-    for b in range(blocks):
-        forward_tile(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, &wpack[b, 0, 0, 0, 0],
-                     bias + b * block_width if bias != NULL else NULL, relu,
-                     out + b * block_width, out_channels,
-                     min(block_width, out_channels - b * block_width))
+    cdef int lanes = FC_VBYTES // sizeof(floating)
+    cdef int block = FC_MAX_VECS * lanes
+    cdef int width = weights.shape[1] * weights.shape[2], w_pitch = weights.shape[3]
+    cdef int b, co, ncols
+    for b in range((out_channels + block - 1) // block):
+        co = b * block
+        ncols = min(block, out_channels - co)
+        forward_tile(npix, (ncols + lanes - 1) // lanes, pixels, row_pitch, kh_lo, kh_hi, width,
+                     &weights[0, 0, 0, co], w_pitch, bias + co if bias != NULL else NULL, relu,
+                     out + co, out_channels, ncols)
 
 
 cdef void forward_direct_tile(const floating[:, :, :, ::1] src, Py_ssize_t first, int npix,
                               int out_h, int out_w, int stride_h, int stride_w,
-                              const floating[:, :, :, :, ::1] wpack, const floating *bias,
+                              const floating[:, :, :, ::1] weights, const floating *bias,
                               bint relu, floating[:, :, :, ::1] out) noexcept nogil:
     """Pixels first .. first + npix - 1 of the flattened (n, oh, ow) output,
     for a convolution that needs neither padding nor dilation."""
@@ -91,7 +92,7 @@ cdef void forward_direct_tile(const floating[:, :, :, ::1] src, Py_ssize_t first
         pixels[p] = &src[n, (rest // out_w) * stride_h, (rest % out_w) * stride_w, 0]
     n = first // (out_h * out_w)
     rest = first - n * out_h * out_w
-    forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, wpack.shape[1], wpack,
+    forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
                    bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3])
 
 
@@ -117,12 +118,12 @@ cdef void gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int row,
 
 cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int oh,
                              int stride_h, int stride_w, int dilation_h, int dilation_w,
-                             int pad_top, int pad_left, const floating[:, :, :, :, ::1] wpack,
+                             int pad_top, int pad_left, const floating[:, :, :, ::1] weights,
                              const floating *bias, bint relu, floating[:, :, :, ::1] out,
                              floating *buf) noexcept nogil:
     """Output row (n, oh) of a convolution over a padded and/or dilated input,
     whose kernel rows are first copied into ``buf``."""
-    cdef int kernel_h = wpack.shape[1], kernel_w = wpack.shape[2], channels = src.shape[3]
+    cdef int kernel_h = weights.shape[0], kernel_w = weights.shape[1], channels = src.shape[3]
     cdef int out_w = out.shape[2]
     cdef int buf_width = (out_w - 1) * stride_w + kernel_w
     cdef Py_ssize_t row_pitch = buf_width * channels
@@ -143,27 +144,28 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int
         npix = (tile + 1) * out_w // tiles - ow
         for p in range(npix):
             pixels[p] = buf + (ow + p) * stride_w * channels
-        forward_blocks(npix, pixels, row_pitch, kh_lo, kh_hi, wpack, bias, relu,
+        forward_blocks(npix, pixels, row_pitch, kh_lo, kh_hi, weights, bias, relu,
                        &out[n, oh, ow, 0], out.shape[3])
 
 
-def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, :, ::1] wpack,
+def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weights,
             const floating[::1] bias, floating[:, :, :, ::1] out,
             int stride_h, int stride_w, int dilation_h, int dilation_w,
             int pad_top, int pad_left, bint relu, int num_threads):
     """out[n, oh, ow, :] = sum over the window of src on the padded, dilated grid.
 
-    ``src`` (N, H, W, C); ``wpack`` packed weights; ``bias`` packed like the
-    weights' output channels, or None; ``out`` (N, OH, OW, CO) is written.
+    ``src`` (N, H, W, C); ``weights`` (KH, KW, C, COP) and ``bias`` (COP,)
+    or None, their output channels zero-padded to whole vectors; ``out``
+    (N, OH, OW, CO) is written.
     The virtual input is ``src`` with ``dilation - 1`` zeros between
     neighbours and ``pad_top``/``pad_left`` zeros before the first row/column.
     """
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
     cdef Py_ssize_t batch = out.shape[0], out_h = out.shape[1], out_w = out.shape[2]
     cdef Py_ssize_t total = batch * out_h * out_w, tiles, t, r
-    cdef int kernel_w = wpack.shape[2]
+    cdef int kernel_w = weights.shape[1]
     cdef bint direct = (dilation_h == 1 and dilation_w == 1 and pad_top == 0 and pad_left == 0
-                        and (out_h - 1) * stride_h + wpack.shape[1] <= src.shape[1]
+                        and (out_h - 1) * stride_h + weights.shape[0] <= src.shape[1]
                         and (out_w - 1) * stride_w + kernel_w <= src.shape[2])
     cdef floating[:, ::1] bufs
     if total == 0:
@@ -172,13 +174,13 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, :, ::1] wp
         tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
         for t in prange(tiles, nogil=True, num_threads=num_threads, schedule="static"):
             forward_direct_tile(src, t * FC_MAX_PIXELS, min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS),
-                                out_h, out_w, stride_h, stride_w, wpack, bias_ptr, relu, out)
+                                out_h, out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
         return
     bufs = _scratch(src, num_threads,
-                    wpack.shape[1] * ((out_w - 1) * stride_w + kernel_w) * src.shape[3])
+                    weights.shape[0] * ((out_w - 1) * stride_w + kernel_w) * src.shape[3])
     for r in prange(batch * out_h, nogil=True, num_threads=num_threads, schedule="static"):
         forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
-                           dilation_w, pad_top, pad_left, wpack, bias_ptr, relu, out,
+                           dilation_w, pad_top, pad_left, weights, bias_ptr, relu, out,
                            &bufs[threadid(), 0])
 
 
@@ -201,17 +203,17 @@ cdef inline void wgrad_tile(int nrows, int nvec, const floating **rows, Py_ssize
 
 cdef void wgrad_image(const floating *image, int image_w, int channels,
                       const floating *dy, int out_h, int out_w, int stride_h, int stride_w,
-                      floating *dk, int kernel_h, int kernel_w, int co_pad,
-                      int nvec) noexcept nogil:
+                      floating *dk, int kernel_h, int kernel_w, int co_pad) noexcept nogil:
     """Adds one image's contribution to dk (KH * KW * C + 1, COP), whose last
     row is the bias gradient: ``image`` is the (padded) input with
     ``image_w`` pixels a row, ``dy`` its (OH, OW, COP) output gradient."""
     cdef const floating *rows[FC_MAX_ROWS]
     cdef int width = kernel_w * channels, total = kernel_h * width
-    cdef int block = nvec * FC_VBYTES // sizeof(floating)
+    cdef int lanes = FC_VBYTES // sizeof(floating)
+    cdef int block = FC_MAX_VECS * lanes
     cdef int tiles = (total + FC_MAX_ROWS - 1) // FC_MAX_ROWS
     cdef Py_ssize_t row_pitch = <Py_ssize_t>stride_h * image_w * channels
-    cdef int tile, first, last, r, b, c
+    cdef int tile, first, last, r, b, co, c
     cdef Py_ssize_t p
     cdef floating *dbias = dk + <Py_ssize_t>total * co_pad
     for tile in range(tiles):
@@ -219,9 +221,11 @@ cdef void wgrad_image(const floating *image, int image_w, int channels,
         last = (tile + 1) * total // tiles
         for r in range(first, last):
             rows[r - first] = image + (r // width) * image_w * channels + r % width
-        for b in range(co_pad // block):
-            wgrad_tile(last - first, nvec, rows, row_pitch, stride_w * channels, out_h, out_w,
-                       dy + b * block, co_pad, dk + first * co_pad + b * block, co_pad)
+        for b in range((co_pad + block - 1) // block):
+            co = b * block
+            wgrad_tile(last - first, (min(block, co_pad - co) + lanes - 1) // lanes, rows,
+                       row_pitch, stride_w * channels, out_h, out_w, dy + co, co_pad,
+                       dk + first * co_pad + co, co_pad)
     for p in range(<Py_ssize_t>out_h * out_w):
         for c in range(co_pad):
             dbias[c] += dy[p * co_pad + c]
@@ -229,16 +233,15 @@ cdef void wgrad_image(const floating *image, int image_w, int channels,
 
 def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
                     floating[:, :, ::1] dk_parts, int stride_h, int stride_w,
-                    int pad_top, int pad_left, int kernel_h, int kernel_w,
-                    int vectors_per_block, int num_threads):
+                    int pad_top, int pad_left, int kernel_h, int kernel_w, int num_threads):
     """dk_parts[t] += thread t's share of the kernel and bias gradients.
 
-    ``src`` (N, H, W, C); ``dy`` (N, OH, OW, COP) with COP a multiple of
-    the block width; ``dk_parts`` (threads, KH * KW * C + 1, COP), zeroed
+    ``src`` (N, H, W, C); ``dy`` (N, OH, OW, COP), its channels zero-padded
+    to whole vectors; ``dk_parts`` (threads, KH * KW * C + 1, COP), zeroed
     by the caller and summed over its first axis afterwards: rows
-    (kh, kw, ci) hold sum_{n, oh, ow} window(src) x dy, the last row sum dy.  Images are split
-    into contiguous shares, one per thread, so the result is deterministic
-    for a given thread count.
+    (kh, kw, ci) hold sum_{n, oh, ow} window(src) x dy, the last row sum dy.
+    Images are split into contiguous shares, one per thread, so the result
+    is deterministic for a given thread count.
     """
     cdef int threads = dk_parts.shape[0], co_pad = dk_parts.shape[2]
     cdef Py_ssize_t batch = src.shape[0]
@@ -260,7 +263,7 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
             if direct:
                 wgrad_image(&src[n, 0, 0, 0], src.shape[2], channels, &dy[n, 0, 0, 0],
                             out_h, out_w, stride_h, stride_w, &dk_parts[t, 0, 0],
-                            kernel_h, kernel_w, co_pad, vectors_per_block)
+                            kernel_h, kernel_w, co_pad)
             else:
                 image = &bufs[t, 0]
                 for r in range(padded_h):
@@ -271,5 +274,4 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
                         memset(image + r * padded_w * channels, 0,
                                padded_w * channels * sizeof(floating))
                 wgrad_image(image, padded_w, channels, &dy[n, 0, 0, 0], out_h, out_w,
-                            stride_h, stride_w, &dk_parts[t, 0, 0], kernel_h, kernel_w, co_pad,
-                            vectors_per_block)
+                            stride_h, stride_w, &dk_parts[t, 0, 0], kernel_h, kernel_w, co_pad)

@@ -9,7 +9,7 @@ Shapes carry the batch axis as None, as Keras prints them: a Conv2D built
 for 28x28 grey images has ``input_shape == (None, 28, 28, 1)``.
 
 Arrays are float32 unless a layer is given ``dtype='float64'``, or is built
-by its first call on float64 data.  Conv2D and MaxPooling2D call
+by its first call on float64 data.  Conv2D, Dense and MaxPooling2D call
 ``fastconv.backend.kernels()`` on every call, so ``fastconv.set_backend``
 switches them at once.
 
@@ -98,10 +98,10 @@ class Layer:
     """Base of every layer: a function of the batch, its gradient, and weights.
 
     Keyword arguments of every layer: ``input_shape`` (one sample's shape,
-    without the batch axis: a model's first layer is built as soon as it is
-    added), ``name`` (default:
-    Keras's automatic name, e.g. 'conv2d_1') and ``dtype`` ('float32' or
-    'float64').
+    without the batch axis; a model builds its first layer from it at once),
+    ``name`` (default: Keras's automatic name, e.g. 'conv2d_1') and ``dtype``
+    ('float32' or 'float64'; default float32, or float64 when the layer is
+    built by a call on float64 data).
 
     Subclasses define ``compute_output_shape``, ``call``, ``call_backward``,
     ``get_config`` and, when they have weights, ``make_params``.  The base
@@ -155,10 +155,9 @@ class Layer:
     def from_config(cls, config):
         return cls(**config)
 
-    def build(self, input_shape, dtype=None):
-        """Creates the weights for inputs of ``input_shape`` (batch axis first,
-        any size).  ``dtype`` is the inputs' one, used when the layer has none.
-        Building again for the same shape does nothing."""
+    def output_shape_for(self, input_shape):
+        """The output shape for inputs of ``input_shape`` (batch axis first, any
+        size); ValueError if the layer cannot take them.  Builds nothing."""
         input_shape = (None,) + tuple(input_shape[1:])
         declared = self.declared_input_shape
         if declared is not None and input_shape[1:] != declared:
@@ -166,13 +165,22 @@ class Layer:
                              f"got inputs of shape {input_shape}")
         if self.built:
             self._check_input_shape(input_shape)
+            return self.output_shape
+        return self.compute_output_shape(input_shape)
+
+    def build(self, input_shape, dtype=None):
+        """Creates the weights for inputs of ``input_shape`` (batch axis first,
+        any size).  ``dtype`` is the inputs' one, used when the layer has none.
+        Building again for the same shape does nothing."""
+        output_shape = self.output_shape_for(input_shape)
+        if self.built:
             return
-        output_shape = self.compute_output_shape(input_shape)
-        dtype = self.dtype or (np.dtype(dtype) if dtype in FLOAT_DTYPES else
-                               np.dtype(np.float32))
-        self.params = self.make_params(input_shape, dtype)
+        if self.dtype is None:
+            floating = dtype is not None and np.dtype(dtype) in FLOAT_DTYPES
+            self.dtype = np.dtype(dtype if floating else np.float32)
+        self.params = self.make_params(input_shape, self.dtype)
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
-        self.input_shape, self.output_shape, self.dtype = input_shape, output_shape, dtype
+        self.input_shape, self.output_shape = (None,) + tuple(input_shape[1:]), output_shape
         self.built = True
 
     def forward(self, x, training=False, activate=True):
@@ -248,20 +256,78 @@ class Layer:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-class Conv2D(Layer):
+class _KernelLayer(Layer):
+    """Shared by Conv2D and Dense: y = activation(convolve(x, kernel) + bias),
+    run on the compiled kernels (a ReLU activation fused into them).
+
+    Subclasses give ``kernel_shape`` and may view arrays as NHWC images and the
+    kernel as HWIO (``as_images``, ``as_hwio``), as Dense does.
+    """
+
+    strides = (1, 1)
+    padding = "valid"
+
+    def __init__(self, activation, use_bias, kernel_initializer, bias_initializer, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
+
+    def kernel_shape(self, input_shape):
+        raise NotImplementedError
+
+    def as_images(self, array):
+        return array
+
+    def as_hwio(self, kernel):
+        return kernel
+
+    def make_params(self, input_shape, dtype):
+        shape = self.kernel_shape(input_shape)
+        params = {"kernel": initialize(self.kernel_initializer, shape, dtype)}
+        if self.use_bias:
+            params["bias"] = initialize(self.bias_initializer, shape[-1:], dtype)
+        return params
+
+    def call(self, x, training, activation):
+        y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
+        fused = activation is activations.relu
+        kernels().conv2d_forward(self.as_images(x), self.as_hwio(self.params["kernel"]),
+                                 self.params.get("bias"), self.strides, self.padding,
+                                 activation="relu" if fused else None, out=self.as_images(y))
+        return y if fused else activation.forward(y, y)
+
+    def call_backward(self, x, dz, need_input_grad):
+        kernel = self.params["kernel"]
+        dx = self._buffers.get("dx", x.shape, x.dtype) if need_input_grad else None
+        dbias = (self.grads["bias"] if self.use_bias
+                 else self._buffers.get("unused_dbias", kernel.shape[-1:], x.dtype))
+        kernels().conv2d_backward(
+            self.as_images(x), self.as_hwio(kernel), self.as_images(dz), self.strides,
+            self.padding, compute_dx=need_input_grad,
+            out=(dx if dx is None else self.as_images(dx), self.as_hwio(self.grads["kernel"]),
+                 dbias))
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation.name,
+                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}
+
+
+class Conv2D(_KernelLayer):
     """2-D convolution (cross-correlation, as Keras) of NHWC images.
 
     (batch, height, width, channels) -> (batch, out_height, out_width, filters),
     with kernel (kernel_h, kernel_w, channels, filters) and bias (filters,).
-    padding 'valid' (no padding) or 'same' (TensorFlow's).  A ReLU
-    activation runs fused inside the compiled kernel.
 
     Args:
         filters: number of output channels.
         kernel_size: int or pair (height, width).
         strides: int or pair.
-        padding: 'valid' or 'same'.
-        activation: activation name or None (linear).
+        padding: 'valid' (no padding) or 'same' (TensorFlow's).
+        activation: activation name or None (linear); 'relu' runs fused in the kernel.
         use_bias: whether to add a bias.
         kernel_initializer, bias_initializer: initializer names.
     """
@@ -269,50 +335,23 @@ class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer, **kwargs)
         self.filters = _positive_int(filters, "filters")
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
         self.padding = check_padding(padding)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
 
     def compute_output_shape(self, input_shape):
         return _window_output_shape(self, input_shape, self.kernel_size, self.strides,
                                     self.padding, self.filters)
 
-    def make_params(self, input_shape, dtype):
-        shape = self.kernel_size + (input_shape[-1], self.filters)
-        params = {"kernel": initialize(self.kernel_initializer, shape, dtype)}
-        if self.use_bias:
-            params["bias"] = initialize(self.bias_initializer, (self.filters,), dtype)
-        return params
-
-    def call(self, x, training, activation):
-        y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
-        fused = activation is activations.relu
-        kernels().conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
-                                 self.strides, self.padding,
-                                 activation="relu" if fused else None, out=y)
-        return y if fused else activation.forward(y, y)
-
-    def call_backward(self, x, dz, need_input_grad):
-        dx = self._buffers.get("dx", x.shape, x.dtype) if need_input_grad else None
-        dbias = (self.grads["bias"] if self.use_bias
-                 else self._buffers.get("unused_dbias", (self.filters,), x.dtype))
-        kernels().conv2d_backward(x, self.params["kernel"], dz, self.strides, self.padding,
-                                  compute_dx=need_input_grad,
-                                  out=(dx, self.grads["kernel"], dbias))
-        return dx
+    def kernel_shape(self, input_shape):
+        return self.kernel_size + (input_shape[-1], self.filters)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
-                "padding": self.padding, "activation": self.activation.name,
-                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+                "padding": self.padding}
 
 
 class MaxPooling2D(Layer):
@@ -364,10 +403,14 @@ class Flatten(Layer):
         return dz.reshape(x.shape) if need_input_grad else None
 
 
-class Dense(Layer):
+class Dense(_KernelLayer):
     """Fully connected layer on the last axis: (batch, ..., in_features) ->
     (batch, ..., units), y = activation(x @ kernel + bias), kernel
     (in_features, units), bias (units,).
+
+    It runs as a 1x1 convolution of 1x1 images on the same compiled kernels
+    as Conv2D, so a model uses one thread pool (NumPy's BLAS threads would
+    fight the kernels' OpenMP threads for the cores).
 
     Args:
         units: output features.
@@ -378,12 +421,8 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer, **kwargs)
         self.units = _positive_int(units, "units")
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 2:
@@ -391,35 +430,17 @@ class Dense(Layer):
                              f"got shape {input_shape}")
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def make_params(self, input_shape, dtype):
-        params = {"kernel": initialize(self.kernel_initializer, (input_shape[-1], self.units),
-                                       dtype)}
-        if self.use_bias:
-            params["bias"] = initialize(self.bias_initializer, (self.units,), dtype)
-        return params
+    def kernel_shape(self, input_shape):
+        return (input_shape[-1], self.units)
 
-    def call(self, x, training, activation):
-        y = self._buffers.get("y", x.shape[:-1] + (self.units,), x.dtype)
-        np.matmul(x, self.params["kernel"], out=y)
-        if self.use_bias:
-            y += self.params["bias"]
-        return activation.forward(y, y)
+    def as_images(self, array):
+        return array.reshape(-1, 1, 1, array.shape[-1])
 
-    def call_backward(self, x, dz, need_input_grad):
-        kernel = self.params["kernel"]
-        dz_rows = dz.reshape(-1, self.units)
-        np.matmul(x.reshape(-1, kernel.shape[0]).T, dz_rows, out=self.grads["kernel"])
-        if self.use_bias:
-            np.sum(dz_rows, axis=0, out=self.grads["bias"])
-        if not need_input_grad:
-            return None
-        return np.matmul(dz, kernel.T, out=self._buffers.get("dx", x.shape, x.dtype))
+    def as_hwio(self, kernel):
+        return kernel.reshape((1, 1) + kernel.shape)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units,
-                "activation": self.activation.name, "use_bias": self.use_bias,
-                "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+        return {**super().get_config(), "units": self.units}
 
 
 class Dropout(Layer):

@@ -26,7 +26,8 @@ class Crossentropy:
     def __call__(self, y_true, y_pred):
         """The mean loss of predictions ``y_pred`` (probabilities, or logits
         when ``from_logits``) against labels ``y_true``."""
-        y_pred = np.asarray(y_pred, dtype=np.result_type(y_pred, np.float32))
+        y_pred = np.asarray(y_pred)
+        y_pred = y_pred.astype(np.result_type(y_pred.dtype, np.float32), copy=False)
         targets = self.prepare_targets(y_true, (None,) + y_pred.shape[1:], y_pred.dtype)
         return self.value_and_gradient(targets, y_pred)
 

@@ -14,7 +14,7 @@ typedef FC_T FC_NAME(uvec) __attribute__((vector_size(FC_VBYTES), aligned(sizeof
  * row_pitch   elements between two input rows
  * kh_lo/hi    kernel rows to visit (the others fall on zero padding)
  * width       kernel columns x input channels; they are contiguous in a row
- * weights     packed block [kh][width][nvec * VW]
+ * weights     the block's first weight; (kh, j) at weights + (kh * width + j) * w_pitch
  * bias        nvec * VW values, or NULL
  * out         first output value; pixel p's channels start at out + p * out_pitch
  * ncols       output channels of this block actually stored (<= nvec * VW)
@@ -23,21 +23,20 @@ static inline __attribute__((always_inline)) void
 FC_NAME(forward_tile_fixed)(const int npix, const int nvec,
                             const FC_T *const *pixels, ptrdiff_t row_pitch,
                             int kh_lo, int kh_hi, int width,
-                            const FC_T *weights, const FC_T *bias, int relu,
-                            FC_T *out, ptrdiff_t out_pitch, int ncols)
+                            const FC_T *weights, ptrdiff_t w_pitch, const FC_T *bias,
+                            int relu, FC_T *out, ptrdiff_t out_pitch, int ncols)
 {
     VEC acc[FC_MAX_PIXELS][FC_MAX_VECS];
-    const int bw = nvec * VW;
     for (int p = 0; p < npix; p++)
         for (int v = 0; v < nvec; v++)
             acc[p][v] = (VEC){0};
     for (int kh = kh_lo; kh < kh_hi; kh++) {
-        const FC_T *w = weights + (ptrdiff_t)kh * width * bw;
+        const FC_T *w = weights + (ptrdiff_t)kh * width * w_pitch;
         const ptrdiff_t row = (ptrdiff_t)kh * row_pitch;
         for (int j = 0; j < width; j++) {
             VEC wv[FC_MAX_VECS];
             for (int v = 0; v < nvec; v++)
-                wv[v] = LOAD(w + (ptrdiff_t)j * bw + v * VW);
+                wv[v] = LOAD(w + (ptrdiff_t)j * w_pitch + v * VW);
             for (int p = 0; p < npix; p++) {
                 const FC_T xs = pixels[p][row + j];
                 for (int v = 0; v < nvec; v++)
@@ -68,11 +67,12 @@ FC_NAME(forward_tile_fixed)(const int npix, const int nvec,
 static void
 FC_NAME(forward_tile)(int npix, int nvec, const FC_T *const *pixels, ptrdiff_t row_pitch,
                       int kh_lo, int kh_hi, int width, const FC_T *weights,
-                      const FC_T *bias, int relu, FC_T *out, ptrdiff_t out_pitch, int ncols)
+                      ptrdiff_t w_pitch, const FC_T *bias, int relu, FC_T *out,
+                      ptrdiff_t out_pitch, int ncols)
 {
 #define FC_CASE(P, V) case (P) * 4 + (V): \
     FC_NAME(forward_tile_fixed)(P, V, pixels, row_pitch, kh_lo, kh_hi, width, \
-                                weights, bias, relu, out, out_pitch, ncols); break;
+                                weights, w_pitch, bias, relu, out, out_pitch, ncols); break;
     switch (npix * 4 + nvec) {
         FC_CASE(1, 1) FC_CASE(2, 1) FC_CASE(3, 1) FC_CASE(4, 1)
         FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(1, 2) FC_CASE(2, 2)

@@ -84,14 +84,10 @@ class Sequential:
         """Builds every layer for inputs of ``input_shape`` (batch axis first)."""
         if not self.layers:
             raise ValueError(f"model {self.name!r} has no layers")
-        shape = (None,) + tuple(input_shape[1:])
+        shape = input_shape
         for layer in self.layers:  # check every shape before building any layer
-            if layer.built:
-                layer.build(shape)
-                shape = layer.output_shape
-            else:
-                shape = layer.compute_output_shape(shape)
-        shape = (None,) + tuple(input_shape[1:])
+            shape = layer.output_shape_for(shape)
+        shape = input_shape
         for layer in self.layers:
             layer.build(shape, dtype)
             shape, dtype = layer.output_shape, layer.dtype
@@ -230,15 +226,27 @@ class Sequential:
             progbar.update(step + 1)
         return outputs
 
+    def compute_gradients(self, x, y):
+        """(loss, gradients) of the batch (x, y): dL/dw for every weight, in
+        ``get_weights`` order, as new arrays.  The weights do not change."""
+        self._require_compiled("compute_gradients")
+        values = self._backpropagate(*self._prepare(x, y))
+        return values[0], [g.copy() for layer in self.layers for g in layer.grads.values()]
+
     def _train_step(self, x, targets, labels):
         """One optimizer step on a batch; returns the logged values (loss, metric)."""
+        values = self._backpropagate(x, targets, labels)
+        self.optimizer.apply(self._weights(), [g for layer in self.layers
+                                               for g in layer.grads.values()])
+        return values
+
+    def _backpropagate(self, x, targets, labels):
+        """The logged values of a batch; fills every layer's grads."""
         outputs = self._forward(x, training=True, logits=self._skips_softmax())
         grad = self._buffers.get("d_outputs", outputs.shape, outputs.dtype)
         values = self._batch_values(targets, labels, outputs, grad)
         for i in reversed(range(len(self.layers))):
             grad = self.layers[i].backward(grad, need_input_grad=i > 0)
-        self.optimizer.apply(self._weights(), [g for layer in self.layers
-                                               for g in layer.grads.values()])
         return values
 
     def _test(self, data, batch_size, progbar=None):
@@ -312,7 +320,7 @@ class Sequential:
             hint = ""
             if x.ndim == len(expected) == 4 and x.shape[1:3] == expected[1:3]:
                 hint = f": the images have {x.shape[3]} channels, the model takes {expected[3]}"
-            elif x.shape[1:] == expected[1:-1]:
+            elif len(expected) == 4 and x.shape[1:] == expected[1:3]:
                 hint = ": add the channel axis, e.g. x.reshape(x.shape + (1,))"
             raise ValueError(f"model {self.name!r} expects inputs of shape {expected}, "
                              f"got {x.shape}{hint}")

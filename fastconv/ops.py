@@ -15,7 +15,9 @@ products are NaN where the definition has no product at all, so kernels
 holding non-finite weights take the reference's exact path instead.
 """
 
+import collections
 import os
+import threading
 
 import numpy as np
 
@@ -53,31 +55,45 @@ def _threads_for(work):
     return max(1, min(get_num_threads(), work // 100_000))
 
 
-def _channel_blocks(channels, dtype):
-    """(vectors per block, block width): output channels are computed in
-    blocks of one or two 64-byte vectors."""
-    lanes = _conv.VECTOR_BYTES // np.dtype(dtype).itemsize
-    vectors = 1 if channels <= lanes else 2
-    return vectors, vectors * lanes
+class _Workspace(threading.local):
+    """Scratch arrays kept per Python thread and reused by later calls with
+    the same shapes, so that a training loop does not pay for fresh
+    allocations (and their page faults) on every step.  Small arrays only,
+    the most recent few."""
 
+    max_arrays = 32
+    max_bytes = 4 << 20
 
-def _pack_weights(kernel):
-    """HWIO kernel -> (blocks, KH, KW, C, block_width), output channels zero-padded."""
-    kh, kw, cin, cout = kernel.shape
-    _, width = _channel_blocks(cout, kernel.dtype)
-    blocks = -(-cout // width)
-    packed = np.zeros((kh, kw, cin, blocks * width), kernel.dtype)
-    packed[..., :cout] = kernel
-    packed = packed.reshape(kh, kw, cin, blocks, width).transpose(3, 0, 1, 2, 4)
-    return np.ascontiguousarray(packed)
+    def __init__(self):
+        self.arrays = collections.OrderedDict()
 
-
-def _pad_channels(array, channels):
-    """``array`` with its last axis zero-padded to ``channels``."""
-    if array.shape[-1] == channels:
+    def get(self, name, shape, dtype):
+        key = (name, shape, np.dtype(dtype))
+        array = self.arrays.pop(key, None)
+        if array is None:
+            array = np.empty(shape, dtype)
+            if array.nbytes > self.max_bytes:
+                return array
+        self.arrays[key] = array
+        if len(self.arrays) > self.max_arrays:
+            self.arrays.popitem(last=False)
         return array
-    padded = np.zeros(array.shape[:-1] + (channels,), array.dtype)
-    padded[..., :array.shape[-1]] = array
+
+
+_workspace = _Workspace()
+
+
+def _padded_channels(array, name):
+    """``array`` with its last axis zero-padded to whole vectors, as the
+    compiled kernels read whole vectors of output channels."""
+    lanes = _conv.VECTOR_BYTES // array.itemsize
+    channels = array.shape[-1]
+    if channels % lanes == 0:
+        return array
+    padded = _workspace.get(name, array.shape[:-1] + (-(-channels // lanes) * lanes,),
+                            array.dtype)
+    padded[..., channels:] = 0
+    padded[..., :channels] = array
     return padded
 
 
@@ -96,10 +112,9 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
     if not np.isfinite(kernel).all():
         y[...] = reference.conv2d_forward(x, kernel, bias, strides, padding, activation)
         return y
-    packed = _pack_weights(kernel)
     if bias is not None:
-        bias = _pad_channels(bias, packed.shape[0] * packed.shape[4])
-    _conv.forward(x, packed, bias, y, geo.stride_h, geo.stride_w, 1, 1, geo.pad_top,
+        bias = _padded_channels(bias, "bias")
+    _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, geo.stride_h, geo.stride_w, 1, 1, geo.pad_top,
                   geo.pad_left, relu, _threads_for(y.size * kernel.shape[0] * kernel.shape[1]
                                                    * kernel.shape[2]))
     return y
@@ -123,14 +138,14 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
                    (x, kernel, dy, dkernel, dbias)) if compute_dx else None
     threads = _threads_for(dy.size * kh * kw * cin)
 
-    vectors, width = _channel_blocks(cout, x.dtype)
-    padded_cout = -(-cout // width) * width
-    parts = np.zeros((threads, kh * kw * cin + 1, padded_cout), x.dtype)
-    _conv.weight_gradient(x, _pad_channels(dy, padded_cout), parts, geo.stride_h,
-                          geo.stride_w, geo.pad_top, geo.pad_left, kh, kw, vectors, threads)
-    summed = np.sum(parts[..., :cout], axis=0)
-    dkernel[...] = summed[:-1].reshape(kernel.shape)
-    dbias[...] = summed[-1]
+    padded_dy = _padded_channels(dy, "dy")
+    parts = _workspace.get("parts", (threads, kh * kw * cin + 1, padded_dy.shape[3]), x.dtype)
+    parts.fill(0)
+    _conv.weight_gradient(x, padded_dy, parts, geo.stride_h, geo.stride_w, geo.pad_top,
+                          geo.pad_left, kh, kw, threads)
+    summed = parts[0] if threads == 1 else np.sum(parts, axis=0)
+    dkernel[...] = summed[:-1, :cout].reshape(kernel.shape)
+    dbias[...] = summed[-1, :cout]
 
     if not compute_dx:
         return None, dkernel, dbias
@@ -139,8 +154,9 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
         return dx, dkernel, dbias
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
-    packed = _pack_weights(np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)))
-    _conv.forward(dy, packed, None, dx, 1, 1, geo.stride_h, geo.stride_w,
+    flipped = _workspace.get("flipped", (kh, kw, cout, cin), x.dtype)
+    np.copyto(flipped, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+    _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, 1, 1, geo.stride_h, geo.stride_w,
                   kh - 1 - geo.pad_top, kw - 1 - geo.pad_left, False, threads)
     return dx, dkernel, dbias
 

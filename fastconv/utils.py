@@ -4,7 +4,7 @@ buffers and Keras's progress bar."""
 import re
 import sys
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 
 import numpy as np
 
@@ -61,21 +61,32 @@ def clear_session():
 
 
 class Buffers:
-    """Arrays reused from call to call: one per (name, shape, dtype).
+    """Arrays reused from call to call, by name and (shape, dtype).
 
     A training step asks for the same shapes every time, so its big arrays
-    are allocated once per batch shape; the contents are left as they were.
+    are allocated once per batch shape; contents are left as they were.  Only
+    the ``keep`` most recently used shapes of each name are kept, so memory
+    stays bounded when batch sizes vary.
     """
 
-    def __init__(self):
-        self._arrays = {}
+    def __init__(self, keep=4):
+        self.keep = keep
+        self._arrays = {}  # name -> OrderedDict((shape, dtype) -> array), oldest first
 
     def get(self, name, shape, dtype):
-        key = (name, tuple(shape), np.dtype(dtype))
-        array = self._arrays.get(key)
+        arrays = self._arrays.setdefault(name, OrderedDict())
+        key = (tuple(shape), np.dtype(dtype))
+        array = arrays.pop(key, None)
         if array is None:
-            array = self._arrays[key] = np.empty(shape, dtype)
+            array = np.empty(shape, dtype)
+        arrays[key] = array
+        if len(arrays) > self.keep:
+            arrays.popitem(last=False)
         return array
+
+    def __len__(self):
+        """How many arrays are kept."""
+        return sum(len(arrays) for arrays in self._arrays.values())
 
 
 class Progbar:
@@ -103,33 +114,33 @@ class Progbar:
         finished = current >= self.target
         if self.verbose == 1 and (finished or self._last_update is None
                                   or now - self._last_update >= self.interval):
-            self._write("\r" + self._line(current, values, now), finished)
+            line = self._bar_line(current, values, now)
+            padding = " " * max(self._drawn_width - len(line), 0)  # erase a longer line
+            self._drawn_width = len(line)
+            self._write("\r" + line + padding, finished)
         elif self.verbose == 2 and finished:
             elapsed = now - self._start
-            line = (f"{current}/{self.target} - {elapsed:.0f}s{_metrics(values)} -"
-                    f"{_per_unit(elapsed, 'epoch')} -{_per_unit(elapsed / max(current, 1), 'step')}")
-            self._write(line, True)
+            self._write(f"{current}/{self.target} - {elapsed:.0f}s{_metrics(values)} -"
+                        f"{_per_unit(elapsed, 'epoch')} -{_per_unit(elapsed / current, 'step')}",
+                        True)
         self._last_update = now
 
-    def _line(self, current, values, now):
-        digits = len(str(self.target))
-        filled = int(self.width * current / self.target) if self.target else self.width
+    def _bar_line(self, current, values, now):
+        filled = int(self.width * current / self.target)
         bar = "=" * max(filled - 1, 0)
         if filled:
             bar += ">" if current < self.target else "="
-        bar = f"{current:{digits}d}/{self.target} [{bar}{'.' * (self.width - filled)}]"
-        per_step = (now - self._start) / max(current, 1)
+        bar += "." * (self.width - filled)
+        per_step = (now - self._start) / current
         if current < self.target:
             timing = f" - ETA: {_format_eta(per_step * (self.target - current))}"
         else:
             timing = f" - {now - self._start:.0f}s{_per_unit(per_step, 'step')}"
-        return bar + timing + _metrics(values)
+        digits = len(str(self.target))
+        return f"{current:{digits}d}/{self.target} [{bar}]{timing}{_metrics(values)}"
 
-    def _write(self, text, finished):
-        width = len(text.lstrip("\r"))
-        padding = " " * max(self._drawn_width - width, 0)
-        self._drawn_width = width
-        self.stream.write(text + padding + ("\n" if finished else ""))
+    def _write(self, text, end_line):
+        self.stream.write(text + ("\n" if end_line else ""))
         self.stream.flush()
 
 
