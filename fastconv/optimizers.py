@@ -78,14 +78,10 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """v = rho * v + (1 - rho) * g**2;  w -= lr * g / (sqrt(v) + epsilon).
+    """v = rho * v + (1 - rho) * g**2;  w -= lr * g / sqrt(v + epsilon), as Keras 3.
 
     centered: v - avg(g)**2 replaces v (avg(g) = rho * avg(g) + (1 - rho) * g);
     momentum: m = momentum * m + increment;  w -= m.
-
-    epsilon is added after the square root, as in the Keras 2 (2.0 to 2.3)
-    that ran the book's notebook; tf.keras's optimizer_v2 and Keras 3 add it
-    under the root: lr * g / sqrt(v + epsilon).
     """
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-07,
@@ -104,15 +100,15 @@ class RMSprop(Optimizer):
         scratch *= 1 - self.rho
         velocity += scratch
         if average_gradient is None:
-            np.sqrt(velocity, out=scratch)
+            np.add(velocity, self.epsilon, out=scratch)
         else:
             average_gradient *= self.rho
             np.multiply(grad, 1 - self.rho, out=scratch)
             average_gradient += scratch
             np.square(average_gradient, out=scratch)
             np.subtract(velocity, scratch, out=scratch)
-            np.sqrt(scratch, out=scratch)
-        scratch += self.epsilon
+            scratch += self.epsilon
+        np.sqrt(scratch, out=scratch)
         np.divide(grad, scratch, out=scratch)
         scratch *= self.learning_rate
         if momentum is None:

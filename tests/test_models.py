@@ -231,9 +231,9 @@ def textbook_steps(name, config, weight, gradients):
             v = state["v"] = rho * state.get("v", 0) + (1 - rho) * g ** 2
             if config.get("centered"):
                 a = state["a"] = rho * state.get("a", 0) + (1 - rho) * g
-                increment = lr * g / (np.sqrt(v - a ** 2) + eps)
+                increment = lr * g / np.sqrt(v - a ** 2 + eps)
             else:
-                increment = lr * g / (np.sqrt(v) + eps)
+                increment = lr * g / np.sqrt(v + eps)
             if momentum:
                 increment = state["m"] = momentum * state.get("m", 0) + increment
             w = w - increment
