@@ -61,26 +61,40 @@ def torch_pool(torch, x, dy):
     return forward, backward
 
 
+def conv_functions(rng, torch, shape, cout, compute_dx=True):
+    """A 3x3 'valid' convolution of a random ``shape`` (NHWC) input to ``cout``
+    channels, relu on the forward pass, in every backend.
+
+    Returns (forward flops, backward flops, forward, backward): forward and
+    backward map "fastconv", "numpy" and (with torch) "pytorch" to closures.
+    """
+    x = rng.standard_normal(shape, dtype=np.float32)
+    kernel = rng.standard_normal((3, 3, shape[3], cout), dtype=np.float32) * 0.1
+    bias = np.zeros(cout, np.float32)
+    y = ops.conv2d_forward(x, kernel, bias)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    flops = 2 * y.size * kernel.shape[0] * kernel.shape[1] * shape[3]
+    forward = {
+        "fastconv": lambda: ops.conv2d_forward(x, kernel, bias, activation="relu"),
+        "numpy": lambda: reference.conv2d_forward(x, kernel, bias, activation="relu"),
+    }
+    backward = {
+        "fastconv": lambda: ops.conv2d_backward(x, kernel, dy, compute_dx=compute_dx),
+        "numpy": lambda: reference.conv2d_backward(x, kernel, dy, compute_dx=compute_dx),
+    }
+    if torch:
+        forward["pytorch"], backward["pytorch"] = torch_conv(torch, x, kernel, bias, dy,
+                                                             compute_dx)
+    return flops, flops * (2 if compute_dx else 1), forward, backward
+
+
 def cases(rng, torch):
     """(name, flops or None, fastconv fn, reference fn, torch fn or None) per kernel."""
     for name, (shape, cout) in CONVS.items():
-        x = rng.standard_normal(shape, dtype=np.float32)
-        kernel = rng.standard_normal((3, 3, shape[3], cout), dtype=np.float32) * 0.1
-        bias = np.zeros(cout, np.float32)
-        y = ops.conv2d_forward(x, kernel, bias)
-        dy = rng.standard_normal(y.shape, dtype=np.float32)
         compute_dx = name != "conv1"  # the first layer needs no input gradient
-        flops = 2 * y.size * kernel.shape[0] * kernel.shape[1] * shape[3]
-        fwd_t, bwd_t = torch_conv(torch, x, kernel, bias, dy, compute_dx) if torch else (None, None)
-        yield (f"{name} forward", flops,
-               lambda m=None, x=x, k=kernel, b=bias: ops.conv2d_forward(x, k, b, activation="relu"),
-               lambda x=x, k=kernel, b=bias: reference.conv2d_forward(x, k, b, activation="relu"),
-               fwd_t)
-        yield (f"{name} backward", flops * (2 if compute_dx else 1),
-               lambda x=x, k=kernel, dy=dy, c=compute_dx: ops.conv2d_backward(x, k, dy, compute_dx=c),
-               lambda x=x, k=kernel, dy=dy, c=compute_dx: reference.conv2d_backward(
-                   x, k, dy, compute_dx=c),
-               bwd_t)
+        fwd_flops, bwd_flops, fwd, bwd = conv_functions(rng, torch, shape, cout, compute_dx)
+        yield f"{name} forward", fwd_flops, fwd["fastconv"], fwd["numpy"], fwd.get("pytorch")
+        yield f"{name} backward", bwd_flops, bwd["fastconv"], bwd["numpy"], bwd.get("pytorch")
     for name, shape in POOLS.items():
         x = rng.standard_normal(shape, dtype=np.float32)
         dy = rng.standard_normal(ops.max_pool2d_forward(x).shape, dtype=np.float32)
@@ -89,6 +103,52 @@ def cases(rng, torch):
                lambda x=x: reference.max_pool2d_forward(x), fwd_t)
         yield (f"{name} backward", None, lambda x=x, dy=dy: ops.max_pool2d_backward(x, dy),
                lambda x=x, dy=dy: reference.max_pool2d_backward(x, dy), bwd_t)
+
+
+def measure_kernels(repeat, torch, peak, rng):
+    """One dict per kernel: its name, flops (None for pooling), median ms per
+    backend ("fastconv", "numpy", "pytorch" when torch is given), and the
+    figures derived from them against the matmul ``peak`` (GFLOP/s)."""
+    records = []
+    for name, flops, compiled, ref, torch_fn in cases(rng, torch):
+        ms = {"fastconv": median_ms(compiled, repeat), "numpy": median_ms(ref, repeat)}
+        if torch:
+            ms["pytorch"] = median_ms(torch_fn, repeat)
+        record = {"kernel": name, "flops": flops, "ms": ms,
+                  "speedup_vs_numpy": ms["numpy"] / ms["fastconv"]}
+        if torch:
+            record["pytorch_over_fastconv"] = ms["pytorch"] / ms["fastconv"]
+        if flops:
+            record["gflops"] = flops / ms["fastconv"] / 1e6
+            record["percent_of_peak"] = 100 * record["gflops"] / peak
+        records.append(record)
+    return records
+
+
+def kernel_table(records):
+    """(headers, rows) of the kernel table for ``measure_kernels`` records."""
+    with_torch = any("pytorch" in r["ms"] for r in records)
+    headers = ["kernel (batch 64, float32)", "fastconv ms", "NumPy ms", "speed-up"]
+    if with_torch:
+        headers += ["PyTorch ms", "PyTorch / fastconv"]
+    headers += ["GFLOP/s", "% of matmul peak"]
+    rows = []
+    for r in records:
+        ms = r["ms"]
+        row = [r["kernel"], f"{ms['fastconv']:.3f}", f"{ms['numpy']:.3f}",
+               f"{r['speedup_vs_numpy']:.1f}x"]
+        if with_torch:
+            row += [f"{ms['pytorch']:.3f}", f"{r['pytorch_over_fastconv']:.2f}x"]
+        if r["flops"]:
+            row += [f"{r['gflops']:.0f}", f"{r['percent_of_peak']:.0f}%"]
+        else:
+            row += ["-", "-"]
+        rows.append(row)
+    return headers, rows
+
+
+def peak_line(peak):
+    return f"matmul peak (2048^3 float32 numpy.matmul): {peak:.0f} GFLOP/s"
 
 
 def main():
@@ -101,31 +161,13 @@ def main():
     torch = import_torch(args.threads)
     rng = np.random.default_rng(0)
     peak = matmul_gflops()
-
-    headers = ["kernel (batch 64, float32)", "fastconv ms", "NumPy ms", "speed-up"]
-    if torch:
-        headers += ["PyTorch ms", "PyTorch / fastconv"]
-    headers += ["GFLOP/s", "% of matmul peak"]
-    rows = []
-    for name, flops, compiled, ref, torch_fn in cases(rng, torch):
-        t_fast = median_ms(compiled, args.repeat)
-        t_ref = median_ms(ref, args.repeat)
-        row = [name, f"{t_fast:.3f}", f"{t_ref:.3f}", f"{t_ref / t_fast:.1f}x"]
-        if torch:
-            t_torch = median_ms(torch_fn, args.repeat)
-            row += [f"{t_torch:.3f}", f"{t_torch / t_fast:.2f}x"]
-        if flops:
-            gflops = flops / t_fast / 1e6
-            row += [f"{gflops:.0f}", f"{100 * gflops / peak:.0f}%"]
-        else:
-            row += ["-", "-"]
-        rows.append(row)
+    records = measure_kernels(args.repeat, torch, peak, rng)
 
     for line in describe_machine(torch):
         print(line)
-    print(f"matmul peak (2048^3 float32 numpy.matmul): {peak:.0f} GFLOP/s")
+    print(peak_line(peak))
     print()
-    print_table(headers, rows)
+    print_table(*kernel_table(records))
 
 
 if __name__ == "__main__":

@@ -86,6 +86,59 @@ def torch_passes(torch, x, labels, batch_size):
     return train, predict
 
 
+def random_data(images, seed=0):
+    """``images`` random 28x28x1 images and one-hot labels (10 classes)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((images, 28, 28, 1), dtype=np.float32)
+    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, images)]
+    return x, labels
+
+
+def training_entries(torch, x, labels, batch_size, skip_numpy=False):
+    """(name, train pass, predict pass) per backend: fastconv cython, fastconv
+    numpy (unless ``skip_numpy``), PyTorch (when torch is given)."""
+    entries = []
+    for backend in ["cython"] + ([] if skip_numpy else ["numpy"]):
+        entries.append((f"fastconv ({backend})",
+                        *fastconv_passes(backend, x, labels, batch_size)))
+    if torch:
+        entries.append((f"PyTorch {torch.__version__} (channels-last)",
+                        *torch_passes(torch, x, labels, batch_size)))
+    return entries
+
+
+def measure_training(entries, images, repeat):
+    """One dict per entry: train and predict images/s (median pass), and
+    the speed-ups of the first entry (fastconv cython) over it."""
+    records, base = [], None
+    for name, train, predict in entries:
+        train_rate = images / median_ms(train, repeat, warmup=1) * 1e3
+        predict_rate = images / median_ms(predict, repeat, warmup=1) * 1e3
+        base = base or (train_rate, predict_rate)
+        records.append({"backend": name, "train_images_per_s": train_rate,
+                        "predict_images_per_s": predict_rate,
+                        "cython_train_speedup": base[0] / train_rate,
+                        "cython_predict_speedup": base[1] / predict_rate,
+                        "s_per_60k_epoch": 60000 / train_rate})
+    return records
+
+
+def training_note(images, batch_size, repeat):
+    return (f"{images} images a pass, batch {batch_size}, float32, median of "
+            f"{repeat} passes; ratios are fastconv (cython) / entry")
+
+
+def training_table(records):
+    """(headers, rows) of the throughput table for ``measure_training`` records."""
+    headers = ["backend", "train images/s", "cython speed-up", "s per 60k epoch",
+               "predict images/s", "cython speed-up"]
+    rows = [[r["backend"], f"{r['train_images_per_s']:,.0f}",
+             f"{r['cython_train_speedup']:.2f}x", f"{r['s_per_60k_epoch']:.1f}",
+             f"{r['predict_images_per_s']:,.0f}", f"{r['cython_predict_speedup']:.2f}x"]
+            for r in records]
+    return headers, rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=6400, help="images per timed pass")
@@ -98,34 +151,15 @@ def main():
     args = parser.parse_args()
     fastconv.set_num_threads(args.threads)
     torch = import_torch(args.threads)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.images, 28, 28, 1), dtype=np.float32)
-    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, args.images)]
-
-    entries = []
-    for backend in ["cython"] + ([] if args.skip_numpy else ["numpy"]):
-        entries.append((f"fastconv ({backend})",
-                        *fastconv_passes(backend, x, labels, args.batch_size)))
-    if torch:
-        entries.append((f"PyTorch {torch.__version__} (channels-last)",
-                        *torch_passes(torch, x, labels, args.batch_size)))
-
-    rows, base = [], None
-    for name, train, predict in entries:
-        train_rate = args.images / median_ms(train, args.repeat, warmup=1) * 1e3
-        predict_rate = args.images / median_ms(predict, args.repeat, warmup=1) * 1e3
-        base = base or (train_rate, predict_rate)
-        rows.append([name, f"{train_rate:,.0f}", f"{base[0] / train_rate:.2f}x",
-                     f"{60000 / train_rate:.1f}", f"{predict_rate:,.0f}",
-                     f"{base[1] / predict_rate:.2f}x"])
+    x, labels = random_data(args.images)
+    entries = training_entries(torch, x, labels, args.batch_size, args.skip_numpy)
+    records = measure_training(entries, args.images, args.repeat)
 
     for line in describe_machine(torch):
         print(line)
-    print(f"{args.images} images a pass, batch {args.batch_size}, float32, median of "
-          f"{args.repeat} passes; ratios are fastconv (cython) / entry")
+    print(training_note(args.images, args.batch_size, args.repeat))
     print()
-    print_table(["backend", "train images/s", "cython speed-up", "s per 60k epoch",
-                 "predict images/s", "cython speed-up"], rows)
+    print_table(*training_table(records))
 
 
 if __name__ == "__main__":

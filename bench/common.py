@@ -1,5 +1,6 @@
 """Timing helpers shared by the benchmark scripts."""
 
+import datetime
 import os
 import platform
 import statistics
@@ -20,6 +21,17 @@ def median_ms(fn, repeat, warmup=3):
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
+
+
+def budget_median_ms(fn, repeat, budget_s):
+    """(median ms, calls timed) of ``fn()``: one untimed warm-up call, then
+    ``repeat`` timed calls, fewer (at least one) when they would take longer
+    than ``budget_s`` seconds at the warm-up call's pace."""
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    calls = max(1, min(repeat, int(budget_s / max(once, 1e-9))))
+    return median_ms(fn, calls, warmup=0), calls
 
 
 def matmul_gflops(repeat=7):
@@ -49,25 +61,51 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def describe_machine(torch=None):
-    """Lines that say where and how a benchmark ran."""
+def machine_info(torch=None):
+    """Where and how a benchmark runs, as a dict: CPU, cores, threads,
+    OMP_NUM_THREADS, Python/NumPy/PyTorch versions, fastconv build, date."""
     info = fastconv.build_info()
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pytorch": torch.__version__ if torch else None,
+        "pytorch_threads": torch.get_num_threads() if torch else None,
+        "fastconv": fastconv.__version__,
+        "threads": info["num_threads"],
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "openmp": bool(info["openmp"]),
+        "build_flags": info["build_flags"],
+        "vector_bytes": info.get("vector_bytes"),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def describe_machine(torch=None, info=None):
+    """Lines that say where and how a benchmark ran (from ``info``, a
+    ``machine_info`` dict, measured now when not given)."""
+    info = info or machine_info(torch)
     lines = [
-        f"machine: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-        f"NumPy {np.__version__}" + (f", PyTorch {torch.__version__}" if torch else ""),
-        f"fastconv {fastconv.__version__}: threads {info['num_threads']} "
-        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
+        f"machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
+        f"NumPy {info['numpy']}" + (f", PyTorch {info['pytorch']}" if info["pytorch"] else ""),
+        f"fastconv {info['fastconv']}: threads {info['threads']} "
+        f"(OMP_NUM_THREADS={info['omp_num_threads']}), "
         f"OpenMP {'on' if info['openmp'] else 'off'}, flags: {info['build_flags']}",
     ]
     return lines
 
 
-def print_table(headers, rows):
-    """A Markdown table, columns padded to line up."""
+def format_table(headers, rows):
+    """A Markdown table, columns padded to line up, as a list of lines."""
     cells = [headers] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
-    print(line(cells[0]))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in cells[1:]:
-        print(line(row))
+    return ([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+            + [line(row) for row in cells[1:]])
+
+
+def print_table(headers, rows):
+    """Prints a Markdown table, columns padded to line up."""
+    print("\n".join(format_table(headers, rows)))

@@ -94,7 +94,9 @@ class Progbar:
 
     verbose=1 redraws one line with '\\r' (at most every ``interval`` seconds,
     and always on the last step); verbose=2 prints one line when finished.
-    ``update`` takes values already averaged, as (name, value) pairs.
+    ``update`` takes values already averaged, as (name, value) pairs; it only
+    reads them when it draws, so a caller may pass a lazy iterable and an
+    update between redraws costs a clock reading and a comparison.
     """
 
     width = 30
@@ -108,31 +110,33 @@ class Progbar:
         self._last_update = None
         self._drawn_width = 0
 
-    def update(self, current, values=()):
-        """Shows step ``current`` of ``target`` with ``values``."""
+    def update(self, current, values=(), finalize=None):
+        """Shows step ``current`` of ``target`` with ``values``.  ``finalize``
+        (default: current >= target) ends the bar, as Keras's, also before the
+        target (when training stops early)."""
         now = time.monotonic()
-        finished = current >= self.target
+        finished = current >= self.target if finalize is None else finalize
         if self.verbose == 1 and (finished or self._last_update is None
                                   or now - self._last_update >= self.interval):
-            line = self._bar_line(current, values, now)
+            line = self._bar_line(current, values, now, finished)
             padding = " " * max(self._drawn_width - len(line), 0)  # erase a longer line
             self._drawn_width = len(line)
             self._write("\r" + line + padding, finished)
+            self._last_update = now
         elif self.verbose == 2 and finished:
             elapsed = now - self._start
             self._write(f"{current}/{self.target} - {elapsed:.0f}s{_metrics(values)} -"
                         f"{_per_unit(elapsed, 'epoch')} -{_per_unit(elapsed / current, 'step')}",
                         True)
-        self._last_update = now
 
-    def _bar_line(self, current, values, now):
+    def _bar_line(self, current, values, now, finished):
         filled = int(self.width * current / self.target)
         bar = "=" * max(filled - 1, 0)
         if filled:
             bar += ">" if current < self.target else "="
         bar += "." * (self.width - filled)
         per_step = (now - self._start) / current
-        if current < self.target:
+        if not finished:
             timing = f" - ETA: {_format_eta(per_step * (self.target - current))}"
         else:
             timing = f" - {now - self._start:.0f}s{_per_unit(per_step, 'step')}"
