@@ -7,6 +7,11 @@ A saved file is an ordinary ``.npz`` archive: the weights under
 ``__fastconv__``.  Files are written to a temporary file in the same
 directory and moved into place, so an interrupted save never damages an
 earlier file.
+
+Interruptions: Ctrl-C (SIGINT) is held back while the optimizer updates the
+weights, so a KeyboardInterrupt in ``fit`` lands before or after a whole step,
+never inside one; the model keeps the weights and optimizer state of its last
+completed step and can be trained or used again.
 """
 
 import contextlib
@@ -14,7 +19,10 @@ import json
 import math
 import numbers
 import os
-import tempfile
+import re
+import secrets
+import signal
+import threading
 import zipfile
 import zlib
 
@@ -31,13 +39,17 @@ METRICS = ("accuracy", "acc")
 
 class History:
     """What ``fit`` returns: ``history[name]`` lists one value per epoch for
-    'loss', the metrics, and 'val_...' when validating."""
+    'loss', the metrics, and 'val_...' when validating.
+
+    ``stopped_early`` is True when training stopped at a batch whose loss or
+    gradients were not finite (see ``Sequential.fit``)."""
 
     def __init__(self, model, params):
         self.model = model
         self.params = params
         self.epoch = []
         self.history = {}
+        self.stopped_early = False
 
     def _append(self, epoch, logs):
         self.epoch.append(epoch)
@@ -160,6 +172,16 @@ class Sequential:
         class indices for the sparse loss).  validation_split takes the last
         fraction of the data, before shuffling; validation_data is an (x, y) pair.
         verbose: 0 silent, 1 (or 'auto') progress bar, 2 one line per epoch.
+
+        As with Keras's TerminateOnNaN callback, a batch whose loss is NaN or
+        Inf ends training with the message "Batch <i>: Invalid loss,
+        terminating training" (<i> counts from 0 in the epoch), and so does a
+        batch with a non-finite gradient ("Invalid gradient").  Unlike Keras,
+        that batch's update is not applied: the weights stay those of the last
+        good step (an update that overflows by itself, from finite gradients
+        and an enormous learning rate, shows in the next batch's loss only).
+        Its epoch is still logged (with that batch's loss) and validated, and
+        the History has ``stopped_early`` set.
         """
         self._require_compiled("fit")
         batch_size = _batch_size(batch_size)
@@ -193,15 +215,22 @@ class Sequential:
             order = utils.random_generator().permutation(len(data[0])) if shuffle else None
             for step, (x_batch, targets, labels) in enumerate(
                     self._batches(data, batch_size, order)):
-                means.add(len(x_batch), self._train_step(x_batch, targets, labels))
+                values, invalid = self._train_step(x_batch, targets, labels)
+                means.add(len(x_batch), values)
+                if invalid:
+                    history.stopped_early = True
+                    break
                 if step + 1 < steps:
-                    progbar.update(step + 1, means.result().items())
+                    progbar.update(step + 1, means)  # read only when the bar is redrawn
             logs = means.result()
             if validation is not None:
                 logs.update((f"val_{name}", value) for name, value
                             in self._test(validation, batch_size).items())
-            progbar.update(steps, logs.items())
+            progbar.update(step + 1, logs.items(), finalize=True)
             history._append(epoch, logs)
+            if history.stopped_early:
+                print(f"Batch {step}: Invalid {invalid}, terminating training", flush=True)
+                break
         return history
 
     def evaluate(self, x, y, batch_size=32, verbose="auto"):
@@ -234,19 +263,29 @@ class Sequential:
         return values[0], [g.copy() for layer in self.layers for g in layer.grads.values()]
 
     def _train_step(self, x, targets, labels):
-        """One optimizer step on a batch; returns the logged values (loss, metric)."""
+        """One optimizer step on a batch: (logged values (loss, metric), None),
+        or (values, 'loss' or 'gradient') with nothing updated when that is
+        not finite.  The update runs with Ctrl-C held back, so that it is
+        applied wholly or not at all."""
         values = self._backpropagate(x, targets, labels)
-        self.optimizer.apply(self._weights(), [g for layer in self.layers
-                                               for g in layer.grads.values()])
-        return values
+        grads = [g for layer in self.layers for g in layer.grads.values()]
+        if not math.isfinite(values[0]):
+            return values, "loss"
+        # A float64 sum is finite exactly when every float32 gradient is.
+        if not all(math.isfinite(np.sum(g, dtype=np.float64)) for g in grads):
+            return values, "gradient"
+        with _interrupts_held_back():
+            self.optimizer.apply(self._weights(), grads)
+        return values, None
 
     def _backpropagate(self, x, targets, labels):
         """The logged values of a batch; fills every layer's grads."""
         outputs = self._forward(x, training=True, logits=self._skips_softmax())
-        grad = self._buffers.get("d_outputs", outputs.shape, outputs.dtype)
-        values = self._batch_values(targets, labels, outputs, grad)
-        for i in reversed(range(len(self.layers))):
-            grad = self.layers[i].backward(grad, need_input_grad=i > 0)
+        with _batch_memory(len(x)):
+            grad = self._buffers.get("d_outputs", outputs.shape, outputs.dtype)
+            values = self._batch_values(targets, labels, outputs, grad)
+            for i in reversed(range(len(self.layers))):
+                grad = self.layers[i].backward(grad, need_input_grad=i > 0)
         return values
 
     def _test(self, data, batch_size, progbar=None):
@@ -256,7 +295,7 @@ class Sequential:
             outputs = self._forward(x, logits=self._skips_softmax())
             means.add(len(x), self._batch_values(targets, labels, outputs))
             if progbar is not None:
-                progbar.update(step + 1, means.result().items())
+                progbar.update(step + 1, means)
         return means.result()
 
     def _batch_values(self, targets, labels, outputs, gradient=None):
@@ -270,8 +309,9 @@ class Sequential:
     def _forward(self, x, training=False, logits=False):
         """The outputs for batch x; with ``logits``, the last layer's softmax is skipped."""
         last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = layer.forward(x, training, activate=not (logits and i == last))
+        with _batch_memory(len(x)):
+            for i, layer in enumerate(self.layers):
+                x = layer.forward(x, training, activate=not (logits and i == last))
         return x
 
     def _skips_softmax(self):
@@ -484,7 +524,42 @@ class _RunningMeans:
         self.count += count
 
     def result(self):
-        return {name: total / max(self.count, 1) for name, total in self.sums.items()}
+        return dict(self)
+
+    def __iter__(self):
+        """(name, mean) pairs, computed as they are read."""
+        return ((name, total / max(self.count, 1)) for name, total in self.sums.items())
+
+
+@contextlib.contextmanager
+def _interrupts_held_back():
+    """Runs the block with SIGINT (Ctrl-C) held back: a signal arriving
+    inside it is handed to the program's handler (KeyboardInterrupt by
+    default) when the block ends.  Only the main thread receives signals;
+    elsewhere, or when SIGINT is ignored or not handled by Python, the
+    block runs as it is."""
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+        yield
+        return
+    received = []
+    signal.signal(signal.SIGINT, lambda *arguments: received.append(arguments))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        if received:
+            handler(*received[0])
+
+
+@contextlib.contextmanager
+def _batch_memory(batch):
+    """Adds the batch size to a MemoryError raised in the block."""
+    try:
+        yield
+    except MemoryError as error:
+        raise MemoryError(f"{error} (running a batch of {batch} samples; a smaller "
+                          "batch_size needs less memory)") from error
 
 
 def _print_row(fields, positions, print_fn):
@@ -509,13 +584,22 @@ def _print_row(fields, positions, print_fn):
         print_fn(line)
 
 
+_writing = set()  # the temporary files this process is writing
+
+
 def _write_npz(path, header, arrays):
     """Writes ``arrays`` and the JSON ``header`` to ``path`` through a temporary
-    file in the same directory, then ``os.replace``."""
+    file in the same directory, '.<name>.<pid>.<random>.tmp', then
+    ``os.replace``.  Temporary files that killed processes left behind for
+    ``path`` are deleted first.  The file gets the permissions open() gives
+    (0o666 less the umask), not mkstemp's 0o600."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp",
-                                             prefix=f".{os.path.basename(path)}.")
+    directory, name = os.path.split(os.path.abspath(path))
+    _delete_abandoned_temporaries(directory, name)
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | getattr(os, "O_BINARY", 0), 0o666)
+    _writing.add(temporary)
     try:
         with os.fdopen(descriptor, "wb") as stream:
             np.savez(stream, **{HEADER_KEY: np.array(json.dumps(header))}, **arrays)
@@ -526,6 +610,35 @@ def _write_npz(path, header, arrays):
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    finally:
+        _writing.discard(temporary)
+
+
+def _delete_abandoned_temporaries(directory, name):
+    """Deletes the temporary files of saves to ``name`` whose writer is gone:
+    a process that no longer runs, or this process (its pid reused, as in a
+    restarted container) when it is not writing them.  POSIX only."""
+    if os.name != "posix":
+        return  # os.kill(pid, 0) would end the process on Windows
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.[^.]+\.tmp")
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match and not _writer_alive(int(match.group(1)), entry.path):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _writer_alive(pid, temporary):
+    if pid == os.getpid():
+        return temporary in _writing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # e.g. PermissionError: another user's process
+        pass
+    return True
 
 
 def _read_npz(path):

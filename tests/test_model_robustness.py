@@ -1,0 +1,481 @@
+"""Robustness of Sequential models as Keras and PyTorch users expect it.
+
+1. numerics: a NaN/Inf loss or gradient stops ``fit`` before its update
+   (Keras's TerminateOnNaN); huge logits stay finite
+2. interruption: KeyboardInterrupt in ``fit`` keeps the last completed step;
+   Ctrl-C waits for the update to finish; a killed ``save`` keeps the
+   earlier file and its temporary file is cleaned up by the next save
+3. threads: two models training at once get the weights they get alone
+4. memory: no growth over 200 training steps; ``predict`` and ``evaluate``
+   hold one batch of intermediates, not the whole input's
+5. batches too large for memory raise MemoryError (in a subprocess with a
+   capped address space), and the model stays usable
+6. the progress bar redraws at most every 0.1 s and reads the logs only then
+
+The subprocesses run ``tests/model_subprocess.py``.  The kernels run on one
+thread here: with OpenMP threads spinning at barriers, small calls slow down
+a hundredfold when another process keeps the cores busy.
+"""
+
+import gc
+import io
+import json
+import math
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import layers, models, optimizers, utils
+
+HELPER = Path(__file__).with_name("model_subprocess.py")
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+MB = 2**20
+
+
+@pytest.fixture(autouse=True)
+def one_kernel_thread():
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(1)
+    yield
+    fastconv.set_num_threads(before)
+
+
+def bars(n, seed=0, size=8):
+    """size x size noisy images of a vertical (label 0) or horizontal (label 1) bar."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    x = rng.normal(0, 0.2, (n, size, size, 1)).astype(np.float32)
+    where = rng.integers(1, size - 1, n)
+    vertical, horizontal = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    x[vertical, :, where[vertical], 0] += 1
+    x[horizontal, where[horizontal], :, 0] += 1
+    return x, labels
+
+
+def small_model(optimizer="rmsprop", size=8, filters=4, weights=None):
+    model = models.Sequential([
+        layers.Conv2D(filters, (3, 3), activation="relu", input_shape=(size, size, 1)),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dense(2, activation="softmax"),
+    ])
+    model.compile(optimizers.get(optimizer), "sparse_categorical_crossentropy", ["accuracy"])
+    if weights is not None:
+        model.set_weights(weights)
+    return model
+
+
+def same_state(model, twin):
+    """Exactly equal weights, optimizer iterations and optimizer slots."""
+    for a, b in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations == twin.optimizer.iterations
+    for slots, twin_slots in zip(model.optimizer.slots, twin.optimizer.slots, strict=True):
+        assert slots.keys() == twin_slots.keys()
+        for name in slots:
+            np.testing.assert_array_equal(slots[name], twin_slots[name])
+
+
+def all_finite(model):
+    return all(np.isfinite(w).all() for w in model.get_weights())
+
+
+# ------------------------------------------------------------------- 1. numerics
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_input_stops_training_before_its_update(capsys, value):
+    """A NaN/Inf pixel in sample 50 (batch 3 of 16) stops fit at that batch,
+    with the weights and optimizer state of the 3 steps before it."""
+    x, y = bars(160)
+    x[50, 4, 4, 0] = value
+    model = small_model()
+    twin = small_model(weights=model.get_weights())
+    history = model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0,
+                        validation_data=(x[100:], y[100:]))
+    assert capsys.readouterr().out == "Batch 3: Invalid loss, terminating training\n"
+    assert history.stopped_early and history.epoch == [0]
+    assert not math.isfinite(history.history["loss"][0])
+    assert math.isfinite(history.history["val_loss"][0])
+    assert all_finite(model) and model.optimizer.iterations == 3
+
+    twin.fit(x[:48], y[:48], batch_size=16, shuffle=False, verbose=0)
+    same_state(model, twin)
+    # The model goes on as usual on clean data.
+    history = model.fit(x[:48], y[:48], batch_size=16, verbose=0)
+    assert not history.stopped_early and all_finite(model)
+    assert np.isfinite(model.predict(x[:48], verbose=0)).all()
+
+
+def test_non_finite_gradient_with_a_finite_loss_stops_training(capsys):
+    """-inf into a ReLU that outputs 0 hides it from the loss, but the kernel
+    gradient gets -inf * 0 = NaN: training stops before that update too."""
+    model = models.Sequential([layers.Conv2D(1, 1, activation="relu", input_shape=(1, 1, 1)),
+                               layers.Flatten(), layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.set_weights([np.ones((1, 1, 1, 1)), np.zeros(1), np.ones((1, 2)), np.zeros(2)])
+    x, y = np.array([[[[1.0]]], [[[-np.inf]]]], np.float32), np.array([0, 1])
+    history = model.fit(x, y, batch_size=1, epochs=2, shuffle=False, verbose=0)
+    assert capsys.readouterr().out == "Batch 1: Invalid gradient, terminating training\n"
+    assert history.stopped_early and math.isfinite(history.history["loss"][0])
+    assert all_finite(model) and model.optimizer.iterations == 1
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_diverging_training_stops_with_finite_weights(capsys):
+    """A learning rate of 1e20 makes the second batch's loss overflow.  (With
+    other initial weights the first update itself can overflow to Inf; then
+    training stops at the next batch, but with those weights.)"""
+    x, y = bars(64)
+    utils.set_random_seed(0)
+    model = small_model(optimizers.SGD(learning_rate=1e20))
+    history = model.fit(x, y, batch_size=16, epochs=5, verbose=0)
+    assert "Invalid loss, terminating training" in capsys.readouterr().out
+    assert history.stopped_early and all_finite(model)
+
+
+def test_verbose_training_ends_the_bar_before_the_message(capsys):
+    """The bar of the stopped epoch ends at the bad batch, then the message follows."""
+    x, y = bars(64)
+    x[20] = np.nan
+    small_model().fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=1)
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[0] == "Epoch 1/2"
+    last_frame = lines[1].split("\r")[-1]
+    assert re.fullmatch(r"2/4 \[=+>?\.+\] - \d+s .*loss: nan - accuracy: .*", last_frame)
+    assert lines[2:] == ["Batch 1: Invalid loss, terminating training", ""]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_on_huge_logits_goes_on(dtype):
+    """Logits of +-1e4 under the final softmax: the fused softmax +
+    cross-entropy gives finite losses and gradients, so nothing stops."""
+    model = models.Sequential([layers.Dense(3, activation="softmax", input_shape=(1,),
+                                            dtype=dtype)])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.set_weights([np.array([[1e4, -1e4, 0]]), np.zeros(3)])
+    x, y = np.array([[1.0], [-1.0]] * 4), np.array([0, 0] * 4)
+    history = model.fit(x, y, batch_size=2, epochs=2, verbose=0)
+    assert not history.stopped_early and model.optimizer.iterations == 8
+    assert history.history["loss"][0] == pytest.approx(1e4, rel=0.01)
+    assert all_finite(model)
+
+
+# --------------------------------------------------------------- 2. interruption
+
+
+def test_keyboard_interrupt_in_fit_keeps_the_last_completed_step(monkeypatch):
+    """KeyboardInterrupt from the first layer's backward on step 8 (the last
+    layer to run backward: every other gradient is done) leaves the weights
+    and optimizer state of a twin trained 8 steps; both then train alike."""
+    x, y = bars(96)                                  # 6 batches of 16 per epoch
+    model = small_model(optimizers.RMSprop(momentum=0.5, centered=True))
+    twin = small_model(optimizers.RMSprop(momentum=0.5, centered=True),
+                       weights=model.get_weights())
+    calls = []
+    backward = model.layers[0].backward
+
+    def interrupted_backward(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return backward(*args, **kwargs)
+
+    monkeypatch.setattr(model.layers[0], "backward", interrupted_backward)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    monkeypatch.undo()
+
+    twin.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    twin.fit(x[:32], y[:32], batch_size=16, shuffle=False, verbose=0)
+    same_state(model, twin)
+    for each in (model, twin):
+        each.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    same_state(model, twin)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), twin.predict(x, verbose=0))
+
+
+def test_ctrl_c_during_the_update_waits_for_the_whole_step(monkeypatch):
+    """A real SIGINT arriving while the optimizer has updated only the first
+    weight of step 3 is raised once all weights are updated."""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    x, y = bars(96)
+    model = small_model("adam")
+    twin = small_model("adam", weights=model.get_weights())
+    updates = []
+    update = model.optimizer.update
+
+    def update_then_ctrl_c(*args, **kwargs):
+        update(*args, **kwargs)
+        updates.append(None)
+        if len(updates) == 2 * 4 + 1:                # step 3, after its first weight
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(model.optimizer, "update", update_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    assert len(updates) == 3 * 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    twin.fit(x[:48], y[:48], batch_size=16, shuffle=False, verbose=0)
+    same_state(model, twin)
+
+    # The control: without the hold-back the interrupt lands inside the step.
+    updates.clear()
+    weights = model._weights()
+    grads = [np.ones_like(w) for w in weights]
+    with pytest.raises(KeyboardInterrupt):
+        for _ in range(3):
+            model.optimizer.apply(weights, grads)
+    assert len(updates) == 9 and model.optimizer.iterations == 5
+
+
+def kill_mid_save(path, delay):
+    """Runs the save loop until it has saved once, waits ``delay`` seconds and
+    kills it; returns the number of the last save it reported."""
+    proc = subprocess.Popen([sys.executable, str(HELPER), "save-loop", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=SUBPROCESS_ENV)
+    try:
+        first = proc.stdout.readline()
+        assert first == "saved 0\n", proc.stderr.read()
+        time.sleep(delay)
+    finally:
+        proc.kill()
+        rest, errors = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, errors
+    return int((first + rest).split()[-1])
+
+
+def test_killed_saves_keep_the_earlier_file(tmp_path):
+    """SIGKILL at several moments of a loop saving a 16 MB model: the file
+    always loads, holding the last reported save or the one after it; at most
+    one temporary file (the killed one) is left, and the next save removes it."""
+    path = tmp_path / "model.npz"
+    left_behind = 0
+    for delay in (0, 0.002, 0.005, 0.01, 0.02, 0.04):
+        last = kill_mid_save(path, delay)
+        saved = models.load_model(path).layers[0].params["bias"][0]
+        assert saved in (last, last + 1), (delay, last, saved)
+        temporaries = [name for name in os.listdir(tmp_path) if name != "model.npz"]
+        assert len(temporaries) <= 1 and all(name.endswith(".tmp") for name in temporaries)
+        left_behind += len(temporaries)
+    assert left_behind > 0, "no kill landed in the middle of a save: the test is broken"
+    models.load_model(path).save(path)
+    assert os.listdir(tmp_path) == ["model.npz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+
+
+def test_save_removes_only_abandoned_temporary_files(tmp_path):
+    """Temporary files of this process that it is not writing (its pid reused
+    after a restart) go; those of running processes and other files stay."""
+    model = small_model()
+    ours = tmp_path / f".model.npz.{os.getpid()}.0123abcd.tmp"
+    running = tmp_path / ".model.npz.1.0123abcd.tmp"        # pid 1 always runs
+    others = [tmp_path / ".other.npz.999999999.0123abcd.tmp", tmp_path / "notes.tmp"]
+    for file in [ours, running, *others]:
+        file.write_bytes(b"PK")
+    model.save(tmp_path / "model.npz")
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["model.npz", running.name] + [file.name for file in others])
+
+
+# -------------------------------------------------------------------- 3. threads
+
+
+def test_two_models_training_in_threads_do_not_interfere():
+    """Two models with their own initial weights and data, trained at once in
+    two threads, end with exactly the weights each gets trained alone.
+    shuffle=False: the shuffling order (like initial weights and dropout
+    masks) comes from the one module-level generator, so with shuffling the
+    two runs would split its numbers between them in no fixed way."""
+    rng = np.random.default_rng(5)
+    initial = [[rng.normal(0, 0.3, w.shape).astype(np.float32)
+                for w in small_model(size=16, filters=8).get_weights()] for _ in range(2)]
+    data = [bars(320, seed=seed, size=16) for seed in (1, 2)]
+
+    def train(i, barrier=None, spans=None):
+        model = small_model(size=16, filters=8, weights=initial[i])
+        if barrier is not None:
+            barrier.wait()
+        start = time.monotonic()
+        model.fit(*data[i], batch_size=16, epochs=5, shuffle=False, verbose=0)
+        if spans is not None:
+            spans[i] = (start, time.monotonic())
+        return model.get_weights()
+
+    alone = [train(0), train(1)]
+    together, spans = [None, None], [None, None]
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=lambda i=i: together.__setitem__(
+        i, train(i, barrier, spans))) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], "the runs did not overlap"
+    for i in range(2):
+        for a, b in zip(alone[i], together[i], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------- 4. memory
+
+
+def resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_training_steps_do_not_grow_memory():
+    """200 steps (10 epochs of 20, shuffled, with validation) after a warm-up
+    grow the resident set by < 20 MB and traced memory by < 64 kB."""
+    x, y = bars(640, size=28)
+    model = small_model(size=28, filters=16)
+
+    def train():
+        model.fit(x, y, batch_size=32, epochs=10, verbose=0, validation_data=(x[:64], y[:64]))
+
+    model.fit(x[:160], y[:160], batch_size=32, epochs=2, verbose=0,
+              validation_data=(x[:64], y[:64]))
+    gc.collect()
+    before = resident_bytes()
+    train()
+    gc.collect()
+    grown = resident_bytes() - before
+    assert grown < 20 * MB, f"resident memory grew by {grown / MB:.1f} MB"
+
+    tracemalloc.start()
+    try:
+        train()                                     # also warms up tracemalloc's tables
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        train()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"traced memory grew by {grown} bytes"
+
+
+def wide_model():
+    """28x28x64 float32 values per image after the first layer: 200 kB, so
+    the whole of 20,000 images would need 4 GB there."""
+    model = models.Sequential([
+        layers.Conv2D(64, (1, 1), activation="relu", input_shape=(28, 28, 1)),
+        layers.MaxPooling2D((4, 4)),
+        layers.Flatten(),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+def test_predict_and_evaluate_hold_one_batch_of_intermediates():
+    """predict and evaluate on 20,000 28x28 images in batches of 64: the
+    traced peak stays below 40 MB (the outputs, one batch's 13 MB of
+    intermediates, labels), while the whole input at once would need 4 GB."""
+    rng = np.random.default_rng(0)
+    x = rng.random((20_000, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, len(x))
+    model = wide_model()
+    full_batch = len(x) * 28 * 28 * 64 * 4
+    one_batch = 64 * 28 * 28 * 64 * 4
+    model.predict(x[:100], verbose=0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        outputs = model.predict(x, batch_size=64, verbose=0)
+        predict_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        loss, accuracy = model.evaluate(x, y, batch_size=64, verbose=0)
+        evaluate_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert outputs.shape == (20_000, 10) and np.isfinite(outputs).all()
+    assert math.isfinite(loss) and 0 <= accuracy <= 1
+    assert full_batch > 3 * 2**30
+    for name, peak in [("predict", predict_peak), ("evaluate", evaluate_peak)]:
+        assert peak < 3 * one_batch, f"{name}: traced peak {peak / MB:.0f} MB"
+
+
+# ---------------------------------------------------------------- 5. huge batches
+
+
+def test_batches_too_large_for_memory_raise_memory_error_in_subprocess():
+    """With the address space capped at 1 GB above its start-up size, predict,
+    evaluate and fit with one batch of 20,000 images (4 GB of intermediates)
+    raise MemoryError naming the batch size; the same model then runs in
+    batches of 64, its weights finite."""
+    proc = subprocess.run([sys.executable, str(HELPER), "huge-batch"], capture_output=True,
+                          text=True, timeout=300, env=SUBPROCESS_ENV)
+    assert proc.returncode == 0, f"return code {proc.returncode}\n{proc.stderr[-4000:]}"
+    outcomes = {r["case"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert set(outcomes) == {f"{call}_{size}" for call in ("predict", "evaluate", "fit")
+                             for size in ("huge_batch", "batch_64")}, proc.stdout
+    for case, result in outcomes.items():
+        assert result["finite_weights"], result
+        if case.endswith("huge_batch"):
+            assert result["outcome"] == "MemoryError", result
+            assert "batch of 20000 samples" in result["message"], result
+            assert "smaller batch_size" in result["message"], result
+        else:
+            assert result["outcome"] == "ok", result
+
+
+# --------------------------------------------------------------- 6. progress bar
+
+
+class CountingLogs:
+    """(name, value) pairs that count how often they are read."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def __iter__(self):
+        self.reads += 1
+        return iter([("loss", 0.5)])
+
+
+def test_progress_bar_redraws_every_interval_and_reads_logs_only_then(monkeypatch):
+    """1,000 steps of 10 ms on a fake clock: 10 s, so about 100 redraws
+    (one per 0.1 s, or 0.11 s when rounding makes 10 steps fall short), not
+    one per step, nor only the first and last; the logs are read for the
+    redraws only."""
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(utils, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    stream = io.StringIO()
+    progbar = utils.Progbar(1000, verbose=1, stream=stream)
+    logs = CountingLogs()
+    for step in range(1, 1001):
+        clock.now += 0.01
+        progbar.update(step, logs)
+    redraws = stream.getvalue().count("\r")
+    assert 10 / 0.11 <= redraws <= 10 / 0.1 + 2 and logs.reads == redraws
+    assert stream.getvalue().endswith("\n")
+
+
+def test_verbose_fit_redraws_at_most_every_tenth_of_a_second(capsys):
+    """Training 300 small steps with verbose=1 redraws the bar at most once
+    per 0.1 s (plus the first and last frames of each epoch)."""
+    x, y = bars(1600)
+    model = small_model()
+    start = time.monotonic()
+    model.fit(x, y, batch_size=16, epochs=3, verbose=1)
+    elapsed = time.monotonic() - start
+    frames = capsys.readouterr().out.count("\r")
+    assert frames <= elapsed / 0.1 + 3 * 2, (frames, elapsed)
