@@ -645,20 +645,20 @@ def _read_npz(path):
     """(header, {key: array}) of a file written by ``_write_npz``; ValueError
     if it is truncated, corrupted or not ours."""
     damaged = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except damaged as error:
-        raise ValueError(f"{path} is not a readable .npz file (truncated or corrupted?): "
-                         f"{error}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is a single .npy array, not a fastconv .npz file")
-    with archive:
+    with open(path, "rb") as stream:  # closed even when numpy fails on a damaged file
         try:
-            arrays = {key: archive[key] for key in archive.files}
+            archive = np.load(stream, allow_pickle=False)
         except damaged as error:
-            raise ValueError(f"{path} is damaged (truncated or corrupted?): {error}") from None
+            raise ValueError(f"{path} is not a readable .npz file (truncated or corrupted?): "
+                             f"{error}") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path} is a single .npy array, not a fastconv .npz file")
+        with archive:
+            try:
+                arrays = {key: archive[key] for key in archive.files}
+            except damaged as error:
+                raise ValueError(f"{path} is damaged (truncated or corrupted?): "
+                                 f"{error}") from None
     if HEADER_KEY not in arrays:
         raise ValueError(f"{path} is not a fastconv model or weights file (it has no "
                          f"{HEADER_KEY!r} entry)")
