@@ -14,23 +14,8 @@ import argparse
 import numpy as np
 
 import fastconv
-from fastconv import layers, models
+from fastconv.examples.mnist import notebook_model
 from common import describe_machine, import_torch, median_ms, print_table
-
-
-def notebook_model():
-    model = models.Sequential([
-        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.Flatten(),
-        layers.Dense(64, activation="relu"),
-        layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
 def fastconv_passes(backend, x, labels, batch_size):

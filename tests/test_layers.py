@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv.examples.mnist import notebook_model
 from fastconv import activations, layers, models, utils
 
 
@@ -174,22 +175,6 @@ _________________________________________________________________
 '''
 
 
-def notebook_model():
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    return model
-
-
-def summary_text(model):
-    lines = []
-    model.summary(print_fn=lines.append)
-    return "".join(line.rstrip() + "\n" for line in lines)
-
-
 def summary_rows(text):
     """(name, type, output shape, params) of each layer row in a summary table."""
     lines = text.splitlines()
@@ -206,15 +191,14 @@ def summary_rows(text):
             for label, shape, count in rows]
 
 
-def test_summary_matches_keras():
+def test_summary_matches_keras(capsys):
+    """The notebook prints Keras's tables: after the conv base, then the whole model."""
     utils.clear_session()
-    model = notebook_model()
-    first = summary_text(model)
+    model = notebook_model(show_summaries=True)
+    printed = "".join(line.rstrip() + "\n" for line in capsys.readouterr().out.splitlines())
+    first, text = printed.split('Model: "sequential"')[1:]
     assert "Total params: 55,744" in first
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
-    text = summary_text(model)
+    text = 'Model: "sequential"' + text
     assert text == NOTEBOOK_SUMMARY
     assert summary_rows(text) == summary_rows(NOTEBOOK_SUMMARY) == [
         ("conv2d", "Conv2D", "(None, 26, 26, 32)", 320),
@@ -249,22 +233,20 @@ def test_automatic_names_count_per_class():
 
 def test_weights_round_trip_in_keras_layouts():
     model = notebook_model()
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
     shapes = [w.shape for w in model.get_weights()]
     assert shapes == [(3, 3, 1, 32), (32,), (3, 3, 32, 64), (64,), (3, 3, 64, 64), (64,),
-                      (576, 64), (64,)]
+                      (576, 64), (64,), (64, 10), (10,)]
     new = [np.random.default_rng(i).standard_normal(s).astype(np.float32)
            for i, s in enumerate(shapes)]
     model.set_weights(new)
     for got, expected in zip(model.get_weights(), new):
         np.testing.assert_array_equal(got, expected)
-    dense = model.layers[-1]
+    dense = model.layers[-2]
     with pytest.raises(ValueError, match=r"kernel has shape \(576, 64\).*\(64, 576\)"):
         dense.set_weights([new[6].T, new[7]])
     with pytest.raises(ValueError, match="expects 2 weight arrays"):
         dense.set_weights([new[6]])
-    with pytest.raises(ValueError, match="8 weight arrays"):
+    with pytest.raises(ValueError, match="10 weight arrays"):
         model.set_weights(new[:-1])
     bad = new[:-1] + [np.zeros(3, np.float32)]
     with pytest.raises(ValueError):

@@ -544,21 +544,12 @@ def test_example_runs_the_notebook(monkeypatch, tmp_path, capsys, restore_backen
                     reason="set FASTCONV_MNIST_DIR to a directory holding MNIST to run this")
 def test_mnist_quick_run():
     from fastconv.datasets import mnist
+    from fastconv.examples.mnist import notebook_model
 
     (train_images, train_labels), (test_images, test_labels) = mnist.load_data(
         os.environ["FASTCONV_MNIST_DIR"])
     utils.set_random_seed(0)
-    model = models.Sequential([
-        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.Flatten(),
-        layers.Dense(64, activation="relu"),
-        layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    model = notebook_model()
     train_images = train_images[:10000].reshape((10000, 28, 28, 1)).astype("float32") / 255
     test_images = test_images.reshape((10000, 28, 28, 1)).astype("float32") / 255
     # Batches of 16: one epoch of 10,000 images makes 625 steps (about 0.965 here;

@@ -21,6 +21,26 @@ def _positive_int(text):
     return value
 
 
+def notebook_model(show_summaries=False):
+    """The notebook's convnet, built as the notebook builds it (printing its
+    two summaries when asked) and compiled as it compiles it."""
+    model = models.Sequential()
+    model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1)))
+    model.add(layers.MaxPooling2D((2, 2)))
+    model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+    model.add(layers.MaxPooling2D((2, 2)))
+    model.add(layers.Conv2D(64, (3, 3), activation='relu'))
+    if show_summaries:
+        model.summary()
+    model.add(layers.Flatten())
+    model.add(layers.Dense(64, activation='relu'))
+    model.add(layers.Dense(10, activation='softmax'))
+    if show_summaries:
+        model.summary()
+    model.compile(optimizer='rmsprop', loss='categorical_crossentropy', metrics=['accuracy'])
+    return model
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="fastconv-mnist", description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=_positive_int, default=5)
@@ -51,17 +71,7 @@ def main(argv=None):
         set_random_seed(args.seed)
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
 
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation='relu'))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation='relu'))
-    model.summary()
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation='relu'))
-    model.add(layers.Dense(10, activation='softmax'))
-    model.summary()
+    model = notebook_model(show_summaries=True)
 
     (train_images, train_labels), (test_images, test_labels) = mnist.load_data(args.data_dir)
     train_images, train_labels = train_images[:args.train_size], train_labels[:args.train_size]
@@ -70,7 +80,6 @@ def main(argv=None):
     train_labels = to_categorical(train_labels, 10)
     test_labels = to_categorical(test_labels, 10)
 
-    model.compile(optimizer='rmsprop', loss='categorical_crossentropy', metrics=['accuracy'])
     model.fit(train_images, train_labels, epochs=args.epochs, batch_size=args.batch_size,
               verbose=verbose)
     test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=verbose)
