@@ -207,6 +207,7 @@ class Layer:
             raise RuntimeError(f"layer {self.name!r}: backward() needs a "
                                "forward(x, training=True) first")
         x, y, activation = self._cache
+        dy = np.asarray(dy)
         if dy.shape != y.shape or dy.dtype != y.dtype:
             raise ValueError(f"layer {self.name!r}: dy must be {y.dtype} of the output's shape "
                              f"{y.shape}, got {dy.dtype} {dy.shape}")
@@ -397,7 +398,7 @@ class Flatten(Layer):
         return (None, math.prod(input_shape[1:]))
 
     def call(self, x, training, activation):
-        return x.reshape(len(x), -1)
+        return x.reshape(len(x), math.prod(x.shape[1:]))
 
     def call_backward(self, x, dz, need_input_grad):
         return dz.reshape(x.shape) if need_input_grad else None
@@ -542,7 +543,7 @@ def _float_dtype(value):
     try:
         dtype = np.dtype(value)
     except TypeError:
-        dtype = None
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}") from None
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}")
     return dtype

@@ -1,15 +1,17 @@
 """Robustness tests of the compiled kernels in ``fastconv.ops``.
 
 1. fuzzing against ``fastconv.reference`` (hypothesis, >= 10,000 calls) in a
-   subprocess, so that a crash is a failing test, not a dead test run
+   subprocess, so that a crash is a failing test, not a dead test run; the
+   layer API likewise (layers and Sequential, both backends compared)
 2. memory: no growth over 10,000 calls; no references kept to the inputs
 3. threads: concurrent calls give the serial results; the GIL is released
 4. inputs and outputs too large for memory raise MemoryError/ValueError
    (also in a subprocess)
 5. ``out`` buffers that overlap an input
 
-The subprocess runs ``tests/fuzz_kernels.py``; see its docstring to rerun
-a failing fuzz locally (``FUZZ_SEED``, ``FUZZ_VERBOSE=1``).
+The subprocesses run ``tests/fuzz_kernels.py`` and ``tests/fuzz_layers.py``;
+see their docstrings to rerun a failing fuzz locally (``FUZZ_SEED``,
+``FUZZ_VERBOSE=1``).
 """
 
 import gc
@@ -33,6 +35,7 @@ import fastconv
 from fastconv import ops, reference
 
 FUZZER = Path(__file__).with_name("fuzz_kernels.py")
+LAYER_FUZZER = Path(__file__).with_name("fuzz_layers.py")
 KERNELS = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward"]
 MB = 2**20
 
@@ -47,10 +50,11 @@ def restore_threads():
 
 # ------------------------------------------------------------------- subprocess runs
 
-def run_script(*args, timeout):
-    """Runs the fuzzer script; returns (process, stdout lines)."""
-    proc = subprocess.run([sys.executable, str(FUZZER), *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=FUZZER.parent.parent)
+def run_script(*args, timeout, script=FUZZER):
+    """Runs a fuzzer script (the kernels' one by default); returns (process,
+    stdout lines)."""
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=script.parent.parent)
     return proc, proc.stdout.splitlines()
 
 
@@ -63,7 +67,7 @@ def explain(proc):
     errors = [line for line in proc.stderr.splitlines()
               if line.startswith(("call:", "Fatal Python error")) or
               (line[:1].isalpha() and line.split(":")[0].endswith(("Error", "Exception")))]
-    return (f"return code {code} (rerun: CI=1 FUZZ_VERBOSE=1 python {FUZZER})\n"
+    return (f"return code {code} (rerun: CI=1 FUZZ_VERBOSE=1 python {proc.args[1]})\n"
             "--- errors\n" + "\n".join(errors[:40]) +
             f"\n--- stdout (tail)\n{proc.stdout[-2000:]}"
             f"\n--- stderr (tail)\n{proc.stderr[-4000:]}")
@@ -93,6 +97,32 @@ def test_fuzz_kernels_against_reference_in_subprocess():
     assert stats["returned"] >= 0.25 * calls, stats
     assert stats.get("raised ValueError", 0) > 0 and stats.get("raised TypeError", 0) > 0
     assert stats.get("raised MemoryError", 0) > 0, stats
+
+
+def test_fuzz_layers_against_numpy_backend_in_subprocess():
+    """>= 10,000 hypothesis-generated calls to the layer API: constructors with
+    junk arguments (filters, sizes, strides, padding, activations,
+    initializers, input_shape, dtype, dropout rates), build, forward/__call__
+    on odd inputs (dtypes, layouts, ranks, channels, empty batches, NaN/Inf),
+    set_weights, backward, and small Sequential models (predict, compile, fit,
+    evaluate with junk labels and batch sizes).  Each returns what the numpy
+    backend returns (compared on the compiled one) or raises
+    ValueError/TypeError/MemoryError (RuntimeError where documented);
+    arguments the documentation rules out are rejected, well-formed ones
+    accepted; the interpreter does not crash."""
+    proc, lines = run_script(timeout=600, script=LAYER_FUZZER)
+    assert proc.returncode == 0, explain(proc)
+    calls = int(tagged(lines, "CALLS"))
+    stats = json.loads(tagged(lines, "STATS"))
+    assert calls >= 10_000, explain(proc)
+    for kind, least in [("construct", 2_000), ("forward", 2_000), ("backward", 500),
+                        ("predict", 500), ("fit", 300)]:
+        assert stats[f"calls {kind}"] >= least, stats
+    # Not only errors: many calls were compared across the backends.
+    for kind, least in [("forward", 1_000), ("backward", 300), ("predict", 100)]:
+        assert stats[f"{kind}: compared"] >= least, stats
+    for error in ["ValueError", "TypeError", "MemoryError", "RuntimeError"]:
+        assert stats.get(f"raised {error}", 0) > 0, stats
 
 
 # ----------------------------------------------------------------------- 2. memory
