@@ -4,47 +4,50 @@
 These functions trust their arguments: :mod:`fastconv.ops` checks them.
 Windows are clipped to the input (padded cells are ignored).  The maximum
 of a window that holds a NaN is NaN, and the gradient goes to the first NaN;
-otherwise it goes to the first maximal element in row-major order.
+otherwise it goes to the first maximal element in row-major order.  The
+per-window work, vectorised over channels, is in ``microkernels.h``.
 """
 
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport prange
 from libc.string cimport memset
-
-import numpy
 
 ctypedef fused floating:
     float
     double
 
+cdef extern from "microkernels.h" nogil:
+    void pool_max_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch, int rows,
+                      int cols, int channels, float *out)
+    void pool_max_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch, int rows,
+                      int cols, int channels, double *out)
+    void pool_route_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch, int rows,
+                        int cols, int channels, const float *dy, float *dx, int accumulate)
+    void pool_route_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch, int rows,
+                        int cols, int channels, const double *dy, double *dx, int accumulate)
 
-cdef inline bint takes_over(floating value, floating best) noexcept nogil:
-    """True when ``value`` replaces ``best`` as the window's maximum so far."""
-    return (value > best) | ((value != value) & (best == best))
+
+cdef inline void window(int o, int stride, int pad, int size, int pool, int *lo,
+                        int *hi) noexcept nogil:
+    """The input range [lo, hi) of output position o along one axis."""
+    lo[0] = max(o * stride - pad, 0)
+    hi[0] = min(o * stride - pad + pool, size)
 
 
 cdef void pool_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                    Py_ssize_t n, int oh, int pool_h, int pool_w, int stride_h, int stride_w,
                    int pad_top, int pad_left) noexcept nogil:
-    cdef int channels = x.shape[3], height = x.shape[1], width = x.shape[2]
-    cdef int h_lo = max(oh * stride_h - pad_top, 0)
-    cdef int h_hi = min(oh * stride_h - pad_top + pool_h, height)
-    cdef int ow, w_lo, w_hi, h, w, c
-    cdef floating *best
-    cdef const floating *cell
-    cdef floating value
+    """Output row (n, oh) of the window maxima."""
+    cdef int channels = x.shape[3], h_lo, h_hi, w_lo, w_hi, ow
+    cdef Py_ssize_t row_pitch = x.shape[2] * channels
+    window(oh, stride_h, pad_top, x.shape[1], pool_h, &h_lo, &h_hi)
     for ow in range(out.shape[2]):
-        w_lo = max(ow * stride_w - pad_left, 0)
-        w_hi = min(ow * stride_w - pad_left + pool_w, width)
-        best = &out[n, oh, ow, 0]
-        cell = &x[n, h_lo, w_lo, 0]
-        for c in range(channels):
-            best[c] = cell[c]
-        for h in range(h_lo, h_hi):
-            for w in range(w_lo, w_hi):
-                cell = &x[n, h, w, 0]
-                for c in range(channels):
-                    value = cell[c]
-                    best[c] = value if (value > best[c]) | (value != value) else best[c]
+        window(ow, stride_w, pad_left, x.shape[2], pool_w, &w_lo, &w_hi)
+        if floating is float:
+            pool_max_f32(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo, w_hi - w_lo,
+                         channels, &out[n, oh, ow, 0])
+        else:
+            pool_max_f64(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo, w_hi - w_lo,
+                         channels, &out[n, oh, ow, 0])
 
 
 def forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int pool_h, int pool_w,
@@ -52,58 +55,60 @@ def forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int pool
     """out (N, OH, OW, C) = window maxima of x (N, H, W, C)."""
     cdef Py_ssize_t rows = out.shape[0] * out.shape[1], r
     cdef int out_h = out.shape[1]
-    if out.shape[2] == 0 or out.shape[3] == 0:
+    if out.shape[2] == 0:
         return
     for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
         pool_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
                  pad_top, pad_left)
 
 
+cdef void zero_uncovered(floating *image, int height, int width, int channels, int rows_lo,
+                         int rows_hi, int cols_lo, int cols_hi) noexcept nogil:
+    """Zeroes an image (H, W, C) outside rows [rows_lo, rows_hi) x columns [cols_lo, cols_hi)."""
+    cdef Py_ssize_t row_pitch = <Py_ssize_t>width * channels
+    cdef int h
+    for h in range(height):
+        if h < rows_lo or h >= rows_hi:
+            memset(image + h * row_pitch, 0, row_pitch * sizeof(floating))
+        else:
+            memset(image + h * row_pitch, 0, cols_lo * channels * sizeof(floating))
+            memset(image + h * row_pitch + cols_hi * channels, 0,
+                   (width - cols_hi) * channels * sizeof(floating))
+
+
 cdef void unpool_image(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
                        floating[:, :, :, ::1] dx, Py_ssize_t n, int pool_h, int pool_w,
-                       int stride_h, int stride_w, int pad_top, int pad_left,
-                       floating *best, int *argmax) noexcept nogil:
-    """dx[n] = dy[n] routed to each window's maximum.  ``best`` and
-    ``argmax`` (the winning cell's rank in the window) are scratch of C
-    elements each."""
+                       int stride_h, int stride_w, int pad_top, int pad_left) noexcept nogil:
+    """dx[n] = dy[n] routed to each window's maximum.  When the windows tile
+    the image (strides equal to the pool size) every cell belongs to at most
+    one window, so the cells are written once and only the uncovered border
+    is zeroed; otherwise dx[n] is zeroed and the windows add to it."""
     cdef int channels = x.shape[3], height = x.shape[1], width = x.shape[2]
-    cdef int oh, ow, h_lo, h_hi, w_lo, w_hi, h, w, c, k
-    cdef const floating *image = &x[n, 0, 0, 0]
-    cdef floating *grad_image = &dx[n, 0, 0, 0]
-    cdef const floating *grad
-    cdef const floating *cell
-    cdef floating *grad_cell
-    cdef floating value
-    cdef bint take
-    memset(grad_image, 0, height * width * channels * sizeof(floating))
-    for oh in range(dy.shape[1]):
-        h_lo = max(oh * stride_h - pad_top, 0)
-        h_hi = min(oh * stride_h - pad_top + pool_h, height)
-        for ow in range(dy.shape[2]):
-            w_lo = max(ow * stride_w - pad_left, 0)
-            w_hi = min(ow * stride_w - pad_left + pool_w, width)
-            cell = image + (h_lo * width + w_lo) * channels
-            for c in range(channels):
-                best[c] = cell[c]
-                argmax[c] = 0
-            k = 0
-            for h in range(h_lo, h_hi):
-                for w in range(w_lo, w_hi):
-                    cell = image + (h * width + w) * channels
-                    for c in range(channels):
-                        value = cell[c]
-                        take = takes_over(value, best[c])
-                        best[c] = value if take else best[c]
-                        argmax[c] = k if take else argmax[c]
-                    k += 1
-            grad = &dy[n, oh, ow, 0]
-            k = 0
-            for h in range(h_lo, h_hi):
-                for w in range(w_lo, w_hi):
-                    grad_cell = grad_image + (h * width + w) * channels
-                    for c in range(channels):
-                        grad_cell[c] += grad[c] if argmax[c] == k else 0
-                    k += 1
+    cdef int out_h = dy.shape[1], out_w = dy.shape[2]
+    cdef Py_ssize_t row_pitch = <Py_ssize_t>width * channels
+    cdef bint tiled = stride_h == pool_h and stride_w == pool_w
+    cdef int oh, ow, h_lo, h_hi, w_lo, w_hi, first_lo, first_hi, last_lo, last_hi
+    if tiled:
+        window(0, stride_h, pad_top, height, pool_h, &first_lo, &first_hi)
+        window(out_h - 1, stride_h, pad_top, height, pool_h, &last_lo, &last_hi)
+        h_lo, h_hi = first_lo, last_hi
+        window(0, stride_w, pad_left, width, pool_w, &first_lo, &first_hi)
+        window(out_w - 1, stride_w, pad_left, width, pool_w, &last_lo, &last_hi)
+        zero_uncovered(&dx[n, 0, 0, 0], height, width, channels, h_lo, h_hi, first_lo, last_hi)
+    else:
+        memset(&dx[n, 0, 0, 0], 0, height * row_pitch * sizeof(floating))
+    for oh in range(out_h):
+        window(oh, stride_h, pad_top, height, pool_h, &h_lo, &h_hi)
+        for ow in range(out_w):
+            window(ow, stride_w, pad_left, width, pool_w, &w_lo, &w_hi)
+            if floating is float:
+                pool_route_f32(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo,
+                               w_hi - w_lo, channels, &dy[n, oh, ow, 0], &dx[n, h_lo, w_lo, 0],
+                               not tiled)
+            else:
+                pool_route_f64(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo,
+                               w_hi - w_lo, channels, &dy[n, oh, ow, 0], &dx[n, h_lo, w_lo, 0],
+                               not tiled)
 
 
 def backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
@@ -112,10 +117,5 @@ def backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
     """dx (N, H, W, C) = dy routed to each window's maximum.  Images are
     independent, so threads share them out."""
     cdef Py_ssize_t n
-    cdef int threads = max(num_threads, 1)
-    cdef floating[:, ::1] best = numpy.empty((threads, max(x.shape[3], 1)),
-                                            dtype=numpy.asarray(x).dtype)
-    cdef int[:, ::1] argmax = numpy.empty((threads, max(x.shape[3], 1)), dtype=numpy.intc)
-    for n in prange(x.shape[0], nogil=True, num_threads=threads, schedule="static"):
-        unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
-                     &best[threadid(), 0], &argmax[threadid(), 0])
+    for n in prange(x.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+        unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)

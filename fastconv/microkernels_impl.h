@@ -145,6 +145,81 @@ FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *const *rows, ptrdiff_t row_
 #undef FC_CASE
 }
 
+/* Max pooling of one window: `rows` x `cols` cells, the first at `x`, cells
+ * `pix_pitch` elements apart in a row and rows `row_pitch` apart, each
+ * holding `channels` contiguous values.  A window holding a NaN has the
+ * maximum NaN and routes its gradient to the first NaN; otherwise the
+ * gradient goes to the first maximal cell in row-major order. */
+
+/* Lanes [0, n) of a vector loaded from / stored to p; the others are zero / untouched. */
+static inline VEC FC_NAME(load_lanes)(const FC_T *p, int n)
+{
+    if (n == VW)
+        return LOAD(p);
+    VEC v = (VEC){0};
+    memcpy(&v, p, (size_t)n * sizeof(FC_T));
+    return v;
+}
+
+static inline void FC_NAME(store_lanes)(FC_T *p, VEC v, int n)
+{
+    if (n == VW)
+        STORE(p, v);
+    else
+        memcpy(p, &v, (size_t)n * sizeof(FC_T));
+}
+
+#define MASK FC_NAME(mask)
+#define SELECT(m, a, b) ((VEC)(((MASK)(a) & (m)) | ((MASK)(b) & ~(m))))
+
+/* out[c] = the window's maximum of channel c */
+static void
+FC_NAME(pool_max)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, int rows, int cols,
+                  int channels, FC_T *out)
+{
+    for (int c = 0; c < channels; c += VW) {
+        const int n = channels - c < VW ? channels - c : VW;
+        VEC best = FC_NAME(load_lanes)(x + c, n);
+        for (int r = 0; r < rows; r++)
+            for (int q = 0; q < cols; q++) {
+                const VEC v = FC_NAME(load_lanes)(x + r * row_pitch + q * pix_pitch + c, n);
+                best = SELECT((v > best) | (v != v), v, best);
+            }
+        FC_NAME(store_lanes)(out + c, best, n);
+    }
+}
+
+/* dx of the window's cells (laid out like x's) = dy[c] at each channel's
+ * maximal cell, 0 elsewhere; added to dx when `accumulate`, else stored. */
+static void
+FC_NAME(pool_route)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, int rows, int cols,
+                    int channels, const FC_T *dy, FC_T *dx, int accumulate)
+{
+    for (int c = 0; c < channels; c += VW) {
+        const int n = channels - c < VW ? channels - c : VW;
+        VEC best = FC_NAME(load_lanes)(x + c, n);
+        MASK winner = (MASK){0};
+        for (int r = 0, k = 0; r < rows; r++)
+            for (int q = 0; q < cols; q++, k++) {
+                const VEC v = FC_NAME(load_lanes)(x + r * row_pitch + q * pix_pitch + c, n);
+                const MASK take = (v > best) | ((v != v) & (best == best));
+                best = SELECT(take, v, best);
+                winner = (take & ((MASK){0} + k)) | (~take & winner);
+            }
+        const VEC grad = FC_NAME(load_lanes)(dy + c, n);
+        for (int r = 0, k = 0; r < rows; r++)
+            for (int q = 0; q < cols; q++, k++) {
+                FC_T *cell = dx + r * row_pitch + q * pix_pitch + c;
+                VEC routed = (VEC)((MASK)grad & (winner == ((MASK){0} + k)));
+                if (accumulate)
+                    routed += FC_NAME(load_lanes)(cell, n);
+                FC_NAME(store_lanes)(cell, routed, n);
+            }
+    }
+}
+
+#undef SELECT
+#undef MASK
 #undef VEC
 #undef LOAD
 #undef STORE
