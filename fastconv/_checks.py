@@ -152,6 +152,22 @@ def check_output_gradient(dy, x, channels, geo):
     return dy
 
 
+def check_activation_output(activation, y, dy):
+    """For a backward pass through ``activation``: None when there is none to
+    undo, else the forward's output ``y``, checked against ``dy``."""
+    if not check_activation(activation):
+        if y is not None:
+            raise ValueError("y (the forward output) is only used with activation='relu'")
+        return None
+    if y is None:
+        raise ValueError("activation='relu' needs y, the output of the forward pass")
+    y = as_float_array(y, "y", 4, "NHWC (batch, height, width, channels)")
+    check_same_dtype(dy=dy, y=y)
+    if y.shape != dy.shape:
+        raise ValueError(f"y must have dy's shape {dy.shape}, got {y.shape}")
+    return y
+
+
 def check_out(out, name, shape, dtype, inputs=(), allocate=True):
     """A caller-supplied output array: exactly ``shape`` and ``dtype``,
     C-contiguous, writeable and sharing no memory with ``inputs``.  When

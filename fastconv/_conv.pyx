@@ -275,3 +275,11 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
                                padded_w * channels * sizeof(floating))
                 wgrad_image(image, padded_w, channels, &dy[n, 0, 0, 0], out_h, out_w,
                             stride_h, stride_w, &dk_parts[t, 0, 0], kernel_h, kernel_w, co_pad)
+
+
+def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out,
+                  int num_threads):
+    """out = dy where y > 0, else 0 (flat arrays of one length)."""
+    cdef Py_ssize_t i
+    for i in prange(y.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+        out[i] = dy[i] if y[i] > 0 else 0

@@ -105,7 +105,9 @@ class Layer:
 
     Subclasses define ``compute_output_shape``, ``call``, ``call_backward``,
     ``get_config`` and, when they have weights, ``make_params``.  The base
-    class applies the layer's ``activation`` derivative before ``call_backward``.
+    class applies the layer's ``activation`` derivative before ``call_backward``,
+    unless the subclass lists it in ``fused_activations`` (it then applies it
+    itself, as the compiled convolution does for ReLU).
     """
 
     def __init__(self, input_shape=None, name=None, dtype=None):
@@ -124,6 +126,8 @@ class Layer:
 
     # -- to define in subclasses
 
+    fused_activations = ()  # activations whose derivative call_backward applies
+
     def compute_output_shape(self, input_shape):
         """Output shape for inputs of ``input_shape`` (batch axis first, None);
         ValueError if the layer cannot take such inputs."""
@@ -137,9 +141,10 @@ class Layer:
         """``activation`` of the layer's function of batch x, in a buffer of the layer."""
         raise NotImplementedError
 
-    def call_backward(self, x, dz, need_input_grad):
-        """Fills ``self.grads`` from dz = dL/d(pre-activation output) and returns
-        dL/dx, or None when ``need_input_grad`` is False."""
+    def call_backward(self, x, y, dy, activation, need_input_grad):
+        """Fills ``self.grads`` and returns dL/dx (None when ``need_input_grad``
+        is False) given the output y = activation(f(x)) and dy = dL/dy;
+        ``activation`` is linear unless it is one of ``fused_activations``."""
         raise NotImplementedError
 
     def get_config(self):
@@ -211,9 +216,10 @@ class Layer:
         if dy.shape != y.shape or dy.dtype != y.dtype:
             raise ValueError(f"layer {self.name!r}: dy must be {y.dtype} of the output's shape "
                              f"{y.shape}, got {dy.dtype} {dy.shape}")
-        if activation is not activations.linear:
+        if activation not in self.fused_activations and activation is not activations.linear:
             dy = activation.backward(y, dy, self._buffers.get("d_activation", y.shape, y.dtype))
-        return self.call_backward(x, dy, need_input_grad)
+            activation = activations.linear
+        return self.call_backward(x, y, dy, activation, need_input_grad)
 
     def __call__(self, x):
         """The layer's output for batch ``x``, as a new array (inference)."""
@@ -267,6 +273,7 @@ class _KernelLayer(Layer):
 
     strides = (1, 1)
     padding = "valid"
+    fused_activations = (activations.relu,)
 
     def __init__(self, activation, use_bias, kernel_initializer, bias_initializer, **kwargs):
         super().__init__(**kwargs)
@@ -299,14 +306,16 @@ class _KernelLayer(Layer):
                                  activation="relu" if fused else None, out=self.as_images(y))
         return y if fused else activation.forward(y, y)
 
-    def call_backward(self, x, dz, need_input_grad):
+    def call_backward(self, x, y, dy, activation, need_input_grad):
         kernel = self.params["kernel"]
         dx = self._buffers.get("dx", x.shape, x.dtype) if need_input_grad else None
         dbias = (self.grads["bias"] if self.use_bias
                  else self._buffers.get("unused_dbias", kernel.shape[-1:], x.dtype))
+        fused = activation is activations.relu
         kernels().conv2d_backward(
-            self.as_images(x), self.as_hwio(kernel), self.as_images(dz), self.strides,
-            self.padding, compute_dx=need_input_grad,
+            self.as_images(x), self.as_hwio(kernel), self.as_images(dy), self.strides,
+            self.padding, compute_dx=need_input_grad, activation="relu" if fused else None,
+            y=self.as_images(y) if fused else None,
             out=(dx if dx is None else self.as_images(dx), self.as_hwio(self.grads["kernel"]),
                  dbias))
         return dx
@@ -379,10 +388,10 @@ class MaxPooling2D(Layer):
         y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
         return kernels().max_pool2d_forward(x, self.pool_size, self.strides, self.padding, out=y)
 
-    def call_backward(self, x, dz, need_input_grad):
+    def call_backward(self, x, y, dy, activation, need_input_grad):
         if not need_input_grad:
             return None
-        return kernels().max_pool2d_backward(x, dz, self.pool_size, self.strides, self.padding,
+        return kernels().max_pool2d_backward(x, dy, self.pool_size, self.strides, self.padding,
                                              out=self._buffers.get("dx", x.shape, x.dtype))
 
     def get_config(self):
@@ -400,8 +409,8 @@ class Flatten(Layer):
     def call(self, x, training, activation):
         return x.reshape(len(x), math.prod(x.shape[1:]))
 
-    def call_backward(self, x, dz, need_input_grad):
-        return dz.reshape(x.shape) if need_input_grad else None
+    def call_backward(self, x, y, dy, activation, need_input_grad):
+        return dy.reshape(x.shape) if need_input_grad else None
 
 
 class Dense(_KernelLayer):
@@ -409,7 +418,7 @@ class Dense(_KernelLayer):
     (batch, ..., units), y = activation(x @ kernel + bias), kernel
     (in_features, units), bias (units,).
 
-    It runs as a 1x1 convolution of 1x1 images on the same compiled kernels
+    It runs as a 1x1 convolution on the same compiled kernels
     as Conv2D, so a model uses one thread pool (NumPy's BLAS threads would
     fight the kernels' OpenMP threads for the cores).
 
@@ -435,7 +444,10 @@ class Dense(_KernelLayer):
         return (input_shape[-1], self.units)
 
     def as_images(self, array):
-        return array.reshape(-1, 1, 1, array.shape[-1])
+        """The samples as the pixels of one 1-row image, so that the weight
+        gradient sums over the whole batch in one pass (an empty batch: no image)."""
+        rows = 1 if array.size else 0
+        return array.reshape(rows, 1, -1 if rows else 1, array.shape[-1])
 
     def as_hwio(self, kernel):
         return kernel.reshape((1, 1) + kernel.shape)
@@ -467,11 +479,11 @@ class Dropout(Layer):
         mask *= 1 / (1 - self.rate)
         return np.multiply(x, mask, out=self._buffers.get("y", x.shape, x.dtype))
 
-    def call_backward(self, x, dz, need_input_grad):
+    def call_backward(self, x, y, dy, activation, need_input_grad):
         if not need_input_grad or self.rate == 0:
-            return dz if need_input_grad else None
+            return dy if need_input_grad else None
         mask = self._buffers.get("mask", x.shape, x.dtype)
-        return np.multiply(dz, mask, out=self._buffers.get("dx", x.shape, x.dtype))
+        return np.multiply(dy, mask, out=self._buffers.get("dx", x.shape, x.dtype))
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}
@@ -490,8 +502,8 @@ class Activation(Layer):
     def call(self, x, training, activation):
         return activation.forward(x, self._buffers.get("y", x.shape, x.dtype))
 
-    def call_backward(self, x, dz, need_input_grad):
-        return dz if need_input_grad else None
+    def call_backward(self, x, y, dy, activation, need_input_grad):
+        return dy if need_input_grad else None
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation.name}

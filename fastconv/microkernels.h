@@ -1,5 +1,6 @@
-/* Register-tiled inner loops of the convolution kernels, in C with the
- * GCC/Clang vector extensions so that the accumulators stay in registers.
+/* Inner loops of the convolution and pooling kernels, in C with the GCC/Clang
+ * vector extensions: register tiles whose accumulators stay in registers,
+ * and per-window pooling vectorised over channels.
  *
  * One vector holds 64 bytes (16 floats or 8 doubles) when the target has
  * AVX-512, else 32 bytes; the compiler lowers it to the target's

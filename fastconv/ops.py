@@ -22,8 +22,8 @@ import threading
 import numpy as np
 
 from . import _conv, _pool, reference
-from ._checks import (check_activation, check_bias, check_conv2d, check_out,
-                      check_output_gradient, check_pool)
+from ._checks import (check_activation, check_activation_output, check_bias, check_conv2d,
+                      check_out, check_output_gradient, check_pool)
 
 
 def _default_threads():
@@ -121,9 +121,11 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
 
 
 def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=True,
-                    out=None):
-    """Gradients of ``conv2d_forward`` (without activation) given dy = dL/dy.
+                    activation=None, y=None, out=None):
+    """Gradients of ``conv2d_forward`` given dy = dL/dy.
 
+    With activation='relu', dy is the gradient of the activated output and
+    ``y`` that output (as conv2d_forward returned it): dy counts where y > 0.
     Returns (dx, dkernel, dbias) shaped like x, kernel and (CO,); dx is None
     when ``compute_dx`` is False (a first layer needs no input gradient).
     ``out`` may give the three arrays to fill (dx may be None).
@@ -131,12 +133,18 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     x, kernel, geo = check_conv2d(x, kernel, strides, padding)
     kh, kw, cin, cout = kernel.shape
     dy = check_output_gradient(dy, x, cout, geo)
+    y = check_activation_output(activation, y, dy)
     dx_out, dk_out, db_out = (None, None, None) if out is None else out
     dkernel = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype, (x, kernel, dy))
     dbias = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype, (x, kernel, dy, dkernel))
     dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
                    (x, kernel, dy, dkernel, dbias)) if compute_dx else None
     threads = _threads_for(dy.size * kh * kw * cin)
+    if y is not None:
+        masked = _workspace.get("relu_dy", dy.shape, dy.dtype)
+        _conv.relu_backward(y.reshape(-1), dy.reshape(-1), masked.reshape(-1),
+                            _threads_for(dy.size))
+        dy = masked
 
     padded_dy = _padded_channels(dy, "dy")
     parts = _workspace.get("parts", (threads, kh * kw * cin + 1, padded_dy.shape[3]), x.dtype)

@@ -8,8 +8,8 @@ window view) followed by one matrix product.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._checks import (check_activation, check_bias, check_conv2d, check_out,
-                      check_output_gradient, check_pool)
+from ._checks import (check_activation, check_activation_output, check_bias, check_conv2d,
+                      check_out, check_output_gradient, check_pool)
 
 
 def _pad(x, window, geo, value=0.0):
@@ -75,11 +75,13 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
 
 
 def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=True,
-                    out=None):
-    """Gradients (dx, dkernel, dbias) of conv2d_forward given dy = dL/dy."""
+                    activation=None, y=None, out=None):
+    """Gradients (dx, dkernel, dbias) of conv2d_forward given dy = dL/dy
+    (of the activated output y with activation='relu')."""
     x, kernel, geo = check_conv2d(x, kernel, strides, padding)
     kh, kw, cin, cout = kernel.shape
     dy = check_output_gradient(dy, x, cout, geo)
+    y = check_activation_output(activation, y, dy)
     dx_out, dk_out, db_out = (None, None, None) if out is None else out
     dk_out = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype, (x, kernel, dy),
                        allocate=False)
@@ -88,6 +90,8 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     if compute_dx:
         dx_out = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
                            (x, kernel, dy, dk_out, db_out), allocate=False)
+    if y is not None:
+        dy = np.where(y > 0, dy, 0)
     padded = _pad(x, (kh, kw), geo)
     dy_rows = dy.reshape(-1, cout)
     columns = _windows(padded, (kh, kw), geo).reshape(-1, kh * kw * cin)

@@ -205,6 +205,34 @@ def test_conv2d_backward_matches_reference(case, compute_dx):
 
 
 @MAIN
+@given(case=conv_cases())
+@with_examples(CONV_EXAMPLES[::3])
+def test_conv2d_backward_through_relu(case):
+    """activation='relu' with y = the ReLU forward output: the same gradients as
+    passing dy * (y > 0) without activation, in both modules."""
+    x, kernel, dy = case["x"], case["kernel"], case["dy"]
+    args = (case["strides"], case["padding"])
+    y = reference.conv2d_forward(x, kernel, None, *args, activation="relu")
+    expected = reference.conv2d_backward(x, kernel, np.where(y > 0, dy, 0), *args)
+    for module in (ops, reference):
+        assert_all_close(module.conv2d_backward(x, kernel, dy, *args, activation="relu", y=y),
+                         expected)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_conv2d_backward_relu_needs_a_matching_y(module):
+    x, kernel = np.ones((1, 4, 4, 2)), np.ones((3, 3, 2, 3))
+    dy = np.ones((1, 2, 2, 3))
+    with pytest.raises(ValueError, match="needs y"):
+        module.conv2d_backward(x, kernel, dy, activation="relu")
+    with pytest.raises(ValueError, match="y must have dy's shape"):
+        module.conv2d_backward(x, kernel, dy, activation="relu", y=np.ones((1, 2, 3, 3)))
+    with pytest.raises(TypeError, match="y is float32 but dy is float64"):
+        module.conv2d_backward(x, kernel, dy, activation="relu", y=dy.astype(np.float32))
+    with pytest.raises(ValueError, match="only used with activation='relu'"):
+        module.conv2d_backward(x, kernel, dy, y=dy)
+
+@MAIN
 @given(case=pool_cases())
 @with_examples(POOL_EXAMPLES)
 def test_max_pool2d_forward_matches_reference(case):
