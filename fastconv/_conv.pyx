@@ -36,11 +36,18 @@ cdef extern from "microkernels.h" nogil:
                           Py_ssize_t w_pitch, const double *bias, int relu, double *out,
                           Py_ssize_t out_pitch, int ncols)
     void wgrad_tile_f32(int nrows, int nvec, const float **rows, Py_ssize_t row_pitch,
-                        Py_ssize_t pix_pitch, int out_h, int out_w, const float *dy,
-                        Py_ssize_t dy_pitch, float *dkernel, Py_ssize_t dk_pitch)
+                        Py_ssize_t pix_pitch, Py_ssize_t x_pitch, int nimages, int out_h,
+                        int out_w, const float *dy, Py_ssize_t dy_pitch, float *dkernel,
+                        Py_ssize_t dk_pitch)
     void wgrad_tile_f64(int nrows, int nvec, const double **rows, Py_ssize_t row_pitch,
-                        Py_ssize_t pix_pitch, int out_h, int out_w, const double *dy,
-                        Py_ssize_t dy_pitch, double *dkernel, Py_ssize_t dk_pitch)
+                        Py_ssize_t pix_pitch, Py_ssize_t x_pitch, int nimages, int out_h,
+                        int out_w, const double *dy, Py_ssize_t dy_pitch, double *dkernel,
+                        Py_ssize_t dk_pitch)
+
+cdef enum:
+    # The weight gradient sums over chunks of images whose inputs and output
+    # gradients fit in this many bytes (a share of a core's L2 cache).
+    CHUNK_BYTES = 256 * 1024
 
 OPENMP = bool(FASTCONV_OPENMP)
 BUILD_FLAGS = FASTCONV_BUILD_FLAGS.decode()
@@ -190,29 +197,32 @@ cdef _scratch(const floating[:, :, :, ::1] like, int num_threads, Py_ssize_t siz
 
 
 cdef inline void wgrad_tile(int nrows, int nvec, const floating **rows, Py_ssize_t row_pitch,
-                            Py_ssize_t pix_pitch, int out_h, int out_w, const floating *dy,
-                            Py_ssize_t dy_pitch, floating *dkernel,
-                            Py_ssize_t dk_pitch) noexcept nogil:
+                            Py_ssize_t pix_pitch, Py_ssize_t x_pitch, int nimages, int out_h,
+                            int out_w, const floating *dy, Py_ssize_t dy_pitch,
+                            floating *dkernel, Py_ssize_t dk_pitch) noexcept nogil:
     if floating is float:
-        wgrad_tile_f32(nrows, nvec, rows, row_pitch, pix_pitch, out_h, out_w, dy, dy_pitch,
-                       dkernel, dk_pitch)
+        wgrad_tile_f32(nrows, nvec, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, out_w,
+                       dy, dy_pitch, dkernel, dk_pitch)
     else:
-        wgrad_tile_f64(nrows, nvec, rows, row_pitch, pix_pitch, out_h, out_w, dy, dy_pitch,
-                       dkernel, dk_pitch)
+        wgrad_tile_f64(nrows, nvec, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, out_w,
+                       dy, dy_pitch, dkernel, dk_pitch)
 
 
-cdef void wgrad_image(const floating *image, int image_w, int channels,
-                      const floating *dy, int out_h, int out_w, int stride_h, int stride_w,
-                      floating *dk, int kernel_h, int kernel_w, int co_pad) noexcept nogil:
-    """Adds one image's contribution to dk (KH * KW * C + 1, COP), whose last
-    row is the bias gradient: ``image`` is the (padded) input with
-    ``image_w`` pixels a row, ``dy`` its (OH, OW, COP) output gradient."""
+cdef void wgrad_images(const floating *images, int image_h, int image_w, int channels,
+                       int nimages, const floating *dy, int out_h, int out_w, int stride_h,
+                       int stride_w, floating *dk, int kernel_h, int kernel_w,
+                       int co_pad) noexcept nogil:
+    """Adds the contribution of ``nimages`` consecutive images to dk
+    (KH * KW * C + 1, COP), whose last row is the bias gradient: ``images``
+    are (padded) inputs (image_h, image_w, C), ``dy`` their (OH, OW, COP)
+    output gradients.  Each tile of dk stays in registers over all the images."""
     cdef const floating *rows[FC_MAX_ROWS]
     cdef int width = kernel_w * channels, total = kernel_h * width
     cdef int lanes = FC_VBYTES // sizeof(floating)
     cdef int block = FC_MAX_VECS * lanes
     cdef int tiles = (total + FC_MAX_ROWS - 1) // FC_MAX_ROWS
     cdef Py_ssize_t row_pitch = <Py_ssize_t>stride_h * image_w * channels
+    cdef Py_ssize_t x_pitch = <Py_ssize_t>image_h * image_w * channels
     cdef int tile, first, last, r, b, co, c
     cdef Py_ssize_t p
     cdef floating *dbias = dk + <Py_ssize_t>total * co_pad
@@ -220,13 +230,13 @@ cdef void wgrad_image(const floating *image, int image_w, int channels,
         first = tile * total // tiles
         last = (tile + 1) * total // tiles
         for r in range(first, last):
-            rows[r - first] = image + (r // width) * image_w * channels + r % width
+            rows[r - first] = images + (r // width) * image_w * channels + r % width
         for b in range((co_pad + block - 1) // block):
             co = b * block
             wgrad_tile(last - first, (min(block, co_pad - co) + lanes - 1) // lanes, rows,
-                       row_pitch, stride_w * channels, out_h, out_w, dy + co, co_pad,
-                       dk + first * co_pad + co, co_pad)
-    for p in range(<Py_ssize_t>out_h * out_w):
+                       row_pitch, stride_w * channels, x_pitch, nimages, out_h, out_w, dy + co,
+                       co_pad, dk + first * co_pad + co, co_pad)
+    for p in range(<Py_ssize_t>nimages * out_h * out_w):
         for c in range(co_pad):
             dbias[c] += dy[p * co_pad + c]
 
@@ -241,7 +251,8 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
     by the caller and summed over its first axis afterwards: rows
     (kh, kw, ci) hold sum_{n, oh, ow} window(src) x dy, the last row sum dy.
     Images are split into contiguous shares, one per thread, so the result
-    is deterministic for a given thread count.
+    is deterministic for a given thread count; a thread takes its share in
+    chunks small enough to stay in cache.
     """
     cdef int threads = dk_parts.shape[0], co_pad = dk_parts.shape[2]
     cdef Py_ssize_t batch = src.shape[0]
@@ -250,20 +261,26 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
     cdef int padded_w = (out_w - 1) * stride_w + kernel_w
     cdef bint direct = (pad_top == 0 and pad_left == 0 and padded_h <= src.shape[1]
                         and padded_w <= src.shape[2])
+    cdef Py_ssize_t image_bytes = (<Py_ssize_t>src.shape[1] * src.shape[2] * channels
+                                   + <Py_ssize_t>out_h * out_w * co_pad) * sizeof(floating)
+    cdef int chunk = max(1, min(CHUNK_BYTES // image_bytes, batch))
     cdef floating[:, ::1] bufs
     cdef int t, row, r
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n, end
     cdef floating *image
     if batch == 0 or out_h == 0 or out_w == 0:
         return
     if not direct:
         bufs = _scratch(src, threads, padded_h * padded_w * channels)
     for t in prange(threads, nogil=True, num_threads=num_threads, schedule="static"):
-        for n in range(t * batch // threads, (t + 1) * batch // threads):
+        n = t * batch // threads
+        end = (t + 1) * batch // threads
+        while n < end:
             if direct:
-                wgrad_image(&src[n, 0, 0, 0], src.shape[2], channels, &dy[n, 0, 0, 0],
-                            out_h, out_w, stride_h, stride_w, &dk_parts[t, 0, 0],
-                            kernel_h, kernel_w, co_pad)
+                wgrad_images(&src[n, 0, 0, 0], src.shape[1], src.shape[2], channels,
+                             min(chunk, end - n), &dy[n, 0, 0, 0], out_h, out_w, stride_h,
+                             stride_w, &dk_parts[t, 0, 0], kernel_h, kernel_w, co_pad)
+                n = n + chunk
             else:
                 image = &bufs[t, 0]
                 for r in range(padded_h):
@@ -273,8 +290,10 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
                     else:
                         memset(image + r * padded_w * channels, 0,
                                padded_w * channels * sizeof(floating))
-                wgrad_image(image, padded_w, channels, &dy[n, 0, 0, 0], out_h, out_w,
-                            stride_h, stride_w, &dk_parts[t, 0, 0], kernel_h, kernel_w, co_pad)
+                wgrad_images(image, padded_h, padded_w, channels, 1, &dy[n, 0, 0, 0], out_h,
+                             out_w, stride_h, stride_w, &dk_parts[t, 0, 0], kernel_h, kernel_w,
+                             co_pad)
+                n = n + 1
 
 
 def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out,

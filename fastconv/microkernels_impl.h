@@ -85,38 +85,42 @@ FC_NAME(forward_tile)(int npix, int nvec, const FC_T *const *pixels, ptrdiff_t r
 }
 
 /* Weight-gradient tile: `nrows` kernel rows (kh, kw, ci) x `nvec` vectors of
- * output channels, summed over all output pixels of one image and added
- * into `dkernel`.
+ * output channels, summed over all output pixels of `nimages` images and
+ * added into `dkernel`.
  *
- * rows[r]     input element that row r multiplies at output pixel (0, 0)
+ * rows[r]     input element that row r multiplies at output pixel (0, 0) of image 0
  * row_pitch   elements between the inputs of consecutive output rows
  * pix_pitch   elements between the inputs of consecutive output columns
- * dy          the image's output gradient at channel co0; dy_pitch per pixel
+ * x_pitch     elements between the inputs of consecutive images
+ * dy          image 0's output gradient at channel co0; dy_pitch per pixel,
+ *             out_h * out_w pixels per image
  * dkernel     gradient row 0 at channel co0; row r at dkernel + r * dk_pitch
  */
 static inline __attribute__((always_inline)) void
 FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec, const FC_T *const *rows,
-                          ptrdiff_t row_pitch, ptrdiff_t pix_pitch, int out_h, int out_w,
-                          const FC_T *dy, ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
+                          ptrdiff_t row_pitch, ptrdiff_t pix_pitch, ptrdiff_t x_pitch,
+                          int nimages, int out_h, int out_w, const FC_T *dy,
+                          ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
 {
     VEC acc[FC_MAX_ROWS][FC_MAX_VECS];
     for (int r = 0; r < nrows; r++)
         for (int v = 0; v < nvec; v++)
             acc[r][v] = (VEC){0};
-    for (int oh = 0; oh < out_h; oh++) {
-        const FC_T *dyrow = dy + (ptrdiff_t)oh * out_w * dy_pitch;
-        for (int ow = 0; ow < out_w; ow++) {
-            VEC g[FC_MAX_VECS];
-            for (int v = 0; v < nvec; v++)
-                g[v] = LOAD(dyrow + (ptrdiff_t)ow * dy_pitch + v * VW);
-            const ptrdiff_t at = (ptrdiff_t)oh * row_pitch + (ptrdiff_t)ow * pix_pitch;
-            for (int r = 0; r < nrows; r++) {
-                const FC_T xs = rows[r][at];
+    for (int n = 0; n < nimages; n++)
+        for (int oh = 0; oh < out_h; oh++) {
+            const FC_T *dyrow = dy + ((ptrdiff_t)n * out_h + oh) * out_w * dy_pitch;
+            for (int ow = 0; ow < out_w; ow++) {
+                VEC g[FC_MAX_VECS];
                 for (int v = 0; v < nvec; v++)
-                    acc[r][v] += xs * g[v];
+                    g[v] = LOAD(dyrow + (ptrdiff_t)ow * dy_pitch + v * VW);
+                const ptrdiff_t at = n * x_pitch + oh * row_pitch + ow * pix_pitch;
+                for (int r = 0; r < nrows; r++) {
+                    const FC_T xs = rows[r][at];
+                    for (int v = 0; v < nvec; v++)
+                        acc[r][v] += xs * g[v];
+                }
             }
         }
-    }
     for (int r = 0; r < nrows; r++)
         for (int v = 0; v < nvec; v++) {
             FC_T *dst = dkernel + r * dk_pitch + v * VW;
@@ -126,12 +130,12 @@ FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec, const FC_T *const *ro
 
 static void
 FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *const *rows, ptrdiff_t row_pitch,
-                    ptrdiff_t pix_pitch, int out_h, int out_w, const FC_T *dy,
-                    ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
+                    ptrdiff_t pix_pitch, ptrdiff_t x_pitch, int nimages, int out_h, int out_w,
+                    const FC_T *dy, ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
 {
 #define FC_CASE(R, V) case (R) * 4 + (V): \
-    FC_NAME(wgrad_tile_fixed)(R, V, rows, row_pitch, pix_pitch, out_h, out_w, \
-                              dy, dy_pitch, dkernel, dk_pitch); break;
+    FC_NAME(wgrad_tile_fixed)(R, V, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, \
+                              out_w, dy, dy_pitch, dkernel, dk_pitch); break;
     switch (nrows * 4 + nvec) {
         FC_CASE(1, 1) FC_CASE(2, 1) FC_CASE(3, 1) FC_CASE(4, 1)
         FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(1, 2) FC_CASE(2, 2)
