@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import ops, reference
+from gradcheck import numeric_gradient
 
 # --------------------------------------------------------------------------- helpers
 
@@ -294,22 +295,6 @@ def test_ints_stand_for_pairs_and_padding_ignores_case(module):
 
 # ------------------------------------------------ 2. reference vs finite differences
 
-def numeric_gradient(f, array, eps=1e-4):
-    """Central differences of the scalar f() with respect to every element of array
-    (which f reads; it is perturbed in place and restored)."""
-    grad = np.zeros_like(array)
-    flat, gflat = array.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + eps
-        plus = f()
-        flat[i] = saved - eps
-        minus = f()
-        flat[i] = saved
-        gflat[i] = (plus - minus) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("padding,strides", [("valid", 1), ("same", 1), ("same", (2, 3)),
                                              ("valid", (2, 2))])
 def test_conv2d_reference_gradients_match_finite_differences(padding, strides):
@@ -324,7 +309,7 @@ def test_conv2d_reference_gradients_match_finite_differences(padding, strides):
 
     dx, dkernel, dbias = reference.conv2d_backward(x, kernel, dy, strides, padding)
     for analytic, wrt in [(dx, x), (dkernel, kernel), (dbias, bias)]:
-        np.testing.assert_allclose(analytic, numeric_gradient(loss, wrt), rtol=1e-7,
+        np.testing.assert_allclose(analytic, numeric_gradient(loss, wrt, 1e-4), rtol=1e-7,
                                    atol=1e-8)
 
 
@@ -345,7 +330,7 @@ def test_max_pool2d_reference_gradient_matches_finite_differences(pool_size, str
         return np.sum(reference.max_pool2d_forward(x, pool_size, strides, padding) * dy)
 
     dx = reference.max_pool2d_backward(x, dy, pool_size, strides, padding)
-    np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x, 1e-4), rtol=1e-7, atol=1e-8)
 
 
 # ------------------------------------------------------- 3. hand-computed examples

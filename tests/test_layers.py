@@ -9,6 +9,7 @@ import pytest
 import fastconv
 from fastconv.examples.mnist import notebook_model
 from fastconv import activations, layers, models, utils
+from gradcheck import numeric_gradient
 
 
 @pytest.fixture(params=["cython", "numpy"])
@@ -17,20 +18,6 @@ def backend(request):
     fastconv.set_backend(request.param)
     yield request.param
     fastconv.set_backend(previous)
-
-
-def numeric_gradient(loss, array, step=1e-6):
-    """Central finite differences of ``loss()`` with respect to every element of ``array``."""
-    gradient = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + step
-        above = loss()
-        array[index] = saved - step
-        below = loss()
-        array[index] = saved
-        gradient[index] = (above - below) / (2 * step)
-    return gradient
 
 
 def check_layer_gradients(layer, x, seed=0):
