@@ -576,7 +576,7 @@ def bad_cases():
         out=np.empty((2, 5, 5, 3), np.int64))
     add([pool_bwd], ValueError, "out must be C-contiguous",
         out=np.empty((2, 5, 5, 3))[:, ::-1])
-    dx, dk, db = np.empty((2, 5, 5, 3)), np.empty((3, 2, 3, 4)), np.empty(4)
+    dx, dk, db = np.zeros((2, 5, 5, 3)), np.zeros((3, 2, 3, 4)), np.zeros(4)
     add([conv_bwd], ValueError, r"out\[0\] \(dx\) must have shape",
         out=(np.empty((2, 5, 5, 4)), dk, db))
     add([conv_bwd], TypeError, r"out\[0\] \(dx\) must be float64",
