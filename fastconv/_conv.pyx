@@ -180,8 +180,9 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
     if direct:
         tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
         for t in prange(tiles, nogil=True, num_threads=num_threads, schedule="static"):
-            forward_direct_tile(src, t * FC_MAX_PIXELS, min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS),
-                                out_h, out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
+            forward_direct_tile(src, t * FC_MAX_PIXELS,
+                                min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS), out_h, out_w,
+                                stride_h, stride_w, weights, bias_ptr, relu, out)
         return
     bufs = _scratch(src, num_threads,
                     weights.shape[0] * ((out_w - 1) * stride_w + kernel_w) * src.shape[3])

@@ -114,9 +114,9 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
         return y
     if bias is not None:
         bias = _padded_channels(bias, "bias")
-    _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, geo.stride_h, geo.stride_w, 1, 1, geo.pad_top,
-                  geo.pad_left, relu, _threads_for(y.size * kernel.shape[0] * kernel.shape[1]
-                                                   * kernel.shape[2]))
+    threads = _threads_for(y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2])
+    _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, geo.stride_h, geo.stride_w,
+                  1, 1, geo.pad_top, geo.pad_left, relu, threads)
     return y
 
 
@@ -164,8 +164,9 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     # (kernel - 1 - padding), with the flipped, transposed kernel.
     flipped = _workspace.get("flipped", (kh, kw, cout, cin), x.dtype)
     np.copyto(flipped, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
-    _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, 1, 1, geo.stride_h, geo.stride_w,
-                  kh - 1 - geo.pad_top, kw - 1 - geo.pad_left, False, threads)
+    _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, 1, 1,
+                  geo.stride_h, geo.stride_w, kh - 1 - geo.pad_top, kw - 1 - geo.pad_left,
+                  False, threads)
     return dx, dkernel, dbias
 
 
