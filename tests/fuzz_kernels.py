@@ -117,12 +117,25 @@ def small_arrays(kwargs):
             if isinstance(v, np.ndarray) and v.size <= 10**6 and v.dtype != object]
 
 
-def assert_same(got, want, what, exact=False):
-    """got matches want: same structure, shape, dtype; close values, NaNs equal."""
+def finite_scale(*arrays):
+    """Largest finite magnitude in the arrays (0 if none)."""
+    scale = 0.0
+    for a in arrays:
+        if isinstance(a, np.ndarray) and a.size:
+            finite = a[np.isfinite(a)]
+            if finite.size:
+                scale = max(scale, float(np.max(np.abs(finite))))
+    return scale
+
+
+def assert_same(got, want, what, exact=False, scale=None, factor=1.0):
+    """got matches want: same structure, shape, dtype; values within
+    TOLERANCE * scale * factor (scale: of ``want`` unless given), or equal
+    when ``exact``; NaNs equal."""
     if isinstance(want, tuple):
         assert isinstance(got, tuple) and len(got) == len(want), f"{what}: got {got!r}"
         for i, (g, w) in enumerate(zip(got, want)):
-            assert_same(g, w, f"{what}[{i}]", exact)
+            assert_same(g, w, f"{what}[{i}]", exact, scale, factor)
         return
     if want is None:
         assert got is None, f"{what}: expected None, got {describe(got)}"
@@ -130,9 +143,8 @@ def assert_same(got, want, what, exact=False):
     assert isinstance(got, np.ndarray), f"{what}: got {type(got).__name__}"
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    finite = want[np.isfinite(want)]
-    scale = float(np.max(np.abs(finite))) if finite.size else 0.0
-    atol = 0.0 if exact else TOLERANCE[want.dtype] * scale
+    scale = finite_scale(want) if scale is None else scale
+    atol = 0.0 if exact else TOLERANCE[want.dtype] * scale * factor
     np.testing.assert_allclose(got, want, rtol=0, atol=atol, equal_nan=True,
                                err_msg=what)
 

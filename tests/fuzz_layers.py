@@ -57,10 +57,10 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import activations, layers, models, utils
-from fuzz_kernels import LAYOUTS, cap_address_space, describe, naive_pool, values
+from fuzz_kernels import (LAYOUTS, assert_same, cap_address_space, describe, finite_scale,
+                          naive_pool, values)
 
 ALLOWED = (ValueError, TypeError, MemoryError)
-TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 VERBOSE = os.environ.get("FUZZ_VERBOSE") == "1"
 BACKENDS = ("cython", "numpy")
 STATS = Counter()
@@ -178,30 +178,10 @@ def agree(outcomes, call):
     return None if got_error is not None else (got, want)
 
 
-def finite_scale(*arrays):
-    """Largest finite magnitude in the arrays (0 if none)."""
-    scale = 0.0
-    for a in arrays:
-        if isinstance(a, np.ndarray) and a.size:
-            finite = a[np.isfinite(a)]
-            if finite.size:
-                scale = max(scale, float(np.max(np.abs(finite))))
-    return scale
-
-
 def assert_close(got, want, what, call, scale=None, exact=False, factor=1.0):
-    """Same type, shape and dtype; values within TOLERANCE * scale * factor
-    (scale: of ``want`` unless given), or equal when ``exact``; NaNs equal."""
+    """assert_same, naming the call when the backends differ."""
     try:
-        if want is None:
-            assert got is None, f"{what}: expected None, got {describe(got)}"
-            return
-        assert isinstance(got, np.ndarray), f"{what}: got {type(got).__name__}"
-        assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-        assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-        scale = finite_scale(want) if scale is None else scale
-        atol = 0.0 if exact else TOLERANCE[want.dtype] * scale * factor
-        np.testing.assert_allclose(got, want, rtol=0, atol=atol, equal_nan=True, err_msg=what)
+        assert_same(got, want, what, exact, scale, factor)
     except AssertionError as error:
         raise AssertionError(f"cython and numpy backends differ: {error}\ncall: {call}") \
             from None

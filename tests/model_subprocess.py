@@ -41,10 +41,9 @@ def cap_address_space(headroom=2**30):
     resource.setrlimit(resource.RLIMIT_AS, (size + headroom, size + headroom))
 
 
-def huge_batch():
-    utils.set_random_seed(0)
-    # 28x28x64 float32 values per image after the first layer: 200 kB, so one
-    # batch of all 20,000 images needs 4 GB for that layer's output alone.
+def wide_model():
+    """28x28x64 float32 values per image after the first layer: 200 kB, so
+    one batch of all 20,000 images would need 4 GB there alone."""
     model = models.Sequential([
         layers.Conv2D(64, (1, 1), activation="relu", input_shape=(28, 28, 1)),
         layers.MaxPooling2D((4, 4)),
@@ -52,6 +51,12 @@ def huge_batch():
         layers.Dense(10, activation="softmax"),
     ])
     model.compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+def huge_batch():
+    utils.set_random_seed(0)
+    model = wide_model()
     rng = np.random.default_rng(0)
     x = rng.random((20_000, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, len(x))

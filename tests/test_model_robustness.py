@@ -38,6 +38,7 @@ import pytest
 
 import fastconv
 from fastconv import layers, models, optimizers, utils
+from model_subprocess import wide_model
 
 HELPER = Path(__file__).with_name("model_subprocess.py")
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -370,19 +371,6 @@ def test_training_steps_do_not_grow_memory():
     finally:
         tracemalloc.stop()
     assert grown < 64 * 1024, f"traced memory grew by {grown} bytes"
-
-
-def wide_model():
-    """28x28x64 float32 values per image after the first layer: 200 kB, so
-    the whole of 20,000 images would need 4 GB there."""
-    model = models.Sequential([
-        layers.Conv2D(64, (1, 1), activation="relu", input_shape=(28, 28, 1)),
-        layers.MaxPooling2D((4, 4)),
-        layers.Flatten(),
-        layers.Dense(10, activation="softmax"),
-    ])
-    model.compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy"])
-    return model
 
 
 def test_predict_and_evaluate_hold_one_batch_of_intermediates():
