@@ -12,8 +12,9 @@ Switches (environment variables read at build time):
 
 Compiler flags per platform: GCC and Clang on Linux take ``-fopenmp``;
 Apple Clang needs libomp (``brew install libomp``) and
-``-Xpreprocessor -fopenmp`` with ``-lomp``; MSVC takes ``/openmp`` and
-``/O2``.  Only Linux with GCC is tested.
+``-Xpreprocessor -fopenmp`` with ``-lomp``; on Windows, clang-cl takes
+``/openmp`` and ``/O2`` (MSVC itself lacks the GCC/Clang vector extensions
+the microkernels use).  Only Linux with GCC is tested.
 """
 
 import os

@@ -103,12 +103,12 @@ cdef void forward_direct_tile(const floating[:, :, :, ::1] src, Py_ssize_t first
                    bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3])
 
 
-cdef inline bint source_index(int virtual, int dilation, int size, int *index) noexcept nogil:
-    """Maps a position on the padded, dilated grid to a source index."""
+cdef inline int source_index(int virtual, int dilation, int size) noexcept nogil:
+    """The source index of a position on the padded, dilated grid, or -1
+    where padding or a dilation hole falls."""
     if virtual < 0 or virtual % dilation != 0 or virtual // dilation >= size:
-        return False
-    index[0] = virtual // dilation
-    return True
+        return -1
+    return virtual // dilation
 
 
 cdef void gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int row,
@@ -117,7 +117,8 @@ cdef void gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int row,
     pixels, zeros where padding or dilation holes fall."""
     cdef int channels = src.shape[3], col, u
     for col in range(buf_width):
-        if source_index(col - pad_left, dilation_w, src.shape[2], &u):
+        u = source_index(col - pad_left, dilation_w, src.shape[2])
+        if u >= 0:
             memcpy(dst + col * channels, &src[n, row, u, 0], channels * sizeof(floating))
         else:
             memset(dst + col * channels, 0, channels * sizeof(floating))
@@ -138,7 +139,8 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int
     cdef int tiles = (out_w + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
     cdef const floating *pixels[FC_MAX_PIXELS]
     for kh in range(kernel_h):
-        if source_index(oh * stride_h + kh - pad_top, dilation_h, src.shape[1], &row):
+        row = source_index(oh * stride_h + kh - pad_top, dilation_h, src.shape[1])
+        if row >= 0:
             gather_row(src, n, row, dilation_w, pad_left, buf_width, buf + kh * row_pitch)
             kh_lo = min(kh_lo, kh)
             kh_hi = kh + 1
@@ -147,8 +149,8 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, int
     if kh_hi == 0:
         kh_lo = 0
     for tile in range(tiles):
-        ow = tile * out_w // tiles
-        npix = (tile + 1) * out_w // tiles - ow
+        ow = <int>(<Py_ssize_t>tile * out_w // tiles)
+        npix = <int>(<Py_ssize_t>(tile + 1) * out_w // tiles) - ow
         for p in range(npix):
             pixels[p] = buf + (ow + p) * stride_w * channels
         forward_blocks(npix, pixels, row_pitch, kh_lo, kh_hi, weights, bias, relu,
@@ -228,15 +230,15 @@ cdef void wgrad_images(const floating *images, int image_h, int image_w, int cha
     cdef Py_ssize_t p
     cdef floating *dbias = dk + <Py_ssize_t>total * co_pad
     for tile in range(tiles):
-        first = tile * total // tiles
-        last = (tile + 1) * total // tiles
+        first = <int>(<Py_ssize_t>tile * total // tiles)
+        last = <int>(<Py_ssize_t>(tile + 1) * total // tiles)
         for r in range(first, last):
             rows[r - first] = images + (r // width) * image_w * channels + r % width
         for b in range((co_pad + block - 1) // block):
             co = b * block
             wgrad_tile(last - first, (min(block, co_pad - co) + lanes - 1) // lanes, rows,
                        row_pitch, stride_w * channels, x_pitch, nimages, out_h, out_w, dy + co,
-                       co_pad, dk + first * co_pad + co, co_pad)
+                       co_pad, dk + <Py_ssize_t>first * co_pad + co, co_pad)
     for p in range(<Py_ssize_t>nimages * out_h * out_w):
         for c in range(co_pad):
             dbias[c] += dy[p * co_pad + c]
@@ -285,7 +287,8 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
             else:
                 image = &bufs[t, 0]
                 for r in range(padded_h):
-                    if source_index(r - pad_top, 1, src.shape[1], &row):
+                    row = source_index(r - pad_top, 1, src.shape[1])
+                    if row >= 0:
                         gather_row(src, n, row, 1, pad_left, padded_w,
                                    image + r * padded_w * channels)
                     else:

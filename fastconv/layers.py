@@ -444,10 +444,8 @@ class Dense(_KernelLayer):
         return (input_shape[-1], self.units)
 
     def as_images(self, array):
-        """The samples as the pixels of one 1-row image, so that the weight
-        gradient sums over the whole batch in one pass (an empty batch: no image)."""
-        rows = 1 if array.size else 0
-        return array.reshape(rows, 1, -1 if rows else 1, array.shape[-1])
+        """Each sample as a 1x1 image."""
+        return array.reshape(-1, 1, 1, array.shape[-1])
 
     def as_hwio(self, kernel):
         return kernel.reshape((1, 1) + kernel.shape)

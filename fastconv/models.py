@@ -271,8 +271,7 @@ class Sequential:
         grads = [g for layer in self.layers for g in layer.grads.values()]
         if not math.isfinite(values[0]):
             return values, "loss"
-        # A float64 sum is finite exactly when every float32 gradient is.
-        if not all(math.isfinite(np.sum(g, dtype=np.float64)) for g in grads):
+        if not all(np.isfinite(g).all() for g in grads):
             return values, "gradient"
         with _interrupts_held_back():
             self.optimizer.apply(self._weights(), grads)
@@ -473,7 +472,7 @@ class Sequential:
         if "optimizer/iterations" not in arrays:
             return
         keys = list(self._weight_arrays())
-        if any(key.startswith(f"optimizer/{keys[0]}/") for key in arrays):
+        if keys and any(key.startswith(f"optimizer/{keys[0]}/") for key in arrays):
             self.optimizer.build(self._weights())
             for key, slots in zip(keys, self.optimizer.slots):
                 for name, value in slots.items():

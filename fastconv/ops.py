@@ -30,6 +30,8 @@ def _default_threads():
     value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on
+        return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
 
 
@@ -58,14 +60,14 @@ def _threads_for(work):
 class _Workspace(threading.local):
     """Scratch arrays kept per Python thread and reused by later calls with
     the same shapes, so that a training loop does not pay for fresh
-    allocations (and their page faults) on every step.  Small arrays only,
-    the most recent few."""
+    allocations (and their page faults) on every step.  The most recently
+    used ones are kept, up to ``max_bytes`` in all."""
 
-    max_arrays = 32
-    max_bytes = 4 << 20
+    max_bytes = 64 << 20
 
     def __init__(self):
         self.arrays = collections.OrderedDict()
+        self.nbytes = 0
 
     def get(self, name, shape, dtype):
         key = (name, shape, np.dtype(dtype))
@@ -74,9 +76,10 @@ class _Workspace(threading.local):
             array = np.empty(shape, dtype)
             if array.nbytes > self.max_bytes:
                 return array
+            self.nbytes += array.nbytes
         self.arrays[key] = array
-        if len(self.arrays) > self.max_arrays:
-            self.arrays.popitem(last=False)
+        while self.nbytes > self.max_bytes:
+            self.nbytes -= self.arrays.popitem(last=False)[1].nbytes
         return array
 
 
