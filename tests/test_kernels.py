@@ -925,3 +925,18 @@ def test_build_info(restore_threads):
     if info["openmp"]:
         fastconv.set_num_threads(2)
         assert fastconv.build_info()["num_threads"] == 2
+
+
+def test_tile_bounds_past_int32_products():
+    """Tiles over 170,000 kernel rows and 200,000 output columns: the tile
+    bounds are products that overflow 32-bit ints."""
+    rng = np.random.default_rng(5)
+    x = random(rng, (1, 1, 4, 170_000), np.float32)
+    kernel = random(rng, (1, 1, 170_000, 3), np.float32)
+    dy = random(rng, (1, 1, 4, 3), np.float32)
+    assert_all_close(ops.conv2d_backward(x, kernel, dy),
+                     reference.conv2d_backward(x, kernel, dy))
+    wide = random(rng, (1, 1, 200_000, 1), np.float32)
+    row = random(rng, (1, 3, 1, 1), np.float32)
+    assert_all_close(ops.conv2d_forward(wide, row, padding="same"),
+                     reference.conv2d_forward(wide, row, padding="same"))
