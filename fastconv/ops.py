@@ -61,8 +61,9 @@ class _Workspace(threading.local):
     """Scratch arrays kept per Python thread and reused by later calls with
     the same shapes, so that a training loop does not pay for fresh
     allocations (and their page faults) on every step.  The most recently
-    used ones are kept, up to ``max_bytes`` in all."""
+    used ones are kept: ``max_arrays`` of them, ``max_bytes`` in all."""
 
+    max_arrays = 32
     max_bytes = 64 << 20
 
     def __init__(self):
@@ -78,7 +79,7 @@ class _Workspace(threading.local):
                 return array
             self.nbytes += array.nbytes
         self.arrays[key] = array
-        while self.nbytes > self.max_bytes:
+        while self.nbytes > self.max_bytes or len(self.arrays) > self.max_arrays:
             self.nbytes -= self.arrays.popitem(last=False)[1].nbytes
         return array
 
