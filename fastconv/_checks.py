@@ -1,11 +1,14 @@
-"""Argument checks shared by the compiled kernels and the NumPy reference.
+"""The one home of argument checks.
 
 Every public kernel runs its arguments through these functions first, so
 both backends accept the same inputs and raise the same errors, and the
 compiled code only ever sees C-contiguous float32/float64 arrays of sizes
-it can index.
+it can index.  Layers, models, optimizers, losses, metrics, callbacks and
+datasets check their scalar arguments with ``check_int``, ``check_number``
+and ``check_choice``, so one kind of mistake always gets one kind of error.
 """
 
+import numbers
 import operator
 from collections import namedtuple
 
@@ -185,3 +188,40 @@ def check_out(out, name, shape, dtype, inputs=(), allocate=True):
     if any(a is not None and np.may_share_memory(out, a) for a in inputs):
         raise ValueError(f"{name} overlaps an input or another output: pass a separate array")
     return out
+
+
+# ---------------------------------------------- scalar arguments of the API
+
+
+def check_int(value, name, minimum=1, maximum=None):
+    """``value`` as an int in [minimum, maximum]: TypeError for a non-integer
+    (bools included), ValueError when out of range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an int {bound}, got {value!r}")
+    return int(value)
+
+
+def check_number(value, name, low=-np.inf, high=np.inf, low_open=False, high_open=False):
+    """``value`` as a float in the interval from low to high (closed unless
+    ``low_open``/``high_open``): TypeError for a non-number (bools
+    included), ValueError when outside or NaN."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return value
+
+
+def check_choice(value, name, choices):
+    """``value`` when it is one of ``choices`` (ValueError listing them otherwise)."""
+    if not any(value == choice and type(value) is type(choice) for choice in choices):
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, "
+                         f"got {value!r}")
+    return value

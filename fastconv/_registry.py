@@ -1,0 +1,96 @@
+"""The one place that turns Keras's string identifiers into objects.
+
+Each kind of object (activations, initializers, regularizers, losses,
+metrics, optimizers, learning-rate schedules, layers, callbacks) has one
+``Registry``.  Its ``get`` accepts what Keras's ``<module>.get`` accepts:
+
+* an object of the kind itself (an instance of ``base``), returned as is;
+* a registered name, e.g. ``'rmsprop'`` or ``'RMSprop'``: a registered class
+  is instantiated with its defaults, anything else (a function) is returned;
+* a config dict ``{'class_name': ..., 'config': {...}}``, as ``serialize``
+  writes it;
+* any other callable, where ``accept_callables`` is set (a custom loss or
+  metric function).
+
+Unknown names raise ``ValueError`` listing the valid ones; other types raise
+``TypeError``.
+"""
+
+
+class Registry:
+    """String identifiers of one kind of object, e.g. ``Registry('loss', Loss)``."""
+
+    def __init__(self, kind, base=None, accept_callables=False):
+        self.kind = kind
+        self.base = base
+        self.accept_callables = accept_callables
+        self._names = {}  # name as registered -> class or function
+
+    def register(self, *aliases):
+        """Decorator: registers a class or function under its ``__name__`` and
+        under each alias (e.g. ``@LOSSES.register('mse')``)."""
+
+        def decorate(obj):
+            for name in (obj.__name__,) + aliases:
+                self._names[name] = obj
+            return obj
+
+        return decorate
+
+    def add(self, name, obj):
+        """Registers ``obj`` under ``name``."""
+        self._names[name] = obj
+
+    def names(self):
+        """The registered names, in registration order."""
+        return list(self._names)
+
+    def lookup(self, name):
+        """The registered class or function called ``name`` (exactly, or in
+        lower case); ValueError when there is none."""
+        found = self._names.get(name)
+        if found is None and isinstance(name, str):
+            found = self._names.get(name.lower())
+        if found is None:
+            raise ValueError(f"unknown {self.kind} {name!r}; valid {self.kind}s: "
+                             f"{', '.join(repr(known) for known in self._names)}")
+        return found
+
+    def get(self, identifier):
+        """The object ``identifier`` stands for (see the module docstring)."""
+        if self.base is not None and isinstance(identifier, self.base):
+            return identifier
+        if isinstance(identifier, str):
+            found = self.lookup(identifier)
+            return found() if isinstance(found, type) else found
+        if isinstance(identifier, dict):
+            return self.deserialize(identifier)
+        if self.accept_callables and callable(identifier) and not isinstance(identifier, type):
+            return identifier
+        raise TypeError(f"Could not interpret {self.kind} identifier: {identifier!r} (give a "
+                        f"name such as {next(iter(self._names), '...')!r} or a "
+                        f"fastconv {self.kind} object)")
+
+    def deserialize(self, config):
+        """The object described by ``{'class_name': ..., 'config': {...}}``."""
+        if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+            raise ValueError(f"a serialized {self.kind} must be a dict with a 'class_name', "
+                             f"got {config!r}")
+        found = self.lookup(config["class_name"])
+        if not isinstance(found, type):
+            return found
+        arguments = config.get("config") or {}
+        if not isinstance(arguments, dict):
+            raise ValueError(f"the config of {self.kind} {config['class_name']!r} must be a "
+                             f"dict, got {arguments!r}")
+        if hasattr(found, "from_config"):
+            return found.from_config(arguments)
+        return found(**arguments)
+
+    @staticmethod
+    def serialize(obj):
+        """``{'class_name': ..., 'config': ...}`` of an object with ``get_config``,
+        or ``{'class_name': name}`` of a registered function."""
+        if hasattr(obj, "get_config"):
+            return {"class_name": type(obj).__name__, "config": obj.get_config()}
+        return {"class_name": getattr(obj, "name", None) or obj.__name__, "config": None}
