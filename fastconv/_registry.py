@@ -5,7 +5,8 @@ metrics, optimizers, learning-rate schedules, layers, callbacks) has one
 ``Registry``.  Its ``get`` accepts what Keras's ``<module>.get`` accepts:
 
 * an object of the kind itself (an instance of ``base``), returned as is;
-* a registered name, e.g. ``'rmsprop'`` or ``'RMSprop'``: a registered class
+* a registered name, e.g. ``'rmsprop'`` or ``'RMSprop'`` (any case where the
+  registry was made with ``ignore_case``): a registered class
   is instantiated with its defaults, anything else (a function) is returned;
 * a config dict ``{'class_name': ..., 'config': {...}}``, as ``serialize``
   writes it;
@@ -20,10 +21,11 @@ Unknown names raise ``ValueError`` listing the valid ones; other types raise
 class Registry:
     """String identifiers of one kind of object, e.g. ``Registry('loss', Loss)``."""
 
-    def __init__(self, kind, base=None, accept_callables=False):
+    def __init__(self, kind, base=None, accept_callables=False, ignore_case=False):
         self.kind = kind
         self.base = base
         self.accept_callables = accept_callables
+        self.ignore_case = ignore_case
         self._names = {}  # name as registered -> class or function
 
     def register(self, *aliases):
@@ -45,29 +47,34 @@ class Registry:
         """The registered names, in registration order."""
         return list(self._names)
 
-    def lookup(self, name):
-        """The registered class or function called ``name`` (exactly, or in
-        lower case); ValueError when there is none."""
+    def lookup(self, name, argument=None):
+        """The registered class or function called ``name`` (in any case where
+        the registry ``ignore_case``, as Keras's optimizers); ValueError when
+        there is none."""
         found = self._names.get(name)
-        if found is None and isinstance(name, str):
-            found = self._names.get(name.lower())
+        if found is None and self.ignore_case and isinstance(name, str):
+            found = next((obj for known, obj in self._names.items()
+                          if known.lower() == name.lower()), None)
         if found is None:
-            raise ValueError(f"unknown {self.kind} {name!r}; valid {self.kind}s: "
+            raise ValueError(f"unknown {argument or self.kind} {name!r}; valid {self.kind}s: "
                              f"{', '.join(repr(known) for known in self._names)}")
         return found
 
-    def get(self, identifier):
-        """The object ``identifier`` stands for (see the module docstring)."""
+    def get(self, identifier, argument=None):
+        """The object ``identifier`` stands for (see the module docstring).
+        ``argument``, the name of the argument it came in (e.g.
+        'kernel_initializer'), is named by the errors."""
         if self.base is not None and isinstance(identifier, self.base):
             return identifier
         if isinstance(identifier, str):
-            found = self.lookup(identifier)
+            found = self.lookup(identifier, argument)
             return found() if isinstance(found, type) else found
         if isinstance(identifier, dict):
             return self.deserialize(identifier)
         if self.accept_callables and callable(identifier) and not isinstance(identifier, type):
             return identifier
-        raise TypeError(f"Could not interpret {self.kind} identifier: {identifier!r} (give a "
+        raise TypeError(f"Could not interpret {argument or self.kind} identifier: "
+                        f"{identifier!r} (give a "
                         f"name such as {next(iter(self._names), '...')!r} or a "
                         f"fastconv {self.kind} object)")
 

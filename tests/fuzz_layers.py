@@ -56,7 +56,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import fastconv
-from fastconv import activations, layers, models, utils
+from fastconv import activations, initializers, layers, models, utils
 from fuzz_kernels import (LAYOUTS, assert_same, cap_address_space, describe, finite_scale,
                           naive_pool, values)
 
@@ -240,8 +240,8 @@ ACTIVATION = dict(good=[None, "linear", "relu", "sigmoid", "tanh", "softmax", ac
                         activations.tanh],
                   bad=["RELU", "gelu", "", 1, True, b"relu", ["relu"], np.tanh, "elu",
                        "Softmax"])
-INITIALIZER = dict(good=list(layers.INITIALIZERS),
-                   bad=["Zeros", "uniform", "", None, 1, np.zeros, "glorot", "he",
+INITIALIZER = dict(good=initializers.INITIALIZERS.names(),
+                   bad=["uniform", "", None, 1, np.zeros, "glorot", "he",
                         b"zeros"])
 USE_BIAS = dict(good=[True, False, 0, 1, None, "yes"], either=[np.array([1, 2])])
 INPUT_SHAPE = dict(good=[None, (4, 4, 1), [3, 5, 2], (6,), 7, (np.int64(3), 4, 2), (2, 2, 3)],

@@ -8,7 +8,7 @@ import pytest
 
 import fastconv
 from fastconv.examples.mnist import notebook_model
-from fastconv import activations, layers, models, utils
+from fastconv import activations, initializers, layers, models, utils
 from gradcheck import numeric_gradient
 
 
@@ -262,7 +262,7 @@ def test_dense_and_conv2d_outputs(backend):
 
 def test_glorot_uniform_uses_keras_fans():
     utils.set_random_seed(0)
-    kernel = layers.initialize("glorot_uniform", (3, 3, 32, 64))
+    kernel = initializers.get("glorot_uniform")((3, 3, 32, 64))
     limit = math.sqrt(6 / (3 * 3 * 32 + 3 * 3 * 64))
     assert kernel.dtype == np.float32
     assert np.abs(kernel).max() <= limit
@@ -278,12 +278,12 @@ def test_glorot_uniform_uses_keras_fans():
 
 def test_other_initializers():
     utils.set_random_seed(0)
-    he = layers.initialize("he_normal", (3, 3, 64, 64))
+    he = initializers.get("he_normal")((3, 3, 64, 64))
     std = math.sqrt(2 / (3 * 3 * 64))
     assert he.std() == pytest.approx(std, rel=0.05)
     assert np.abs(he).max() <= 2 * std / 0.87962566103423978
-    np.testing.assert_array_equal(layers.initialize("ones", (2, 3)), 1)
-    np.testing.assert_array_equal(layers.initialize("zeros", (2, 3)), 0)
+    np.testing.assert_array_equal(initializers.get("ones")((2, 3)), 1)
+    np.testing.assert_array_equal(initializers.get("zeros")((2, 3)), 0)
     with pytest.raises(ValueError, match="unknown kernel_initializer 'glorot'.*'he_normal'"):
         layers.Conv2D(2, 3, kernel_initializer="glorot")
 
@@ -362,7 +362,7 @@ class KernelSpy:
 
 def test_conv2d_relu_is_fused_and_first_layer_skips_dx(monkeypatch):
     spy = KernelSpy()
-    monkeypatch.setattr(layers, "kernels", spy)
+    monkeypatch.setattr(layers._kernel, "kernels", spy)
     model = models.Sequential([layers.Conv2D(2, 3, activation="relu", input_shape=(6, 6, 1)),
                                layers.Conv2D(2, 3, activation="relu"), layers.Flatten(),
                                layers.Dense(2, activation="softmax")])

@@ -1,0 +1,76 @@
+"""The base of the layers that run on the compiled convolution: Conv2D and Dense."""
+
+import numpy as np
+
+from .. import activations, initializers, regularizers
+from ..backend import kernels
+from .base import Layer, regularizer_for
+
+
+class KernelLayer(Layer):
+    """Shared by Conv2D and Dense: y = activation(convolve(x, kernel) + bias),
+    run on the compiled kernels (a ReLU activation fused into them).
+
+    Subclasses give ``kernel_shape`` and may view arrays as NHWC images and the
+    kernel as HWIO (``as_images``, ``as_hwio``), as Dense does.
+    """
+
+    strides = (1, 1)
+    padding = "valid"
+    fused_activations = (activations.relu,)
+
+    def __init__(self, activation, use_bias, kernel_initializer, bias_initializer,
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = regularizer_for(self, "kernel", kernel_regularizer)
+        self.bias_regularizer = regularizer_for(self, "bias", bias_regularizer) if use_bias else None
+
+    def kernel_shape(self, input_shape):
+        raise NotImplementedError
+
+    def as_images(self, array):
+        return array
+
+    def as_hwio(self, kernel):
+        return kernel
+
+    def make_params(self, input_shape, dtype):
+        shape = self.kernel_shape(input_shape)
+        params = {"kernel": self.kernel_initializer(shape, dtype)}
+        if self.use_bias:
+            params["bias"] = self.bias_initializer(shape[-1:], dtype)
+        return params
+
+    def call(self, x, training, activation):
+        y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
+        fused = activation is activations.relu
+        kernels().conv2d_forward(self.as_images(x), self.as_hwio(self.params["kernel"]),
+                                 self.params.get("bias"), self.strides, self.padding,
+                                 activation="relu" if fused else None, out=self.as_images(y))
+        return y if fused else activation.forward(y, y)
+
+    def call_backward(self, x, y, dy, activation, need_input_grad):
+        kernel = self.params["kernel"]
+        dx = self._buffers.get("dx", x.shape, x.dtype) if need_input_grad else None
+        dbias = (self.grads["bias"] if self.use_bias
+                 else self._buffers.get("unused_dbias", kernel.shape[-1:], x.dtype))
+        fused = activation is activations.relu
+        kernels().conv2d_backward(
+            self.as_images(x), self.as_hwio(kernel), self.as_images(dy), self.strides,
+            self.padding, compute_dx=need_input_grad, activation="relu" if fused else None,
+            y=self.as_images(y) if fused else None,
+            out=(dx if dx is None else self.as_images(dx), self.as_hwio(self.grads["kernel"]),
+                 dbias))
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation.name,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
