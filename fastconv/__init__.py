@@ -1,14 +1,24 @@
-"""fastconv: fast CPU Conv2D and max pooling in Cython, with a Keras-style API.
+"""fastconv: fast CPU convnets with Keras's API.
 
-``fastconv.ops`` holds the compiled kernels, ``fastconv.reference`` the same
-kernels in NumPy; ``layers`` and ``models`` build and train networks on
-whichever backend ``set_backend`` chose.
+``import fastconv as keras`` gives Keras 3's namespace for convnet programs:
+``layers``, ``models``, ``datasets``, ``utils``, ``optimizers``, ``losses``,
+``metrics``, ``activations``, ``callbacks``, ``initializers``,
+``regularizers``, ``backend``, and ``Sequential``, ``Model``, ``Input``,
+``load_model``.  ``fastconv.ops`` holds the compiled kernels and
+``fastconv.reference`` the same kernels in NumPy; ``set_backend`` picks
+which of them the layers run on.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
+from . import (activations, backend, callbacks, datasets, initializers, layers, losses, metrics,
+               models, ops, optimizers, reference, regularizers, utils)
 from .backend import build_info, get_backend, set_backend
+from .layers import Input
+from .models import Model, Sequential, load_model
 from .ops import get_num_threads, set_num_threads
 
-__all__ = ["build_info", "get_backend", "set_backend", "get_num_threads", "set_num_threads",
-           "__version__"]
+__all__ = ["activations", "backend", "callbacks", "datasets", "initializers", "layers", "losses",
+           "metrics", "models", "ops", "optimizers", "reference", "regularizers", "utils",
+           "build_info", "get_backend", "set_backend", "get_num_threads", "set_num_threads",
+           "Input", "Model", "Sequential", "load_model", "__version__"]

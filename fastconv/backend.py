@@ -33,3 +33,32 @@ def build_info():
         "build_flags": _conv.BUILD_FLAGS,
         "vector_bytes": _conv.VECTOR_BYTES,
     }
+
+
+# Keras's backend utilities, for programs that ask about the data layout.
+
+def image_data_format():
+    """'channels_last': images are (batch, height, width, channels), always."""
+    return "channels_last"
+
+
+def set_image_data_format(data_format):
+    if data_format != "channels_last":
+        raise ValueError(f"fastconv supports only data_format='channels_last', "
+                         f"got {data_format!r}")
+
+
+def floatx():
+    """The default float type of weights and activations: 'float32'."""
+    return "float32"
+
+
+def epsilon():
+    """Keras's fuzz factor, 1e-7 (used by the losses and metrics)."""
+    return 1e-7
+
+
+def clear_session():
+    """Restarts the automatic layer names, as keras.backend.clear_session."""
+    from .utils import clear_session as restart_names
+    restart_names()

@@ -50,7 +50,7 @@ def wide_model():
         layers.Flatten(),
         layers.Dense(10, activation="softmax"),
     ])
-    model.compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 

@@ -72,7 +72,7 @@ def small_model(optimizer="rmsprop", size=8, filters=4, weights=None):
         layers.Flatten(),
         layers.Dense(2, activation="softmax"),
     ])
-    model.compile(optimizers.get(optimizer), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(optimizers.get(optimizer), "sparse_categorical_crossentropy", metrics=["accuracy"])
     if weights is not None:
         model.set_weights(weights)
     return model

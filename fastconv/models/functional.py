@@ -1,0 +1,411 @@
+"""``keras.Model(inputs, outputs)``: a directed acyclic graph of layers.
+
+The graph is found by walking back from the output KerasTensors to the
+input ones.  One executor runs every model, Sequential ones included:
+``forward`` evaluates the nodes in topological order, ``backward`` walks
+them in reverse, summing the gradients of tensors that feed several layers.
+A layer called at several nodes (a shared layer) gets the sum of its
+gradients over the nodes.
+
+A model is itself a layer: it can be called on KerasTensors, added to a
+Sequential model, or nested in another functional model.
+"""
+
+import numpy as np
+
+from .. import utils
+from ..layers.base import Layer
+from ..layers.symbolic import KerasTensor, flatten
+from ..saving import Saving
+from ..summary import print_summary
+from ..trainer import Trainer
+
+
+class Model(Trainer, Saving, Layer):
+    """A model with inputs and outputs given as KerasTensors (one, a list, or
+    a dict by name); ``model.layers`` lists its layers in the order they run."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
+        Layer.__init__(self, name=name or utils.unique_name("Functional"), trainable=trainable)
+        self._init_trainer()
+        if inputs is None or outputs is None:
+            raise TypeError("keras.Model takes inputs and outputs, e.g. keras.Model(inputs="
+                            "inputs, outputs=outputs); subclassed models are not supported yet")
+        self._set_graph(inputs, outputs)
+
+    # ------------------------------------------------------------- the graph
+
+    def _set_graph(self, inputs, outputs):
+        """Finds the nodes between ``inputs`` and ``outputs`` and orders them."""
+        self._single_input = not isinstance(inputs, (list, tuple, dict))
+        self._single_output = not isinstance(outputs, (list, tuple, dict))
+        self.inputs, self.outputs = flatten(inputs), flatten(outputs)
+        for role, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            bad = [t for t in tensors if not isinstance(t, KerasTensor)]
+            if bad or not tensors:
+                raise TypeError(f"the {role} of a Model must be KerasTensors (from keras.Input "
+                                f"and layer calls), got {bad[0] if bad else tensors!r}")
+        for tensor in self.inputs:
+            if tensor.node is None or not tensor.node.is_input:
+                raise ValueError(f"model inputs must come straight from keras.Input(), got "
+                                 f"{tensor!r} (the output of layer {tensor.node.layer.name!r})")
+        self._nodes = _topological_order(self.outputs, self.inputs)
+        layers = []
+        for node in self._nodes:
+            if node.layer not in layers:
+                layers.append(node.layer)
+        self._layers = layers
+        counts = {}
+        for node in self._nodes:
+            counts[id(node.layer)] = counts.get(id(node.layer), 0) + 1
+        self._shared = {layer_id for layer_id, count in counts.items() if count > 1}
+        self.built = True
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    @property
+    def input_shape(self):
+        if not self.built:
+            return None
+        return self.inputs[0].shape if self._single_input else [t.shape for t in self.inputs]
+
+    @property
+    def output_shape(self):
+        if not self.built:
+            return None
+        return self.outputs[0].shape if self._single_output else [t.shape for t in self.outputs]
+
+    @property
+    def dtype(self):
+        return self.inputs[0].dtype if self.built else None
+
+    @input_shape.setter
+    def input_shape(self, value):
+        """Set by Layer.__init__ only: a model's shapes come from its graph."""
+
+    @output_shape.setter
+    def output_shape(self, value):
+        """Set by Layer.__init__ only: a model's shapes come from its graph."""
+
+    @dtype.setter
+    def dtype(self, value):
+        """Set by Layer.__init__ only: a model's dtype is its inputs'."""
+
+    @property
+    def input(self):
+        return self.inputs[0] if self._single_input else list(self.inputs)
+
+    @property
+    def output(self):
+        return self.outputs[0] if self._single_output else list(self.outputs)
+
+    @property
+    def input_names(self):
+        return [t.node.layer.name for t in self.inputs]
+
+    @property
+    def output_names(self):
+        return [t.node.layer.name for t in self.outputs]
+
+    def get_layer(self, name=None, index=None):
+        """The layer called ``name``, or the one at ``index`` in ``layers``."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer takes either a name or an index, not both or neither")
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
+                                 f"has {len(self.layers)} layers.")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: "
+                         f"{[layer.name for layer in self.layers]}.")
+
+    def leaf_layers(self):
+        """Every layer that holds weights itself, nested models opened, once each."""
+        leaves = []
+        for layer in self._layers:
+            for leaf in (layer.leaf_layers() if isinstance(layer, Model) else [layer]):
+                if leaf not in leaves:
+                    leaves.append(leaf)
+        return leaves
+
+    # ---------------------------------------------------------- as a layer
+
+    @Layer.trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for layer in self._layers:
+            layer.trainable = value
+
+    def _symbolic_input_shape(self, tensors):
+        if len(tensors) != len(self.inputs):
+            raise ValueError(f"model {self.name!r} takes {len(self.inputs)} inputs, got "
+                             f"{len(tensors)}")
+        shapes = [t.shape for t in tensors]
+        return shapes[0] if self._single_input else shapes
+
+    def output_shape_for(self, input_shape):
+        shapes = [input_shape] if self._single_input else list(input_shape)
+        for shape, tensor in zip(shapes, self.inputs):
+            if tuple(shape[1:]) != tensor.shape[1:]:
+                raise ValueError(f"model {self.name!r} expects inputs of shape {tensor.shape}, "
+                                 f"got {tuple(shape)}")
+        return self.output_shape
+
+    def build(self, input_shape, dtype=None):
+        self.output_shape_for(input_shape)
+
+    def forward(self, x, training=False, activate=True):
+        """The model's outputs for ``x`` (one array, or a list for several inputs)."""
+        arrays = [x] if self._single_input else list(x)
+        outputs = self.run_forward(arrays, training, () if activate else range(len(self.outputs)))
+        return outputs[0] if self._single_output else outputs
+
+    def backward(self, dy, need_input_grad=True):
+        grads = self.run_backward([dy] if self._single_output else list(dy), need_input_grad)
+        return grads[0] if self._single_input else grads
+
+    def __call__(self, inputs, training=None):
+        if not any(isinstance(t, KerasTensor) for t in flatten(inputs)):
+            arrays = [np.asarray(a) for a in flatten(inputs)]
+            outputs = self.forward(arrays[0] if self._single_input else arrays, bool(training))
+            return ([o.copy() for o in outputs] if isinstance(outputs, list)
+                    else outputs.copy())
+        return Layer.__call__(self, inputs, training)
+
+    # ------------------------------------------------------------ executor
+
+    def run_forward(self, arrays, training=False, logits_of=()):
+        """The outputs (a list) for the input ``arrays`` (a list, one per
+        input).  Outputs whose index is in ``logits_of`` skip their layer's
+        activation.  In training, every layer keeps what backward needs."""
+        values = {tensor.id: array for tensor, array in zip(self.inputs, arrays)}
+        logits = {self.outputs[i].id for i in logits_of}
+        self._node_caches = {}
+        for node in self._nodes:
+            if node.is_input:
+                continue
+            layer = node.layer
+            args = [values[t.id] for t in node.inputs]
+            y = layer.forward(args[0] if len(args) == 1 else args, training,
+                              activate=node.output.id not in logits)
+            if id(layer) in self._shared:  # its buffers and cache serve its next node too
+                y = _copy(y)
+                if training and layer._cache is not None:
+                    x, _, activation = layer._cache
+                    self._node_caches[node] = (_copy(x), y, activation)
+            values[node.output.id] = y
+        return [values[t.id] for t in self.outputs]
+
+    def run_backward(self, output_grads, need_input_grads=False):
+        """Backpropagates dL/d(outputs) (a list, None for an output the loss
+        does not use) through the last training forward; fills every
+        layer's ``grads`` and returns dL/d(inputs) (a list; None entries
+        unless ``need_input_grads``)."""
+        grads = {}
+        for tensor, grad in zip(self.outputs, output_grads):
+            if grad is not None:
+                _accumulate(grads, tensor.id, grad)
+        shared_sums = {}
+        for node in reversed(self._nodes):
+            if node.is_input:
+                continue
+            layer = node.layer
+            dy = grads.pop(node.output.id, None)
+            if dy is None:
+                if id(layer) not in self._shared:
+                    _zero_grads(layer)
+                continue
+            need = need_input_grads or any(not t.node.is_input for t in node.inputs)
+            if node in self._node_caches:
+                layer._cache = self._node_caches[node]
+            dx = layer.backward(dy, need_input_grad=need)
+            if id(layer) in self._shared:
+                _add_grads(shared_sums.setdefault(id(layer), {}), layer)
+            if need:
+                for tensor, grad in zip(node.inputs, dx if len(node.inputs) > 1 else [dx]):
+                    _accumulate(grads, tensor.id, _copy(grad) if id(layer) in self._shared
+                                else grad)
+        for layer in self._layers:
+            if id(layer) in self._shared:
+                _set_grads(layer, shared_sums.get(id(layer)))
+        return [grads.get(t.id) for t in self.inputs]
+
+    # ------------------------------------------------------------- weights
+
+    @property
+    def params(self):
+        """Not used for models: their weights live in their layers."""
+        return {}
+
+    @params.setter
+    def params(self, value):
+        pass
+
+    @property
+    def weights(self):
+        return [w for layer in self.leaf_layers() for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self.leaf_layers() for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self.leaf_layers() for w in layer.non_trainable_weights]
+
+    def trainable_pairs(self):
+        return [pair for layer in self.leaf_layers() for pair in layer.trainable_pairs()]
+
+    def regularization_loss(self):
+        return sum(layer.regularization_loss() for layer in self.leaf_layers())
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.leaf_layers())
+
+    def get_weights(self):
+        """Copies of every layer's weights, in order (as Keras)."""
+        return [w for layer in self.leaf_layers() for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        """Sets every layer's weights from one flat list; nothing changes if any
+        array does not fit."""
+        weights = list(weights)
+        leaves = self.leaf_layers()
+        expected = sum(len(layer.params) for layer in leaves)
+        if len(weights) != expected:
+            raise ValueError(f"model {self.name!r} has {expected} weight arrays, got "
+                             f"{len(weights)}")
+        chunks, start = [], 0
+        for layer in leaves:
+            chunks.append(layer.check_weights(weights[start:start + len(layer.params)]))
+            start += len(layer.params)
+        for layer, chunk in zip(leaves, chunks):
+            layer.set_weights(chunk)
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False):
+        """Prints the table of layers, output shapes and parameter counts."""
+        print_summary(self, line_length, positions, print_fn)
+
+    def get_config(self):
+        """Layers with their inbound nodes, and the model's inputs and outputs
+        as [layer name, node index, tensor index], as Keras's functional config."""
+        def ref(tensor):
+            layer = tensor.node.layer
+            return [layer.name, layer.inbound_nodes.index(tensor.node), 0]
+
+        nodes_of = {}
+        for node in self._nodes:
+            nodes_of.setdefault(node.layer.name, []).append(node)
+        return {
+            "name": self.name, "trainable": self.trainable,
+            "layers": [{"class_name": type(layer).__name__, "name": layer.name,
+                        "config": layer.get_config(),
+                        "inbound_nodes": [[ref(t) for t in node.inputs]
+                                          for node in nodes_of[layer.name] if node.inputs]}
+                       for layer in self._layers],
+            "input_layers": [ref(t) for t in self.inputs],
+            "output_layers": [ref(t) for t in self.outputs],
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        from ..layers import deserialize
+        tensors = {}
+        layers = {}
+        pending = list(config["layers"])
+        while pending:
+            progressed = False
+            for entry in list(pending):
+                name = entry["name"]
+                if name not in layers:
+                    layers[name] = deserialize(entry)
+                layer = layers[name]
+                if type(layer).__name__ == "InputLayer":
+                    tensors[(name, 0)] = layer.output
+                    pending.remove(entry)
+                    progressed = True
+                    continue
+                calls = entry.get("inbound_nodes", [])
+                done = sum(1 for key in tensors if key[0] == name)
+                while done < len(calls) and all((n, i) in tensors for n, i, _ in calls[done]):
+                    args = [tensors[(n, i)] for n, i, _ in calls[done]]
+                    tensors[(name, done)] = layer(args[0] if len(args) == 1 else args)
+                    done += 1
+                    progressed = True
+                if done == len(calls):
+                    pending.remove(entry)
+            if not progressed:
+                raise ValueError("the model config has inbound nodes that refer to unknown "
+                                 "layers or form a cycle")
+        inputs = [tensors[(n, i)] for n, i, _ in config["input_layers"]]
+        outputs = [tensors[(n, i)] for n, i, _ in config["output_layers"]]
+        return cls(inputs if len(inputs) > 1 else inputs[0],
+                   outputs if len(outputs) > 1 else outputs[0], name=config.get("name"))
+
+
+def _topological_order(outputs, inputs):
+    """The nodes that compute ``outputs`` from ``inputs``, each after the
+    nodes it reads; ValueError for a graph that is disconnected from the
+    inputs or has a cycle."""
+    input_ids = {t.id for t in inputs}
+    order, state = [], {}  # state: 1 while visiting, 2 when done
+
+    def visit(tensor, path):
+        node = tensor.node
+        if node is None:
+            raise ValueError(f"{tensor!r} was not made by keras.Input or a layer")
+        if state.get(node) == 2:
+            return
+        if state.get(node) == 1:
+            raise ValueError(f"the layer graph has a cycle through layer {node.layer.name!r}")
+        if node.is_input and tensor.id not in input_ids:
+            raise ValueError(
+                f"Graph disconnected: cannot obtain value for tensor {tensor!r} at layer "
+                f"{node.layer.name!r}: it is an Input that is not among the model's inputs. "
+                f"The following previous layers were accessed without issue: {path}")
+        state[node] = 1
+        for parent in node.inputs:
+            visit(parent, path)
+        state[node] = 2
+        order.append(node)
+        path.append(node.layer.name)
+
+    for tensor in outputs:
+        visit(tensor, [])
+    return order
+
+
+def _copy(value):
+    return [v.copy() for v in value] if isinstance(value, list) else value.copy()
+
+
+def _accumulate(grads, key, grad):
+    grads[key] = grad if key not in grads else grads[key] + grad
+
+
+def _zero_grads(layer):
+    for grad in (layer.grads.values() if not isinstance(layer, Model)
+                 else [g for leaf in layer.leaf_layers() for g in leaf.grads.values()]):
+        grad[...] = 0
+
+
+def _leaf_grads(layer):
+    leaves = layer.leaf_layers() if isinstance(layer, Model) else [layer]
+    return [(leaf, name, grad) for leaf in leaves for name, grad in leaf.grads.items()]
+
+
+def _add_grads(sums, layer):
+    for leaf, name, grad in _leaf_grads(layer):
+        key = (id(leaf), name)
+        sums[key] = grad.copy() if key not in sums else sums[key] + grad
+
+
+def _set_grads(layer, sums):
+    for leaf, name, grad in _leaf_grads(layer):
+        grad[...] = 0 if sums is None else sums[(id(leaf), name)]
