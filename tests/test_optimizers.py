@@ -244,6 +244,12 @@ def test_clipnorm_clips_each_gradient_to_the_norm():
     np.testing.assert_array_equal(big, [3.0, 4.0])       # the caller's gradient is untouched
     np.testing.assert_allclose(clipped_sgd_step([np.array([100.0, 100.0])],
                                                 clipnorm=1)[0], [2 ** 0.5 / 2] * 2)
+    # As Keras's g * clipnorm / max(norm, clipnorm): an infinite norm zeroes the
+    # finite elements, a NaN norm makes all NaN.
+    with np.errstate(invalid="ignore"):                  # inf * 0
+        infinite = clipped_sgd_step([np.array([np.inf, 1.0])], clipnorm=1.0)[0]
+    assert np.isnan(infinite[0]) and infinite[1] == 0
+    assert np.isnan(clipped_sgd_step([np.array([np.nan, 1.0])], clipnorm=1.0)[0]).all()
 
 
 def test_global_clipnorm_scales_all_gradients_together():
@@ -412,6 +418,16 @@ def test_apply_checks_its_gradients():
         optimizer.apply([w], [None])
     optimizer.apply([], [])
     assert optimizer.iterations == 0
+    with pytest.raises(TypeError, match="numpy float arrays"):
+        optimizers.SGD().apply([[1.0, 2.0]], [[1.0, 1.0]])
+    with pytest.raises(TypeError, match="numpy float arrays.*int64"):
+        optimizers.SGD().apply([np.ones(2, np.int64)], [np.ones(2)])
+
+
+def test_apply_gradients_takes_keras_pairs():
+    optimizer, w = optimizers.SGD(learning_rate=0.5), np.ones(2)
+    assert optimizer.apply_gradients([([1.0, 2.0], w)]) == 1
+    np.testing.assert_array_equal(w, [0.5, 0.0])
 
 
 @pytest.mark.parametrize("name, slots", [

@@ -101,7 +101,13 @@ class Optimizer:
         """Makes the optimizer the one of ``weights`` (a list of float arrays):
         zeroed ``slots`` aligned with them, scratch arrays.  Building again
         starts the state afresh for the new list; ``iterations`` is kept."""
-        self._built_weights = list(weights)
+        weights = list(weights)
+        for weight in weights:
+            if not (isinstance(weight, np.ndarray) and np.issubdtype(weight.dtype, np.floating)):
+                raise TypeError("weights must be numpy float arrays (they are updated in "
+                                f"place), got {type(weight).__name__} "
+                                f"{getattr(weight, 'dtype', '')}".rstrip())
+        self._built_weights = weights
         self._index = {id(w): i for i, w in enumerate(self._built_weights)}
         self.slots = [{name: np.zeros_like(w) for name in self.slot_names}
                       for w in self._built_weights]
@@ -119,7 +125,8 @@ class Optimizer:
         The first call builds the optimizer for ``weights``; later calls may
         pass any of those arrays (e.g. without frozen layers) but no other:
         ValueError for an array the optimizer was not built with."""
-        weights, grads = list(weights), list(grads)
+        weights = list(weights)
+        grads = [None if g is None else np.asarray(g) for g in grads]
         if len(weights) != len(grads):
             raise ValueError(f"got {len(grads)} gradients for {len(weights)} weights")
         if not weights:
@@ -144,6 +151,13 @@ class Optimizer:
             self.update(weight, grad, learning_rate, **scratch, **self.slots[i])
         self.iterations += 1
 
+    def apply_gradients(self, grads_and_vars):
+        """Keras's spelling: ``apply`` on (gradient, weight) pairs; returns
+        ``iterations``."""
+        grads, weights = zip(*grads_and_vars)
+        self.apply(weights, grads)
+        return self.iterations
+
     def update(self, weight, grad, learning_rate, scratch, **slots):
         """Updates ``weight`` in place from ``grad`` (already clipped) and its
         ``slots``; the scratch arrays are free to overwrite.  ``iterations``
@@ -162,22 +176,24 @@ class Optimizer:
 
     def _clip(self, indexed_grads):
         """The gradients to use, clipped as configured: the given arrays when
-        nothing changes them, else this weight's clip buffer."""
-        grads = [g for _, g in indexed_grads]
+        nothing changes them, else this weight's clip buffer.  As in Keras, a
+        NaN norm makes the gradients NaN, and so does an infinite global norm."""
         if self.clipvalue is not None:
             return [np.clip(g, -self.clipvalue, self.clipvalue, out=self._clipped[i])
                     for i, g in indexed_grads]
         if self.clipnorm is not None:
-            norms = [_norm(g) for g in grads]
-            return [self._scaled(i, g, self.clipnorm / norm) if norm > self.clipnorm else g
-                    for (i, g), norm in zip(indexed_grads, norms)]
+            clipped = []
+            for i, g in indexed_grads:
+                norm = math.sqrt(_squared_norm(g))
+                clipped.append(g if norm <= self.clipnorm
+                               else self._scaled(i, g, self.clipnorm / norm))
+            return clipped
         if self.global_clipnorm is not None:
-            norm = math.sqrt(sum(_norm(g) ** 2 for g in grads))
-            if norm > self.global_clipnorm or not math.isfinite(norm):
-                # A norm of inf or NaN makes every gradient NaN, as in Keras.
+            norm = math.sqrt(sum(_squared_norm(g) for _, g in indexed_grads))
+            if not norm <= self.global_clipnorm:
                 scale = self.global_clipnorm / norm + (norm - norm)
                 return [self._scaled(i, g, scale) for i, g in indexed_grads]
-        return grads
+        return [g for _, g in indexed_grads]
 
     def _scaled(self, index, grad, scale):
         return np.multiply(grad, scale, out=self._clipped[index])
@@ -209,10 +225,10 @@ class Optimizer:
 OPTIMIZERS = Registry("optimizer", Optimizer)
 
 
-def _norm(grad):
-    """The L2 norm of an array, without a temporary of its size."""
+def _squared_norm(grad):
+    """The sum of squares of an array, without a temporary of its size."""
     flat = grad.reshape(-1)
-    return math.sqrt(float(np.dot(flat, flat)))
+    return float(np.dot(flat, flat))
 
 
 def _optional_number(value, name, low_open=True):
