@@ -464,6 +464,26 @@ def test_names_and_config_round_trips():
     assert optimizers.SGD().name != optimizers.SGD().name    # Keras's automatic names
 
 
+def test_a_config_written_by_keras_3_loads():
+    """The shape of keras.optimizers.serialize(Adam(ExponentialDecay(...))),
+    with the Keras arguments fastconv leaves at their defaults."""
+    schedule = {"module": "keras.optimizers.schedules", "class_name": "ExponentialDecay",
+                "config": {"initial_learning_rate": 0.01, "decay_steps": 100,
+                           "decay_rate": 0.9, "staircase": True, "name": "ExponentialDecay"},
+                "registered_name": None}
+    config = {"module": "keras.optimizers", "class_name": "Adam", "registered_name": None,
+              "config": {"name": "adam", "learning_rate": schedule, "weight_decay": None,
+                         "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+                         "use_ema": False, "ema_momentum": 0.99,
+                         "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                         "gradient_accumulation_steps": None, "beta_1": 0.9,
+                         "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": False}}
+    optimizer = optimizers.deserialize(config)
+    assert isinstance(optimizer, optimizers.Adam) and optimizer.name == "adam"
+    optimizer.iterations = 150
+    assert optimizer.learning_rate == pytest.approx(0.009)
+
+
 @pytest.mark.parametrize("make, error, match", [
     (lambda: optimizers.SGD(learning_rate=-1.0), ValueError, "learning_rate"),
     (lambda: optimizers.SGD(learning_rate="0.1"), TypeError, "learning_rate"),
