@@ -789,7 +789,7 @@ def run_predict(case):
 # ---------------------------------------------------------------------------- 5. fit
 
 OPTIMIZER = dict(good=["sgd", "adam", "rmsprop", "SGD", "Adam"],
-                 bad=["adagrad", "", 1, None, ["sgd"], b"sgd"])
+                 bad=["adagard", "", 1, None, ["sgd"], b"sgd"])
 LOSS = dict(good=["sparse_categorical_crossentropy", "categorical_crossentropy"],
             bad=["mse", None, 1, "Sparse_Categorical_Crossentropy", ""])
 METRICS = dict(good=[None, [], ["accuracy"], "acc", ("accuracy",)],
