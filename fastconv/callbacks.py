@@ -622,7 +622,7 @@ class ReduceLROnPlateau(_MonitorCallback):
         """Lowers the learning rate; False when it is at ``min_lr`` already."""
         optimizer = self.model.optimizer
         old = float(optimizer.learning_rate)
-        if old <= np.float32(self.min_lr):
+        if old <= self.min_lr:
             return False
         new = max(old * self.factor, self.min_lr)
         optimizer.learning_rate = new
