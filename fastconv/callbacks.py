@@ -408,9 +408,9 @@ class EarlyStopping(_MonitorCallback):
 
     With a ``baseline``, the count of epochs without improvement restarts
     only at epochs that also beat the baseline.  ``restore_best_weights``
-    puts back, at the end of training, the weights of the best epoch (the
-    first monitored epoch's when none improved).  ``stopped_epoch`` is the
-    epoch training stopped at (0 when it did not stop)."""
+    puts back, at the end of training (whoever stopped it), the weights of
+    the epoch with the best monitored value.  ``stopped_epoch`` is the epoch
+    this callback stopped training at (0 when it did not)."""
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
