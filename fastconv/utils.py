@@ -94,6 +94,8 @@ class Progbar:
 
     verbose=1 redraws one line with '\\r' (at most every ``interval`` seconds,
     and always on the last step); verbose=2 prints one line when finished.
+    ``target`` None (unknown) draws a running count, '     12/Unknown', and
+    finishes only when told to (verbose=2 needs a target by then).
     ``update`` takes values already averaged, as (name, value) pairs; it only
     reads them when it draws, so a caller may pass a lazy iterable and an
     update between redraws costs a clock reading and a comparison.
@@ -115,7 +117,10 @@ class Progbar:
         (default: current >= target) ends the bar, as Keras's, also before the
         target (when training stops early)."""
         now = time.monotonic()
-        finished = current >= self.target if finalize is None else finalize
+        if finalize is None:
+            finished = self.target is not None and current >= self.target
+        else:
+            finished = finalize
         if self.verbose == 1 and (finished or self._last_update is None
                                   or now - self._last_update >= self.interval):
             line = self._bar_line(current, values, now, finished)
@@ -125,17 +130,20 @@ class Progbar:
             self._last_update = now
         elif self.verbose == 2 and finished:
             elapsed = now - self._start
+            per_step = _per_unit(elapsed / max(current, 1), "step")
             self._write(f"{current}/{self.target} - {elapsed:.0f}s{_metrics(values)} -"
-                        f"{_per_unit(elapsed, 'epoch')} -{_per_unit(elapsed / current, 'step')}",
-                        True)
+                        f"{_per_unit(elapsed, 'epoch')} -{per_step}", True)
 
     def _bar_line(self, current, values, now, finished):
+        per_step = (now - self._start) / max(current, 1)
+        if not self.target:  # None (unknown) or no steps at all
+            return (f"{current:7d}/Unknown - {now - self._start:.0f}s"
+                    f"{_per_unit(per_step, 'step')}{_metrics(values)}")
         filled = int(self.width * current / self.target)
         bar = "=" * max(filled - 1, 0)
         if filled:
             bar += ">" if current < self.target else "="
         bar += "." * (self.width - filled)
-        per_step = (now - self._start) / current
         if not finished:
             timing = f" - ETA: {_format_eta(per_step * (self.target - current))}"
         else:
