@@ -82,12 +82,10 @@ class Saving:
                   "model": {"class_name": type(self).__name__, "config": self.get_config()},
                   "layer_classes": [type(layer).__name__ for layer in self.leaf_layers()]}
         if kind == "model" and self.optimizer is not None:
-            header["compile"] = {
-                "optimizer": optimizers.serialize(self.optimizer),
-                "loss": self._loss_spec if isinstance(self._loss_spec, str)
-                else losses.serialize(losses.get(self._loss_spec)),
-                "loss_weights": self._loss_weights_spec,
-                "metrics": _serialize_metrics(self._metrics_spec)}
+            loss, loss_weights, metrics_spec = self._compile_specs
+            header["compile"] = {"optimizer": optimizers.serialize(self.optimizer),
+                                 "loss": _serialize_losses(loss), "loss_weights": loss_weights,
+                                 "metrics": _serialize_metrics(metrics_spec)}
         return header
 
     def _weight_keys(self):
@@ -140,11 +138,9 @@ def load_model(path):
         compile_config = header.get("compile")
         if compile_config:
             model.compile(optimizers.deserialize(compile_config["optimizer"]),
-                          _deserialize_loss(compile_config["loss"]),
+                          _deserialize_losses(compile_config["loss"]),
                           compile_config.get("loss_weights"),
                           compile_config.get("metrics"))
-            if model.built:
-                model._resolve_losses_and_metrics()
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path} holds an invalid model description: {error}") from None
     model._set_saved_weights(header, arrays, path)
@@ -164,8 +160,21 @@ def _layer_classes(header):
     return [layer.get("class_name") for layer in header["model"].get("layers", [])]
 
 
-def _deserialize_loss(config):
-    return config if isinstance(config, str) else losses.deserialize(config)
+def _serialize_losses(spec):
+    """The compile loss(es) as JSON: names stay names, objects become configs."""
+    if isinstance(spec, dict):
+        return {key: _serialize_losses(value) for key, value in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return [_serialize_losses(item) for item in spec]
+    return spec if spec is None or isinstance(spec, str) else losses.serialize(losses.get(spec))
+
+
+def _deserialize_losses(spec):
+    if isinstance(spec, dict) and "class_name" not in spec:
+        return {key: _deserialize_losses(value) for key, value in spec.items()}
+    if isinstance(spec, list):
+        return [_deserialize_losses(item) for item in spec]
+    return spec if spec is None or isinstance(spec, str) else losses.deserialize(spec)
 
 
 def _serialize_metrics(spec):

@@ -67,38 +67,45 @@ class Trainer:
         optimizer = optimizers.get(optimizer)
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='categorical_crossentropy'")
-        self.loss = self._loss_spec = loss
-        self._loss_weights_spec, self._metrics_spec = loss_weights, metrics
+        specs = (loss, loss_weights, metrics)
         if self.built:
-            self._resolve_losses_and_metrics()
-        else:  # resolved when the first data build the model; the names are checked now
+            resolved = self._resolve(*specs)
+        else:  # resolved when the first data build the model; the loss names are checked now
             for item in (loss.values() if isinstance(loss, dict) else
                          loss if isinstance(loss, (list, tuple)) else [loss]):
                 losses.get(item)
-            self._resolved = False
-        self.optimizer = optimizer
+            resolved = None
+        self.optimizer, self.loss, self._compile_specs = optimizer, loss, specs
+        self._set_resolved(resolved)
         self.compiled = True
 
-    def _resolve_losses_and_metrics(self):
-        """Per output: its loss, loss weight and metrics, from the compile arguments."""
+    def _resolve(self, loss_spec, loss_weights_spec, metrics_spec):
+        """Per output: its loss, loss weight and metrics, from the compile
+        arguments; which outputs fold their activation into the loss; the
+        layers training updates (their ``trainable`` flags as they are now)."""
         names = self.output_names
-        self._output_losses = _per_output(self._loss_spec, names, "loss", losses.get)
-        weights = _per_output(self._loss_weights_spec, names, "loss_weights",
-                              lambda w: 1.0 if w is None else check_number(w, "loss_weights"))
-        self._loss_weights = [1.0 if w is None else w for w in weights]
-        self._output_metrics = []
-        metric_lists = _per_output(self._metrics_spec, names, "metrics", _as_list,
-                                   broadcast=False)
-        for index, (loss, items) in enumerate(zip(self._output_losses, metric_lists)):
-            shape = self.outputs[index].shape
-            self._output_metrics.append([metrics_module.resolve(item, loss, shape)
-                                         for item in items or ()])
-        self._fused = [i for i, loss in enumerate(self._output_losses)
-                       if loss is not None and self._folds_activation(i, loss)]
-        self._trained_layers = [layer for layer in self.leaf_layers() if layer.trainable]
-        self._has_regularizers = any(layer.regularizers for layer in self.leaf_layers())
-        self._resolved = True
-        self.reset_metrics()
+        output_losses = _per_output(loss_spec, names, "loss", losses.get)
+        weights = _per_output(loss_weights_spec, names, "loss_weights",
+                              lambda w: check_number(w, "loss_weights"))
+        metric_lists = _per_output(metrics_spec, names, "metrics", _as_list, broadcast=False)
+        output_metrics = [[metrics_module.resolve(item, loss, self.outputs[i].shape)
+                           for item in items or ()]
+                          for i, (loss, items) in enumerate(zip(output_losses, metric_lists))]
+        return {
+            "_output_losses": output_losses,
+            "_loss_weights": [1.0 if w is None else w for w in weights],
+            "_output_metrics": output_metrics,
+            "_fused": [i for i, loss in enumerate(output_losses)
+                       if loss is not None and self._folds_activation(i, loss)],
+            "_trained_layers": [layer for layer in self.leaf_layers() if layer.trainable],
+            "_has_regularizers": any(layer.regularizers for layer in self.leaf_layers()),
+        }
+
+    def _set_resolved(self, resolved):
+        self._resolved = resolved is not None
+        if resolved:
+            self.__dict__.update(resolved)
+            self.reset_metrics()
 
     def _folds_activation(self, index, loss):
         layer = self.outputs[index].node.layer
@@ -200,7 +207,6 @@ class Trainer:
                 invalid = self._train_step(*batch)
                 callback_list.on_train_batch_end(step, self._logs())
                 if invalid:
-                    print(f"Batch {step}: Invalid {invalid}, terminating training", flush=True)
                     self.stop_training = True
                 if self.stop_training:
                     break
@@ -210,6 +216,8 @@ class Trainer:
                     validation, _batch_size(validation_batch_size or batch_size), callback_list)
                 epoch_logs.update((f"val_{name}", value) for name, value in val_logs.items())
             callback_list.on_epoch_end(epoch, epoch_logs)
+            if invalid:
+                print(f"Batch {step}: Invalid {invalid}, terminating training", flush=True)
             if self.stop_training:
                 break
         callback_list.on_train_end(epoch_logs)
@@ -314,8 +322,8 @@ class Trainer:
 
     def _backpropagate(self, xs, targets):
         """(total loss, outputs) of a training forward; fills every layer's grads."""
-        outputs = self.run_forward(xs, training=True, logits_of=self._fused)
         with _batch_memory(len(xs[0])):
+            outputs = self.run_forward(xs, training=True, logits_of=self._fused)
             grads = [None if loss is None else
                      self._batch_buffers.get(f"d_output_{i}", out.shape, out.dtype)
                      for i, (loss, out) in enumerate(zip(self._output_losses, outputs))]
@@ -430,7 +438,7 @@ class Trainer:
             raise ValueError("training and evaluation need labels y")
         xs = self._prepare_inputs(x)
         if not self._resolved:
-            self._resolve_losses_and_metrics()
+            self._set_resolved(self._resolve(*self._compile_specs))
         labels = _per_output(y, self.output_names, "y", np.asarray, broadcast=False)
         targets = []
         for i, (label, loss) in enumerate(zip(labels, self._output_losses)):
