@@ -10,9 +10,12 @@ from .base import LAYERS, Layer, deserialize, serialize
 from .convolutional import Conv2D
 from .core import Activation, Dense
 from .input_layer import Input, InputLayer
+from .merging import (Add, Average, Concatenate, Maximum, Merge, Minimum, Multiply, Subtract, add,
+                      concatenate)
 from .pooling import MaxPooling2D
 from .regularization import Dropout
 from .reshaping import Flatten
 
 __all__ = ["LAYERS", "Layer", "deserialize", "serialize", "Input", "InputLayer", "Conv2D",
-           "Dense", "Activation", "MaxPooling2D", "Dropout", "Flatten"]
+           "Dense", "Activation", "MaxPooling2D", "Dropout", "Flatten", "Merge", "Add", "Subtract",
+           "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "add", "concatenate"]
