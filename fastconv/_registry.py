@@ -52,7 +52,8 @@ class Registry:
         if found is None and isinstance(name, str):
             found = self._names.get(name.lower())
         if found is None:
-            raise ValueError(f"unknown {self.kind} {name!r}; valid {self.kind}s: "
+            plural = self.kind + ("es" if self.kind.endswith("s") else "s")
+            raise ValueError(f"unknown {self.kind} {name!r}; valid {plural}: "
                              f"{', '.join(repr(known) for known in self._names)}")
         return found
 

@@ -39,9 +39,9 @@ class Metric:
         """Forgets every batch seen."""
         raise NotImplementedError
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        """Accumulates the batch and returns the result, as Keras's."""
-        self.update_state(y_true, y_pred, sample_weight)
+    def __call__(self, *args, **kwargs):
+        """``update_state(*args, **kwargs)``, then the result, as Keras's."""
+        self.update_state(*args, **kwargs)
         return self.result()
 
     def get_config(self):
