@@ -32,8 +32,8 @@ REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "
 class Loss:
     """Base class of the losses.
 
-    A subclass implements ``prepare_targets`` and ``_rows(targets, outputs,
-    gradient, from_logits)``: on 2-D arrays (rows, features) it returns the
+    A subclass implements ``prepare_targets`` and ``_row_losses(targets,
+    outputs, gradient, from_logits)``: on 2-D arrays (rows, features) it returns the
     loss of each row and, when ``gradient`` is given, fills it with the
     derivative of each row's loss with respect to that row's outputs.
     """
@@ -57,7 +57,7 @@ class Loss:
         in y_pred's float dtype (float32 at least)."""
         y_true, y_pred = self._classes_last(y_true, _float_array(y_pred, "y_pred"))
         targets = self.prepare_targets(y_true, (None,) + y_pred.shape[1:], y_pred.dtype)
-        values = self._rows(*_rows(targets, y_pred), None, self.from_logits)
+        values = self._row_losses(*_as_rows(targets, y_pred), None, self.from_logits)
         return values.reshape(y_pred.shape[:-1]).astype(y_pred.dtype, copy=False)
 
     def prepare_targets(self, y, output_shape, dtype):
@@ -77,11 +77,8 @@ class Loss:
         from_logits = self.from_logits if from_logits is None else from_logits
         if from_logits and self.fused_activation is None:
             raise ValueError(f"{self.name} takes no logits (it has no fused activation)")
-        if getattr(self, "axis", -1) not in (-1, outputs.ndim - 1):
-            raise ValueError(f"{self.name}: training needs the class axis last (axis=-1), "
-                             f"got axis={self.axis}")
-        target_rows, output_rows, gradient_rows = _rows(targets, outputs, gradient)
-        values = self._rows(target_rows, output_rows, gradient_rows, from_logits)
+        target_rows, output_rows, gradient_rows = _as_rows(targets, outputs, gradient)
+        values = self._row_losses(target_rows, output_rows, gradient_rows, from_logits)
         divisor = self._divisor(target_rows)
         if gradient is not None:
             gradient /= divisor
@@ -97,7 +94,7 @@ class Loss:
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
 
-    def _rows(self, targets, outputs, gradient, from_logits):
+    def _row_losses(self, targets, outputs, gradient, from_logits):
         raise NotImplementedError
 
     def _classes_last(self, y_true, y_pred):
@@ -136,6 +133,12 @@ class Crossentropy(Loss):
         self.from_logits = check_choice(from_logits, "from_logits", (False, True))
         self.axis = check_int(axis, "axis", minimum=-np.inf)
 
+    def value_and_gradient(self, targets, outputs, gradient=None, from_logits=None):
+        if self.axis not in (-1, outputs.ndim - 1):
+            raise ValueError(f"{self.name}: training needs the class axis last (axis=-1), "
+                             f"got axis={self.axis}")
+        return super().value_and_gradient(targets, outputs, gradient, from_logits)
+
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits, "axis": self.axis}
 
@@ -148,17 +151,28 @@ class Crossentropy(Loss):
         return y_true, np.moveaxis(y_pred, self.axis, -1)
 
 
+class _SoftmaxCrossentropy(Crossentropy):
+    """Base of the two categorical cross-entropies: the loss of a row is
+    -sum(t * log(p)), p the row's probabilities (Keras rescales them to sum
+    1) or the softmax of its logits."""
+
+    fused_activation = "softmax"
+
+    def _row_losses(self, targets, outputs, gradient, from_logits):
+        if from_logits:
+            return _softmax_crossentropy_from_logits(targets, outputs, gradient)
+        return _crossentropy_from_probabilities(targets, outputs, gradient)
+
+
 LOSSES = Registry("loss", Loss, accept_callables=True)
 
 
 @LOSSES.register("categorical_crossentropy")
-class CategoricalCrossentropy(Crossentropy):
+class CategoricalCrossentropy(_SoftmaxCrossentropy):
     """Cross-entropy against one-hot (or soft) labels shaped like the outputs.
 
     ``label_smoothing`` ls replaces the targets t by t * (1 - ls) + ls / classes.
     """
-
-    fused_activation = "softmax"
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="categorical_crossentropy"):
@@ -186,14 +200,9 @@ class CategoricalCrossentropy(Crossentropy):
             targets = targets * (1 - self.label_smoothing) + self.label_smoothing / classes
         return targets
 
-    def _rows(self, targets, outputs, gradient, from_logits):
-        if from_logits:
-            return _softmax_crossentropy_from_logits(targets, outputs, gradient)
-        return _crossentropy_from_probabilities(targets, outputs, gradient)
-
 
 @LOSSES.register("sparse_categorical_crossentropy")
-class SparseCategoricalCrossentropy(Crossentropy):
+class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
     """Cross-entropy against integer class indices: labels have the outputs'
     shape without the class axis (or with a class axis of 1).
 
@@ -201,8 +210,6 @@ class SparseCategoricalCrossentropy(Crossentropy):
     gradient, and the mean is taken over the other samples only, as Keras
     masks them.
     """
-
-    fused_activation = "softmax"
 
     def __init__(self, from_logits=False, ignore_class=None,
                  reduction="sum_over_batch_size", axis=-1,
@@ -240,11 +247,6 @@ class SparseCategoricalCrossentropy(Crossentropy):
         targets = to_categorical(labels, classes).astype(dtype, copy=False)
         targets *= kept[..., None]
         return targets
-
-    def _rows(self, targets, outputs, gradient, from_logits):
-        if from_logits:
-            return _softmax_crossentropy_from_logits(targets, outputs, gradient)
-        return _crossentropy_from_probabilities(targets, outputs, gradient)
 
     def _divisor(self, target_rows):
         if self.ignore_class is None:
@@ -289,7 +291,7 @@ class BinaryCrossentropy(Crossentropy):
             targets = targets * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
         return targets
 
-    def _rows(self, targets, outputs, gradient, from_logits):
+    def _row_losses(self, targets, outputs, gradient, from_logits):
         if from_logits:
             return _sigmoid_crossentropy_from_logits(targets, outputs, gradient)
         return _binary_crossentropy_from_probabilities(targets, outputs, gradient)
@@ -302,7 +304,7 @@ class _Regression(Loss):
     def prepare_targets(self, y, output_shape, dtype):
         return self._same_shape_targets(y, output_shape, dtype)
 
-    def _rows(self, targets, outputs, gradient, from_logits):
+    def _row_losses(self, targets, outputs, gradient, from_logits):
         error = outputs - targets
         values = self._elementwise(error, gradient)
         if gradient is not None:
@@ -391,8 +393,8 @@ class LossFunctionWrapper(Loss):
 
     def prepare_targets(self, y, output_shape, dtype):
         """The labels as a ``dtype`` array (a trailing axis of 1 added to
-        match outputs of one feature, as Keras does); only their number of
-        samples is checked."""
+        match outputs of one feature, as Keras does), whatever their shape:
+        ``fn`` reads them."""
         targets = _numeric(y).astype(dtype, copy=False)
         if targets.ndim == len(output_shape) - 1 and output_shape[-1] == 1:
             targets = targets[..., None]
@@ -404,6 +406,9 @@ class LossFunctionWrapper(Loss):
         if len(targets) != len(outputs):
             raise ValueError(f"{self.name}: {len(targets)} labels for {len(outputs)} outputs")
         loss = np.asarray(self.call(targets, outputs))
+        if loss.ndim and loss.shape[0] != len(outputs):
+            raise ValueError(f"{self.name} must return one loss per sample or a scalar, got "
+                             f"shape {loss.shape} for {len(outputs)} samples")
         if gradient is not None:
             gradient[...] = self._numeric_gradient(
                 targets.astype(np.float64), outputs.astype(np.float64), loss.ndim > 0)
@@ -582,7 +587,7 @@ def _numeric(y):
     return y
 
 
-def _rows(*arrays):
+def _as_rows(*arrays):
     """Each array (None passes through) as rows: (values, last axis)."""
     features = arrays[0].shape[-1]
     return tuple(None if a is None else a.reshape(-1, features) for a in arrays)

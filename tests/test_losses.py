@@ -313,6 +313,17 @@ def test_custom_function_gradient_matches_mean_squared_error(fn):
     np.testing.assert_allclose(gradient, expected, rtol=1e-7, atol=1e-10)
 
 
+def test_custom_function_called_as_keras_and_checked():
+    wrapper = losses.get(squared_error)
+    assert wrapper([1.0, 0.0], [[3.0], [1.0]]) == pytest.approx(2.5)  # labels get an axis of 1
+    assert losses.LossFunctionWrapper(squared_error, reduction="sum")(
+        [[1.0], [0.0]], [[3.0], [1.0]]) == pytest.approx(5)
+    with pytest.raises(ValueError, match="one loss per sample or a scalar"):
+        losses.get(lambda t, p: np.zeros(3)).value_and_gradient(np.zeros((2, 1)), np.zeros((2, 1)))
+    with pytest.raises(TypeError, match="fn must be a function"):
+        losses.LossFunctionWrapper("mse")
+
+
 def test_custom_function_takes_integer_labels_and_keeps_its_name():
     def my_sparse_loss(y_true, y_pred):
         return -np.log(np.take_along_axis(y_pred, y_true.astype(int)[:, None], 1)[:, 0])
