@@ -7,9 +7,10 @@ everything seen since ``reset_state()``.  The plain functions
 (``binary_accuracy``, ``categorical_accuracy``, ...) return one value per
 sample, as Keras's do.
 
-``resolve(identifier, loss, output_shape)`` makes the metric object
-``compile(metrics=[...])`` logs, choosing and naming it as Keras 3's compile
-does: 'accuracy' or 'acc' becomes the accuracy that fits the labels.
+``resolve(identifier, loss, output_shape, label_shape=None)`` makes the
+metric object ``compile(metrics=[...])`` logs, choosing and naming it as
+Keras 3's compile does: 'accuracy' or 'acc' becomes the accuracy that fits
+the labels.
 """
 
 import numpy as np
@@ -98,7 +99,7 @@ class MeanMetricWrapper(Mean):
     def __init__(self, fn, name=None, **kwargs):
         if not callable(fn):
             raise TypeError(f"fn must be a function fn(y_true, y_pred), got {fn!r}")
-        super().__init__(unique_name(type(self).__name__) if name is None else name)
+        super().__init__(name)
         self.fn = fn
         self.fn_kwargs = kwargs
 
