@@ -56,7 +56,8 @@ class Registry:
             found = next((obj for known, obj in self._names.items()
                           if known.lower() == name.lower()), None)
         if found is None:
-            raise ValueError(f"unknown {argument or self.kind} {name!r}; valid {self.kind}s: "
+            plural = self.kind + ("es" if self.kind.endswith("s") else "s")
+            raise ValueError(f"unknown {argument or self.kind} {name!r}; valid {plural}: "
                              f"{', '.join(repr(known) for known in self._names)}")
         return found
 

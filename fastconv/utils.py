@@ -46,10 +46,16 @@ def to_categorical(y, num_classes=None):
     return one_hot
 
 
+def snake_case(name):
+    """Keras's snake case of a class or function name: 'MaxPooling2D' -> 'max_pooling2d'
+    (characters other than letters, digits and '_' are dropped)."""
+    name = re.sub(r"\W+", "", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)).lower()
+
+
 def unique_name(class_name):
     """Keras's automatic name: 'MaxPooling2D' -> 'max_pooling2d', then 'max_pooling2d_1', ..."""
-    base = re.sub(r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name))
-    base = base.lower()
+    base = snake_case(class_name)
     count = _name_counts[base]
     _name_counts[base] += 1
     return base if count == 0 else f"{base}_{count}"
