@@ -350,7 +350,7 @@ def test_names_aliases_and_functions():
                 "sparse_categorical_crossentropy": losses.SparseCategoricalCrossentropy,
                 "binary_crossentropy": losses.BinaryCrossentropy, "bce": losses.BinaryCrossentropy,
                 "mean_squared_error": losses.MeanSquaredError, "mse": losses.MeanSquaredError,
-                "MSE": losses.MeanSquaredError, "mae": losses.MeanAbsoluteError,
+                "mae": losses.MeanAbsoluteError,
                 "mean_absolute_error": losses.MeanAbsoluteError, "huber": losses.Huber,
                 "Huber": losses.Huber}
     for name, cls in expected.items():

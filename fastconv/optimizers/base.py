@@ -222,7 +222,7 @@ class Optimizer:
         return cls(**config)
 
 
-OPTIMIZERS = Registry("optimizer", Optimizer)
+OPTIMIZERS = Registry("optimizer", Optimizer, ignore_case=True)
 
 
 def _squared_norm(grad):
