@@ -4,6 +4,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import io
 import os
 import struct
 import threading
@@ -285,7 +286,7 @@ def test_download_tries_mirrors_in_turn_and_caches_atomically(tiny, http_mirror,
         replacements.append((os.path.dirname(source), os.fspath(destination)))
         real_replace(source, destination)
 
-    monkeypatch.setattr(mnist.os, "replace", recording_replace)
+    monkeypatch.setattr(os, "replace", recording_replace)
     assert_loaded(mnist.load_data(), tiny)
     expected = sorted(f"{spec.name}.gz" for spec in mnist.FILES.values())
     assert cached_files() == expected
@@ -317,17 +318,7 @@ def test_download_with_the_wrong_checksum_caches_nothing(tiny, http_mirror, monk
 
 
 def test_download_of_damaged_gzip_caches_nothing(monkeypatch):
-    class Response:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc_info):
-            return False
-
-        def read(self):
-            return gzip.compress(b"x" * 100)[:-20]
-
-    monkeypatch.setattr(mnist, "urlopen", lambda url, timeout: Response())
+    monkeypatch.setattr(mnist, "urlopen", lambda url, timeout: io.BytesIO(gzip.compress(b"x" * 100)[:-20]))
     with pytest.raises(mnist.MNISTNotFoundError, match="train-images-idx3-ubyte.gz: Compressed file ended"):
         mnist.load_data()
     assert cached_files() == []
