@@ -179,6 +179,11 @@ def check_digest(digest, expected, algorithm="sha256", of="file"):
         raise ValueError(f"{ALGORITHM_NAMES[algorithm]} of the {of} is {digest}, expected {expected}")
 
 
+def verify_digest(expected, algorithm="sha256"):
+    """A ``verify`` for ``Dataset.download``: ValueError unless the file's digest is ``expected``."""
+    return lambda path: check_digest(file_digest(path, algorithm), expected, algorithm)
+
+
 def check_file(path, expected, algorithm="sha256"):
     """ValueError naming ``path`` unless its ``algorithm`` digest is ``expected``."""
     try:
