@@ -412,7 +412,7 @@ def fashion(monkeypatch):
     return files, arrays
 
 
-def test_fashion_mnist_is_keras_s_layout():
+def test_fashion_mnist_has_keras_file_names_and_shapes():
     assert {key: (spec.name, spec.shape) for key, spec in fashion_mnist.FILES.items()} == {
         "x_train": ("train-images-idx3-ubyte.gz", (60000, 28, 28)),
         "y_train": ("train-labels-idx1-ubyte.gz", (60000,)),
@@ -509,14 +509,47 @@ def test_fashion_offline_error_names_the_files_and_where_to_put_them(tmp_path, m
 STAND_IN_COUNTS = {cifar10: (3, 3, 3, 3, 3, 5), cifar100: (15, 5)}
 
 
+class Raw(bytes):
+    """Pickle opcodes that ``py2_pickle`` emits as they are."""
+
+
+def py2_pickle(value):
+    """The opcodes with which Python 2's cPickle (protocol 2) and numpy 1 pickle ``value``,
+    as in the real CIFAR batches: bytes stand for Python 2 str, which unpickle as
+    bytes with encoding='bytes'; numpy arrays must be uint8."""
+    if isinstance(value, Raw):
+        return value
+    if value is None:
+        return pickle.NONE
+    if isinstance(value, bool):
+        return pickle.NEWTRUE if value else pickle.NEWFALSE
+    if isinstance(value, int):
+        return pickle.BININT + struct.pack("<i", value)
+    if isinstance(value, bytes):
+        if len(value) < 256:
+            return pickle.SHORT_BINSTRING + bytes([len(value)]) + value
+        return pickle.BINSTRING + struct.pack("<i", len(value)) + value
+    if isinstance(value, tuple):
+        return pickle.MARK + b"".join(map(py2_pickle, value)) + pickle.TUPLE
+    if isinstance(value, list):
+        return pickle.EMPTY_LIST + pickle.MARK + b"".join(map(py2_pickle, value)) + pickle.APPENDS
+    if isinstance(value, dict):
+        return pickle.EMPTY_DICT + pickle.MARK + b"".join(
+            py2_pickle(key) + py2_pickle(item) for key, item in value.items()) + pickle.SETITEMS
+    assert isinstance(value, np.ndarray) and value.dtype == np.uint8
+    dtype = Raw(pickle.GLOBAL + b"numpy\ndtype\n" + py2_pickle((b"u1", 0, 1)) + pickle.REDUCE
+                + py2_pickle((3, b"|", None, None, None, -1, -1, 0)) + pickle.BUILD)
+    return (pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n"
+            + py2_pickle((Raw(pickle.GLOBAL + b"numpy\nndarray\n"), (0,), b"b")) + pickle.REDUCE
+            + py2_pickle((1, value.shape, dtype, False, value.tobytes())) + pickle.BUILD)
+
+
 def pickled_batch(data, labels):
-    """A CIFAR python batch of ``data`` (uint8 rows) and ``labels`` (lists by key), as the
-    real files hold it: a dict with bytes keys, pickled with numpy 1's module names.
-    (The real files are Python 2 pickles whose strings load as bytes with
-    encoding='bytes'; protocol 3 stores bytes directly.)"""
+    """A CIFAR python batch of ``data`` (uint8 rows) and ``labels`` (lists by key) in the
+    real files' format: a dict with (Python 2) str keys, pickled by Python 2."""
     batch = {b"batch_label": b"stand-in batch", b"data": data, **labels,
              b"filenames": [b"image_%d.png" % index for index in range(len(data))]}
-    return pickle.dumps(batch, protocol=3).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    return pickle.PROTO + bytes([2]) + py2_pickle(batch) + pickle.STOP
 
 
 def file_entry(name, content):
@@ -567,7 +600,8 @@ class CifarStandIn:
             patched.append(batch._replace(count=count, md5=hashlib.md5(self.batches[batch.name]).hexdigest()))
         self.tarball = tar_gz([dir_entry(archive.folder)] + [
             file_entry(f"{archive.folder}/{name}", content) for name, content in self.batches.items()])
-        self.archive = archive._replace(sha256=sha256(self.tarball), train=tuple(patched[:len(archive.train)]),
+        self.archive = archive._replace(sha256=sha256(self.tarball),
+                                        train=tuple(patched[:len(archive.train)]),
                                         test=tuple(patched[len(archive.train):]))
         monkeypatch.setattr(loader, "ARCHIVE", self.archive)
 
@@ -610,7 +644,7 @@ def assert_cifar_loaded(result, expected, label_dtype):
         np.testing.assert_array_equal(labels, expected_labels)
 
 
-def test_cifar_archives_are_keras_s():
+def test_cifar_archives_match_keras():
     assert (cifar10.ARCHIVE.name, cifar10.ARCHIVE.folder) == ("cifar-10-python.tar.gz", "cifar-10-batches-py")
     assert (cifar100.ARCHIVE.name, cifar100.ARCHIVE.folder) == ("cifar-100-python.tar.gz", "cifar-100-python")
     assert sum(batch.count for batch in cifar10.ARCHIVE.train) == 50000
@@ -738,7 +772,8 @@ def test_cifar_download_with_path_traversal_writes_nothing(tmp_path, cifar10_sta
     tarball = tar_gz([dir_entry(folder), file_entry(f"{folder}/../../../escaped", b"x")] + [
         file_entry(f"{folder}/{name}", content) for name, content in cifar10_stand_in.batches.items()])
     monkeypatch.setattr(cifar10, "ARCHIVE", cifar10_stand_in.archive._replace(sha256=sha256(tarball)))
-    monkeypatch.setattr(cifar10, "urlopen", FakeMirrors({cifar10.MIRRORS[0] + "cifar-10-python.tar.gz": tarball}))
+    monkeypatch.setattr(cifar10, "urlopen",
+                        FakeMirrors({cifar10.MIRRORS[0] + "cifar-10-python.tar.gz": tarball}))
     with pytest.raises(ValueError, match=r"cifar-10-python\.tar\.gz: refusing to extract "
                                          r"'cifar-10-batches-py/\.\./\.\./\.\./escaped'"):
         cifar10.load_data()
@@ -769,7 +804,8 @@ def test_extract_tar_replaces_an_incomplete_copy_and_reports_damage(tmp_path):
     archive.write_bytes(tar_gz([dir_entry("top"), file_entry("top/a", b"a"), file_entry("top/b", b"b")]))
     destination = write_files(tmp_path / "out" / "top", {"a": b"stale"})
     _files.extract_tar(archive, "top", destination)
-    assert {name: (destination / name).read_bytes() for name in listing(destination)} == {"a": b"a", "b": b"b"}
+    contents = {name: (destination / name).read_bytes() for name in listing(destination)}
+    assert contents == {"a": b"a", "b": b"b"}
     assert listing(tmp_path / "out") == ["top"]
     with pytest.raises(ValueError, match="archive.tar.gz: holds no directory other"):
         _files.extract_tar(archive, "other", tmp_path / "out" / "other")
@@ -788,7 +824,8 @@ def test_cifar_offline_error_names_the_archive_and_where_to_put_it(tmp_path, mon
     name = loader.__name__.rsplit(".", 1)[1]
     for needed in ("Temporary failure in name resolution", loader.MIRRORS[0] + loader.ARCHIVE.name,
                    loader.ARCHIVE.name, loader.ARCHIVE.folder, "path=", f"$FASTCONV_DATA/{name}",
-                   "FASTCONV_CACHE_DIR", str(tmp_path / "cache" / name)):
+                   "FASTCONV_CACHE_DIR", str(tmp_path / "cache" / name),
+                   *(batch.name for batch in loader.ARCHIVE.train + loader.ARCHIVE.test)):
         assert needed in message
     assert listing(loader.cache_dir()) == []
 

@@ -54,6 +54,14 @@ class _BatchUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refusing to load the global {module}.{name}") from None
 
 
+def make_dataset(name, title, archive, keras_paths):
+    """The ``_files.Dataset`` of ``archive``, cached under ``name``."""
+    batch_names = ", ".join(batch.name for batch in archive.train + archive.test)
+    return _files.Dataset(name, title, keras_paths=keras_paths, contents=(
+        f"the archive {archive.name}, or the directory {archive.folder} unpacked from it "
+        f"(holding {batch_names}),"))
+
+
 def load(dataset, archive, mirrors, urlopen, path, label_key):
     """``(x_train, y_train), (x_test, y_test)`` of ``archive``, found by
     ``dataset`` (a ``_files.Dataset``) or downloaded from ``mirrors``.

@@ -29,7 +29,7 @@ import urllib.request
 
 import numpy as np
 
-from . import _cifar, _files
+from . import _cifar
 
 __all__ = ["load_data", "cache_dir"]
 
@@ -49,10 +49,7 @@ ARCHIVE = _cifar.Archive(
 MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
 urlopen = urllib.request.urlopen  # tests replace this to stay off the network
 
-_DATASET = _files.Dataset(
-    "cifar10", "CIFAR-10",
-    contents=f"the archive {ARCHIVE.name}, or the directory {ARCHIVE.folder} unpacked from it,",
-    keras_paths=[ARCHIVE.folder])
+_DATASET = _cifar.make_dataset("cifar10", "CIFAR-10", ARCHIVE, keras_paths=[ARCHIVE.folder])
 
 
 def load_data(path=None):

@@ -29,7 +29,7 @@ import urllib.request
 import numpy as np
 
 from .._checks import check_choice
-from . import _cifar, _files
+from . import _cifar
 
 __all__ = ["load_data", "cache_dir"]
 
@@ -46,10 +46,8 @@ ARCHIVE = _cifar.Archive(
 MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
 urlopen = urllib.request.urlopen  # tests replace this to stay off the network
 
-_DATASET = _files.Dataset(
-    "cifar100", "CIFAR-100",
-    contents=f"the archive {ARCHIVE.name}, or the directory {ARCHIVE.folder} unpacked from it,",
-    keras_paths=[ARCHIVE.folder, "cifar-100-python-target"])
+_DATASET = _cifar.make_dataset("cifar100", "CIFAR-100", ARCHIVE,
+                               keras_paths=[ARCHIVE.folder, "cifar-100-python-target"])
 
 
 def load_data(label_mode="fine", path=None):
