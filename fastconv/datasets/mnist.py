@@ -1,11 +1,13 @@
 """MNIST handwritten digits, loaded as ``keras.datasets.mnist.load_data`` does.
 
-``load_data(path=None)`` takes the first of these sources that holds the data:
+``load_data(path=None)`` takes the first of these sources that holds the data
+(the search shared by all loaders, see ``fastconv.datasets._files``):
 
 1. ``path``, when given (and then only ``path``): a directory holding the
    four LeCun IDX files (see ``FILES``), each plain or gzipped with a ``.gz``
    suffix, or holding a Keras ``mnist.npz``; or the path of such an ``.npz``.
-2. The directory named by the environment variable ``FASTCONV_DATA``.
+2. ``$FASTCONV_DATA/mnist``, then the directory named by ``FASTCONV_DATA``
+   itself.
 3. The cache directory ``cache_dir()``: ``$FASTCONV_CACHE_DIR/mnist`` when
    that variable is set, else ``~/.fastconv/datasets/mnist``.
 4. Keras's own copy, ``~/.keras/datasets/mnist.npz`` (``$KERAS_HOME`` in
@@ -19,13 +21,11 @@ the same for plain, gzipped and ``.npz`` copies); anything else raises a
 ``ValueError`` naming the file.  ``read_idx`` reads one IDX file of any size.
 """
 
+import functools
 import gzip
 import hashlib
-import http.client
 import math
-import os
 import struct
-import tempfile
 import urllib.request
 import zipfile
 import zlib
@@ -33,6 +33,8 @@ from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
+
+from . import _files
 
 __all__ = ["load_data", "read_idx", "cache_dir", "MNISTNotFoundError"]
 
@@ -54,13 +56,19 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 )
-DOWNLOAD_TIMEOUT = 60  # seconds, per blocking network operation
 IDX_UNSIGNED_BYTE = 0x08
 urlopen = urllib.request.urlopen  # tests replace this to stay off the network
 
 
-class MNISTNotFoundError(FileNotFoundError):
+class MNISTNotFoundError(_files.DatasetNotFoundError):
     """MNIST is in none of the places ``load_data`` looks and cannot be downloaded."""
+
+
+_DATASET = _files.Dataset(
+    "mnist", "MNIST",
+    contents=f"the files {', '.join(spec.name for spec in FILES.values())} (each may be gzipped, "
+             f"with a .gz suffix), or a Keras mnist.npz,",
+    keras_paths=["mnist.npz"], error=MNISTNotFoundError, flat_data_dir=True)
 
 
 def load_data(path=None):
@@ -70,18 +78,7 @@ def load_data(path=None):
     Raises MNISTNotFoundError when no source holds the data and the download
     fails, ValueError when a file found is damaged or is not MNIST.
     """
-    if path is not None:
-        arrays = _load_from(Path(path).expanduser())
-        if arrays is None:
-            raise MNISTNotFoundError(f"{path} holds no MNIST. {_where_to_put_files()}")
-    else:
-        for source in _local_sources():
-            arrays = _load_from(source)
-            if arrays is not None:
-                break
-        else:
-            _download_missing(cache_dir())
-            arrays = _load_from(cache_dir())
+    arrays = _DATASET.load(path, _load_from, _download_missing)
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
@@ -119,16 +116,7 @@ def read_idx(path):
 
 def cache_dir():
     """Where MNIST is cached: ``$FASTCONV_CACHE_DIR/mnist``, else ``~/.fastconv/datasets/mnist``."""
-    root = os.environ.get("FASTCONV_CACHE_DIR") or "~/.fastconv/datasets"
-    return Path(root).expanduser() / "mnist"
-
-
-def _local_sources():
-    """The places searched when ``load_data`` gets no path, in order."""
-    data_dir = os.environ.get("FASTCONV_DATA")
-    keras_home = Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser()
-    return ([Path(data_dir).expanduser()] if data_dir else []) + [
-        cache_dir(), keras_home / "datasets" / "mnist.npz"]
+    return _DATASET.cache_dir()
 
 
 def _load_from(location):
@@ -197,54 +185,17 @@ def _idx_sha256(array):
     return digest.hexdigest()
 
 
-def _download_missing(directory):
-    """Download into ``directory`` each MNIST IDX file it lacks, verified, as ``<name>.gz``."""
-    present = _idx_paths(directory)
+def _download_missing():
+    """Download into the cache directory each MNIST IDX file it lacks, verified, as ``<name>.gz``."""
+    present = _idx_paths(cache_dir())
     for spec in FILES.values():
         if spec.name not in present:
-            _write_atomically(directory / f"{spec.name}.gz", _fetch_verified(spec))
+            _DATASET.download(f"{spec.name}.gz", MIRRORS, functools.partial(_check_download, spec),
+                              urlopen)
 
 
-def _fetch_verified(spec):
-    """The gzipped bytes of ``spec``'s file from the first mirror whose copy decompresses
-    to content with the expected SHA-256; MNISTNotFoundError listing each failure if none does."""
-    failures = []
-    for mirror in MIRRORS:
-        url = f"{mirror}{spec.name}.gz"
-        try:
-            with urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
-                payload = response.read()
-            digest = hashlib.sha256(gzip.decompress(payload)).hexdigest()
-        except (OSError, EOFError, zlib.error, http.client.HTTPException) as exc:
-            failures.append(f"{url}: {exc}")
-            continue
-        if digest == spec.sha256:
-            return payload
-        failures.append(f"{url}: SHA-256 of the content is {digest}, expected {spec.sha256}")
-    raise MNISTNotFoundError(f"MNIST is not available locally and {spec.name} could not be "
-                             f"downloaded:\n  " + "\n  ".join(failures) + f"\n{_where_to_put_files()}")
-
-
-def _write_atomically(path, payload):
-    """Write ``payload`` to ``path`` through a temporary file in the same directory
-    and ``os.replace``, so ``path`` is either absent or complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def _where_to_put_files():
-    """Advice for a user whose MNIST cannot be found or downloaded."""
-    names = ", ".join(spec.name for spec in FILES.values())
-    return (f"Put the files {names} (each may be gzipped, with a .gz suffix), or a Keras "
-            f"mnist.npz, in the directory given as load_data(path=...), in the directory named by "
-            f"the FASTCONV_DATA environment variable, or in the cache directory {cache_dir()} "
-            f"(FASTCONV_CACHE_DIR=<dir> moves it to <dir>/mnist).")
+def _check_download(spec, path):
+    """ValueError unless the gzipped file at ``path`` decompresses to ``spec``'s content."""
+    with open(path, "rb") as stream:
+        content = gzip.decompress(stream.read())
+    _files.check_digest(hashlib.sha256(content).hexdigest(), spec.sha256, of="content")
