@@ -188,7 +188,7 @@ def test_get_names_and_aliases():
     expected = {"binary_accuracy": metrics.BinaryAccuracy, "accuracy": metrics.Accuracy,
                 "CategoricalAccuracy": metrics.CategoricalAccuracy,
                 "mse": metrics.MeanSquaredError,
-                "MAE": metrics.MeanAbsoluteError, "precision": metrics.Precision,
+                "precision": metrics.Precision,
                 "recall": metrics.Recall, "auc": metrics.AUC, "bce": metrics.BinaryCrossentropy,
                 "sparse_top_k_categorical_accuracy": metrics.SparseTopKCategoricalAccuracy,
                 "top_k_categorical_accuracy": metrics.TopKCategoricalAccuracy,
