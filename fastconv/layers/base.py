@@ -86,6 +86,13 @@ class Layer:
         ``activation`` is linear unless it is one of ``fused_activations``."""
         raise NotImplementedError
 
+    def activation_input(self, x):
+        """The array the activation was applied to in the last training forward
+        on ``x``, read by activations that ``needs_input`` (e.g. 'gelu'): x
+        itself here; layers that apply the activation to a result of their
+        own keep that result in ``call`` and override this."""
+        return x
+
     def get_config(self):
         """The constructor arguments (JSON-serialisable)."""
         config = {"name": self.name, "trainable": self.trainable,
@@ -167,7 +174,9 @@ class Layer:
             raise ValueError(f"layer {self.name!r}: dy must be {y.dtype} of the output's shape "
                              f"{y.shape}, got {dy.dtype} {dy.shape}")
         if activation not in self.fused_activations and activation is not activations.linear:
-            dy = activation.backward(y, dy, self._buffers.get("d_activation", y.shape, y.dtype))
+            activation_input = self.activation_input(x) if activation.needs_input else None
+            dy = activation.backward(y, dy, self._buffers.get("d_activation", y.shape, y.dtype),
+                                     activation_input)
             activation = activations.linear
         dx = self.call_backward(x, y, dy, activation, need_input_grad)
         for name, regularizer in self.regularizers.items():
