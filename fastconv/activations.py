@@ -46,7 +46,7 @@ class ActivationFunction(NamedTuple):
 ACTIVATIONS = Registry("activation", ActivationFunction)
 
 
-def _activation(forward, backward, needs_input=False, aliases=()):
+def _register(forward, backward, needs_input=False, aliases=()):
     """Registers the activation named after ``forward`` (minus its underscore)."""
     function = ActivationFunction(forward.__name__.lstrip("_"), forward, backward, needs_input)
     for name in (function.name,) + aliases:
@@ -250,27 +250,31 @@ def _softsign_backward(y, dy, out, x=None):
 
 
 def _erf(x):
-    """The error function, elementwise, to about 1e-15 (NumPy has none).
+    """The error function of a float64 array, elementwise, to about 1e-15
+    (NumPy has none).
 
-    |x| <= 2.5: erf(x) = 2/sqrt(pi) exp(-x^2) sum_n (2x^2)^n x / (1*3*...*(2n+1)),
-    a series of positive terms (no cancellation).  Beyond: erfc(|x|) from its
-    continued fraction, evaluated backwards."""
-    x = np.asarray(x, dtype=np.float64)
+    |x| <= 2.5: erf(x) = 2/sqrt(pi) exp(-x^2) sum_n x (2x^2)^n / (1*3*...*(2n+1)),
+    a series of positive terms (no cancellation; 36 terms suffice).  Beyond:
+    1 - erfc(|x|), with sign, erfc(t) from its continued fraction
+    exp(-t^2)/sqrt(pi) / (t + (1/2)/(t + 1/(t + (3/2)/(t + ...)))), 40 levels."""
     result = np.empty_like(x)
     small = np.abs(x) <= 2.5
     t = x[small]
+    twice_square = 2 * t * t
     term = t.copy()
     total = t.copy()
-    for n in range(1, 60):
-        term *= 2 * t * t / (2 * n + 1)
+    for n in range(1, 36):
+        term *= twice_square / (2 * n + 1)
         total += term
     result[small] = 2 / math.sqrt(math.pi) * np.exp(-t * t) * total
-    t = np.abs(x[~small])
-    # erfc(t) = exp(-t^2)/sqrt(pi) / (t + (1/2)/(t + 1/(t + (3/2)/(t + 2/(t + ...)))))
+    large = ~small
+    t = np.abs(x[large])
     fraction = t.copy()
-    for k in range(60, 0, -1):
+    for k in range(40, 0, -1):
         fraction = t + (k / 2) / fraction
-    result[~small] = np.sign(x[~small]) * (1 - np.exp(-t * t) / math.sqrt(math.pi) / fraction)
+    with np.errstate(over="ignore"):  # t * t overflows for t > 1e154; exp(-inf) = 0
+        tail = np.exp(-t * t)
+    result[large] = np.sign(x[large]) * (1 - tail / math.sqrt(math.pi) / fraction)
     return result
 
 
@@ -287,7 +291,9 @@ def _gelu(x, out):
 def _gelu_backward(y, dy, out, x):
     # P(X <= x) + x * pdf(x)
     x64 = np.asarray(x, dtype=np.float64)
-    derivative = _normal_cdf(x64) + x64 * np.exp(-0.5 * x64 * x64) / math.sqrt(2 * math.pi)
+    with np.errstate(over="ignore"):  # x * x overflows for |x| > 1e154; exp(-inf) = 0
+        density = np.exp(-0.5 * x64 * x64) / math.sqrt(2 * math.pi)
+    derivative = _normal_cdf(x64) + x64 * density
     return np.multiply(dy, derivative, out=out, casting="same_kind")
 
 
@@ -346,21 +352,21 @@ def _linear_backward(y, dy, out, x=None):
     return dy
 
 
-relu = _activation(_relu, _relu_backward)
-sigmoid = _activation(_sigmoid, _sigmoid_backward)
-tanh = _activation(_tanh, _tanh_backward)
-softmax = _activation(_softmax, _softmax_backward)
-linear = _activation(_linear, _linear_backward)
-elu = _activation(_elu, _elu_backward)
-selu = _activation(_selu, _selu_backward)
-gelu = _activation(_gelu, _gelu_backward, needs_input=True)
-silu = _activation(_silu, _silu_backward, needs_input=True, aliases=("swish",))
+relu = _register(_relu, _relu_backward)
+sigmoid = _register(_sigmoid, _sigmoid_backward)
+tanh = _register(_tanh, _tanh_backward)
+softmax = _register(_softmax, _softmax_backward)
+linear = _register(_linear, _linear_backward)
+elu = _register(_elu, _elu_backward)
+selu = _register(_selu, _selu_backward)
+gelu = _register(_gelu, _gelu_backward, needs_input=True)
+silu = _register(_silu, _silu_backward, needs_input=True, aliases=("swish",))
 swish = silu
-softplus = _activation(_softplus, _softplus_backward)
-softsign = _activation(_softsign, _softsign_backward)
-hard_sigmoid = _activation(_hard_sigmoid, _hard_sigmoid_backward)
-leaky_relu = _activation(_leaky_relu, _leaky_relu_backward)
-exponential = _activation(_exponential, _exponential_backward)
+softplus = _register(_softplus, _softplus_backward)
+softsign = _register(_softsign, _softsign_backward)
+hard_sigmoid = _register(_hard_sigmoid, _hard_sigmoid_backward)
+leaky_relu = _register(_leaky_relu, _leaky_relu_backward)
+exponential = _register(_exponential, _exponential_backward)
 
 
 def get(identifier):

@@ -474,6 +474,34 @@ def test_regularizer_gradients(backend, layer):
     assert layer.regularization_loss() > 0
 
 
+@pytest.mark.parametrize("layer", [
+    lambda: layers.Dense(3, activation="tanh", activity_regularizer=regularizers.L1L2(0.1, 0.2)),
+    lambda: layers.Conv2D(2, 2, activity_regularizer="l2"),
+    lambda: layers.GlobalAveragePooling2D(activity_regularizer="l1"),
+])
+def test_activity_regularizer_gradients(backend, layer):
+    check_layer_gradients(layer(), images((2, 3, 3, 2)), penalty=True)
+
+
+def test_activity_regularizer_penalizes_the_last_training_output():
+    layer = layers.Dense(2, activity_regularizer=regularizers.L2(0.5),
+                         kernel_regularizer=regularizers.L1(0.25))
+    x = images((3, 4))
+    assert layer.get_config()["activity_regularizer"] == {"class_name": "L2",
+                                                          "config": {"l2": 0.5}}
+    y = layer.forward(x, training=True)
+    weights_penalty = 0.25 * np.abs(layer.params["kernel"]).sum()
+    assert layer.regularization_loss() == pytest.approx(0.5 * np.square(y).sum()
+                                                        + weights_penalty)
+    layer.forward(x)  # inference: no activity penalty
+    assert layer.regularization_loss() == pytest.approx(weights_penalty)
+    assert "activity_regularizer" not in layers.Dropout(0.5).get_config()
+    config = layers.Dropout(0.5, activity_regularizer="l1").get_config()
+    assert layers.Dropout.from_config(config).activity_regularizer.l1 == 0.01
+    with pytest.raises(ValueError, match="unknown activity_regularizer 'l3'"):
+        layers.Dense(2, activity_regularizer="l3")
+
+
 # -------------------------------------------------------- every new layer
 
 NEW_LAYERS = [

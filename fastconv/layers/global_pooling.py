@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .base import LAYERS, Layer
+from .base import LAYERS, Layer, check_image_shape
 
 
 class _GlobalPooling2D(Layer):
@@ -14,10 +14,7 @@ class _GlobalPooling2D(Layer):
         self.keepdims = bool(keepdims)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(f"{type(self).__name__} layer {self.name!r} expects 4-D NHWC "
-                             f"inputs (batch, height, width, channels), got shape "
-                             f"{tuple(input_shape)}")
+        check_image_shape(self, input_shape)
         return (None, 1, 1, input_shape[3]) if self.keepdims else (None, input_shape[3])
 
     def get_config(self):

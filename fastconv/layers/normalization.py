@@ -15,8 +15,8 @@ class BatchNormalization(Layer):
     batch's mean and biased variance, y = gamma * (x - mean) /
     sqrt(variance + epsilon) + beta, and moving_mean and moving_variance
     move to the batch's: moving = moving * momentum + batch * (1 - momentum).
-    Inference, or a layer with ``trainable=False`` (as in Keras): the same
-    with the moving statistics, which stay as they are.
+    Inference, or a layer with ``trainable=False`` (as in Keras), or an
+    empty batch: the same with the moving statistics, which stay as they are.
 
     Weights, all of shape (features,), in Keras's order: gamma (if scale),
     beta (if center), moving_mean, moving_variance (the last two never
@@ -89,7 +89,7 @@ class BatchNormalization(Layer):
     def call(self, x, training, activation):
         reduced, broadcast = self._axes(x)
         y = self._buffers.get("y", x.shape, x.dtype)
-        batch_statistics = training and self.trainable
+        batch_statistics = training and self.trainable and len(x) > 0
         if batch_statistics:
             mean = x.mean(axis=reduced)
             centered = np.subtract(x, mean.reshape(broadcast), out=y)

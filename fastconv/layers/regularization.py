@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import utils
 from .._checks import check_number
-from .base import LAYERS, Layer
+from .base import LAYERS, Layer, check_image_shape
 
 
 class _NoiseLayer(Layer):
@@ -56,10 +56,7 @@ class SpatialDropout2D(Dropout):
     zeroed with probability ``rate``, the rest scaled by 1 / (1 - rate)."""
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(f"SpatialDropout2D layer {self.name!r} expects 4-D NHWC inputs "
-                             f"(batch, height, width, channels), got shape "
-                             f"{tuple(input_shape)}")
+        check_image_shape(self, input_shape)
         return tuple(input_shape)
 
     def mask_shape(self, shape):

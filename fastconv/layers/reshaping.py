@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .._checks import as_pair, check_choice, check_int
-from .base import LAYERS, Layer
+from .base import LAYERS, Layer, check_image_shape
 
 
 @LAYERS.register()
@@ -122,18 +122,8 @@ def side_pairs(value, name):
     return tuple(pairs)
 
 
-class _ImageLayer(Layer):
-    """A layer that takes 4-D NHWC inputs."""
-
-    def check_images(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(f"{type(self).__name__} layer {self.name!r} expects 4-D NHWC "
-                             f"inputs (batch, height, width, channels), got shape "
-                             f"{tuple(input_shape)}")
-
-
 @LAYERS.register()
-class ZeroPadding2D(_ImageLayer):
+class ZeroPadding2D(Layer):
     """Adds rows and columns of zeros around NHWC images.
 
     Args:
@@ -146,7 +136,7 @@ class ZeroPadding2D(_ImageLayer):
         self.padding = side_pairs(padding, "padding")
 
     def compute_output_shape(self, input_shape):
-        self.check_images(input_shape)
+        check_image_shape(self, input_shape)
         (top, bottom), (left, right) = self.padding
         return (None, input_shape[1] + top + bottom, input_shape[2] + left + right,
                 input_shape[3])
@@ -170,7 +160,7 @@ class ZeroPadding2D(_ImageLayer):
 
 
 @LAYERS.register()
-class Cropping2D(_ImageLayer):
+class Cropping2D(Layer):
     """Removes rows and columns at the edges of NHWC images.
 
     Args:
@@ -183,7 +173,7 @@ class Cropping2D(_ImageLayer):
         self.cropping = side_pairs(cropping, "cropping")
 
     def compute_output_shape(self, input_shape):
-        self.check_images(input_shape)
+        check_image_shape(self, input_shape)
         (top, bottom), (left, right) = self.cropping
         height = input_shape[1] - top - bottom
         width = input_shape[2] - left - right
@@ -230,7 +220,7 @@ def linear_resize_matrix(size, factor, dtype):
 
 
 @LAYERS.register()
-class UpSampling2D(_ImageLayer):
+class UpSampling2D(Layer):
     """Enlarges NHWC images by whole factors: (batch, height, width, channels)
     -> (batch, height * size[0], width * size[1], channels).
 
@@ -251,7 +241,7 @@ class UpSampling2D(_ImageLayer):
         check_choice(self.interpolation, "interpolation", ("nearest", "bilinear"))
 
     def compute_output_shape(self, input_shape):
-        self.check_images(input_shape)
+        check_image_shape(self, input_shape)
         return (None, input_shape[1] * self.size[0], input_shape[2] * self.size[1],
                 input_shape[3])
 
