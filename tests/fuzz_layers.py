@@ -237,8 +237,8 @@ POOL_STRIDES = dict(PAIR, good=PAIR["good"] + [None],
 PADDING = dict(good=["valid", "same", "VALID", "Same"],
                bad=["full", "", " same", "causal", None, 1, b"valid", ["same"]])
 ACTIVATION = dict(good=[None, "linear", "relu", "sigmoid", "tanh", "softmax", activations.relu,
-                        activations.tanh],
-                  bad=["RELU", "gelu", "", 1, True, b"relu", ["relu"], np.tanh, "elu",
+                        activations.tanh, "gelu", "elu"],
+                  bad=["RELU", "gelu_tanh", "", 1, True, b"relu", ["relu"], np.tanh, "elux",
                        "Softmax"])
 INITIALIZER = dict(good=initializers.INITIALIZERS.names(),
                    bad=["uniform", "", None, 1, np.zeros, "glorot", "he",
@@ -658,7 +658,7 @@ def run_backward(case):
     factor, bounds = 1.0, {}
     if runs_kernels(layer):
         bounds = term_bounds(layer, x, dy, y_n)
-        if activate and layer.activation.name in ("sigmoid", "tanh", "softmax"):
+        if activate and layer.activation.name in ("sigmoid", "tanh", "softmax", "gelu", "elu"):
             # dy passes the activation's derivative at y, which differs between
             # the backends by the rounding of y: allow for its slope.
             factor = 8 * (1 + bounds["output"])

@@ -20,9 +20,10 @@ def backend(request):
     fastconv.set_backend(previous)
 
 
-def check_layer_gradients(layer, x, seed=0):
-    """Backward of ``layer`` (x and every weight) equals finite differences of
-    L = sum(forward(x) * r) for a fixed random r."""
+def check_layer_gradients(layer, x, seed=0, penalty=False):
+    """Backward of ``layer`` (x and every trainable weight) equals finite
+    differences of L = sum(forward(x) * r) for a fixed random r, plus the
+    regularizers' penalty if ``penalty``."""
     rng = np.random.default_rng(seed)
 
     def forward():
@@ -32,14 +33,14 @@ def check_layer_gradients(layer, x, seed=0):
     r = rng.standard_normal(forward().shape)
 
     def loss():
-        return float(np.sum(forward() * r))
+        return float(np.sum(forward() * r)) + (layer.regularization_loss() if penalty else 0)
 
     forward()
     dx = layer.backward(r.copy())
     grads = {name: g.copy() for name, g in layer.grads.items()}
     np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=1e-5, atol=1e-7)
-    for name, weight in layer.params.items():
-        np.testing.assert_allclose(grads[name], numeric_gradient(loss, weight),
+    for name, grad in grads.items():
+        np.testing.assert_allclose(grad, numeric_gradient(loss, layer.params[name]),
                                    rtol=1e-5, atol=1e-7, err_msg=name)
 
 
@@ -82,7 +83,7 @@ def test_dense_on_the_last_axis_of_images(backend):
 def test_flatten_dropout_activation_gradients():
     check_layer_gradients(layers.Flatten(), images((2, 3, 4, 5)))
     check_layer_gradients(layers.Dropout(0.4), images((3, 6)))
-    for name in activations.ALL:
+    for name in activations.ACTIVATIONS.names():
         check_layer_gradients(layers.Activation(name), images((3, 6)))
 
 
@@ -292,7 +293,7 @@ def test_unknown_activation_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown activation 'rleu'.*'relu'.*'softmax'"):
         layers.Dense(2, activation="rleu")
     with pytest.raises(ValueError, match="'tanh'"):
-        activations.get("gelu")
+        activations.get("gelu_tanh")
 
 
 def test_activation_values():

@@ -1,21 +1,30 @@
 """Keras layers on the fastconv kernels (``keras.layers``).
 
 One module per family, as Keras: ``core`` (Dense, Activation), ``convolutional``,
-``pooling``, ``reshaping``, ``regularization``, ``merging``, and ``input_layer``
-(Input); ``base`` holds the ``Layer`` class and the registry ``LAYERS`` that
+``pooling``, ``global_pooling``, ``normalization``, ``advanced_activations``,
+``reshaping``, ``regularization``, ``merging``, and ``input_layer`` (Input);
+``base`` holds the ``Layer`` class and the registry ``LAYERS`` that
 ``deserialize`` reads.
 """
 
+from .advanced_activations import ELU, LeakyReLU, ReLU, Softmax
 from .base import LAYERS, Layer, deserialize, serialize
 from .convolutional import Conv2D
 from .core import Activation, Dense
+from .global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
 from .input_layer import Input, InputLayer
 from .merging import (Add, Average, Concatenate, Maximum, Merge, Minimum, Multiply, Subtract, add,
                       concatenate)
+from .normalization import BatchNormalization
 from .pooling import MaxPooling2D
-from .regularization import Dropout
-from .reshaping import Flatten
+from .regularization import Dropout, GaussianDropout, GaussianNoise, SpatialDropout2D
+from .reshaping import Cropping2D, Flatten, Permute, Reshape, UpSampling2D, ZeroPadding2D
 
 __all__ = ["LAYERS", "Layer", "deserialize", "serialize", "Input", "InputLayer", "Conv2D",
-           "Dense", "Activation", "MaxPooling2D", "Dropout", "Flatten", "Merge", "Add", "Subtract",
-           "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "add", "concatenate"]
+           "Dense", "Activation", "MaxPooling2D", "GlobalAveragePooling2D",
+           "GlobalMaxPooling2D", "BatchNormalization", "Dropout", "SpatialDropout2D",
+           "GaussianNoise", "GaussianDropout", "Flatten", "Reshape", "Permute",
+           "ZeroPadding2D", "Cropping2D", "UpSampling2D", "ReLU", "LeakyReLU", "ELU",
+           "Softmax",
+           "Merge", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+           "Concatenate", "add", "concatenate"]

@@ -48,10 +48,16 @@ class KernelLayer(Layer):
     def call(self, x, training, activation):
         y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
         fused = activation is activations.relu
+        # The activation's input z is kept for backward where its derivative needs it.
+        z = self.activation_input(x) if training and activation.needs_input else y
         kernels().conv2d_forward(self.as_images(x), self.as_hwio(self.params["kernel"]),
                                  self.params.get("bias"), self.strides, self.padding,
-                                 activation="relu" if fused else None, out=self.as_images(y))
-        return y if fused else activation.forward(y, y)
+                                 activation="relu" if fused else None, out=self.as_images(z))
+        return y if fused else activation.forward(z, y)
+
+    def activation_input(self, x):
+        """The pre-activation output convolve(x, kernel) + bias (a buffer)."""
+        return self._buffers.get("z", (len(x),) + self.output_shape[1:], x.dtype)
 
     def call_backward(self, x, y, dy, activation, need_input_grad):
         kernel = self.params["kernel"]
@@ -73,4 +79,5 @@ class KernelLayer(Layer):
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer)}

@@ -32,8 +32,11 @@ class Layer:
     without the batch axis; a model builds its first layer from it at once),
     ``name`` (default: Keras's automatic name, e.g. 'conv2d_1'), ``dtype``
     ('float32' or 'float64'; default float32, or float64 when the layer is
-    built by a call on float64 data) and ``trainable`` (False freezes the
-    weights in ``fit``; the model must be compiled again, as in Keras).
+    built by a call on float64 data), ``trainable`` (False freezes the
+    weights in ``fit``; the model must be compiled again, as in Keras) and
+    ``activity_regularizer`` (a regularizer of the layer's output: its
+    penalty on the output of the last training forward joins
+    ``regularization_loss``, its gradient the ``dy`` of ``backward``).
 
     Subclasses define ``compute_output_shape``, ``call``, ``call_backward``,
     ``get_config`` and, when they have weights, ``make_params``.  Weights
@@ -45,7 +48,8 @@ class Layer:
     gradients after it.
     """
 
-    def __init__(self, input_shape=None, name=None, dtype=None, trainable=True):
+    def __init__(self, input_shape=None, name=None, dtype=None, trainable=True,
+                 activity_regularizer=None):
         if name is not None and not (isinstance(name, str) and name):
             raise TypeError(f"name must be a non-empty string, got {name!r}")
         self.name = name or utils.unique_name(type(self).__name__)
@@ -58,6 +62,9 @@ class Layer:
         self.params = {}  # weight name -> array, in Keras's order
         self.grads = {}  # trainable weight name -> gradient array, filled by backward
         self.regularizers = {}  # weight name -> Regularizer, added to the model's loss
+        self.activity_regularizer = regularizers.get(activity_regularizer,
+                                                     "activity_regularizer")
+        self._activity_penalty = 0.0  # of the output of the last training forward
         self.inbound_nodes = []  # the nodes of the functional graphs this layer is in
         self._buffers = utils.Buffers()
         self._cache = None  # (x, y, activation) of the last training forward
@@ -86,12 +93,21 @@ class Layer:
         ``activation`` is linear unless it is one of ``fused_activations``."""
         raise NotImplementedError
 
+    def activation_input(self, x):
+        """The array the activation was applied to in the last training forward
+        on ``x``, read by activations that ``needs_input`` (e.g. 'gelu'): x
+        itself here; layers that apply the activation to a result of their
+        own keep that result in ``call`` and override this."""
+        return x
+
     def get_config(self):
         """The constructor arguments (JSON-serialisable)."""
         config = {"name": self.name, "trainable": self.trainable,
                   "dtype": None if self.dtype is None else self.dtype.name}
         if self.declared_input_shape is not None:
             config["input_shape"] = list(self.declared_input_shape)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
     # -- common machinery
@@ -150,8 +166,11 @@ class Layer:
         activation = self.activation if activate else activations.linear
         self._cache = None
         y = self.call(x, training, activation)
+        self._activity_penalty = 0.0
         if training:
             self._cache = (x, y, activation)
+            if self.activity_regularizer is not None:
+                self._activity_penalty = self.activity_regularizer(y)
         return y
 
     def backward(self, dy, need_input_grad=True):
@@ -166,8 +185,15 @@ class Layer:
         if dy.shape != y.shape or dy.dtype != y.dtype:
             raise ValueError(f"layer {self.name!r}: dy must be {y.dtype} of the output's shape "
                              f"{y.shape}, got {dy.dtype} {dy.shape}")
+        if self.activity_regularizer is not None:
+            penalized = self._buffers.get("d_activity", y.shape, y.dtype)
+            np.copyto(penalized, dy)
+            self.activity_regularizer.add_gradient(y, penalized)
+            dy = penalized
         if activation not in self.fused_activations and activation is not activations.linear:
-            dy = activation.backward(y, dy, self._buffers.get("d_activation", y.shape, y.dtype))
+            activation_input = self.activation_input(x) if activation.needs_input else None
+            dy = activation.backward(y, dy, self._buffers.get("d_activation", y.shape, y.dtype),
+                                     activation_input)
             activation = activations.linear
         dx = self.call_backward(x, y, dy, activation, need_input_grad)
         for name, regularizer in self.regularizers.items():
@@ -230,9 +256,10 @@ class Layer:
         return [(self.params[name], grad) for name, grad in self.grads.items()]
 
     def regularization_loss(self):
-        """The sum of the regularizers' penalties on the current weights."""
-        return sum(regularizer(self.params[name])
-                   for name, regularizer in self.regularizers.items())
+        """The sum of the regularizers' penalties on the current weights, and
+        the activity regularizer's on the output of the last training forward."""
+        return self._activity_penalty + sum(regularizer(self.params[name])
+                                            for name, regularizer in self.regularizers.items())
 
     def get_weights(self):
         """Copies of the weights, in Keras's order (kernel, then bias)."""
@@ -304,11 +331,16 @@ def serialize(layer):
     return LAYERS.serialize(layer)
 
 
-def window_output_shape(layer, input_shape, window, strides, padding, channels):
-    """Output shape of a 2-D window operation on NHWC inputs of ``input_shape``."""
+def check_image_shape(layer, input_shape):
+    """ValueError naming ``layer`` unless ``input_shape`` is 4-D (NHWC images)."""
     if len(input_shape) != 4:
         raise ValueError(f"{type(layer).__name__} layer {layer.name!r} expects 4-D NHWC inputs "
                          f"(batch, height, width, channels), got shape {tuple(input_shape)}")
+
+
+def window_output_shape(layer, input_shape, window, strides, padding, channels):
+    """Output shape of a 2-D window operation on NHWC inputs of ``input_shape``."""
+    check_image_shape(layer, input_shape)
     what = f"{type(layer).__name__} layer {layer.name!r}: window"
     out_h, _ = window_output(input_shape[1], window[0], strides[0], padding, what)
     out_w, _ = window_output(input_shape[2], window[1], strides[1], padding, what)

@@ -22,6 +22,7 @@ class Dense(KernelLayer):
         use_bias: whether to add a bias.
         kernel_initializer, bias_initializer: initializers (names, configs or objects).
         kernel_regularizer, bias_regularizer: regularizers or None.
+        activity_regularizer: a regularizer of the output, or None.
     """
 
     def __init__(self, units, activation=None, use_bias=True,
