@@ -29,10 +29,12 @@ import contextlib
 import math
 import signal
 import threading
+import warnings
 
 import numpy as np
 
 from . import callbacks as callbacks_module
+from . import data_adapters
 from . import losses, metrics as metrics_module, optimizers, utils
 from ._checks import check_int, check_number
 
@@ -154,55 +156,63 @@ class Trainer:
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
-        """Trains for ``epochs`` passes over (x, y) in shuffled batches (the
-        last one partial) and returns the ``History``.
+        """Trains for ``epochs`` passes over the data and returns the ``History``.
 
-        validation_split takes the last fraction of the data, before
-        shuffling; validation_data is an (x, y) pair.  verbose: 0 silent,
-        1 (or 'auto') progress bar, 2 one line per epoch.  steps_per_epoch
-        limits the batches of an epoch.
+        x, y: arrays (cut into shuffled batches of ``batch_size``, the last
+        one partial), or x a stream of (x, y) batches with y None: a
+        ``PyDataset``, a ``fastconv.dataset.Dataset``, a generator (see
+        ``fastconv.data_adapters``).  validation_split takes the last
+        fraction of array data, before shuffling; validation_data is an
+        (x, y) pair or a stream (``validation_steps`` limits it).  verbose:
+        0 silent, 1 (or 'auto') progress bar, 2 one line per epoch.
+        steps_per_epoch limits the batches of an epoch.
         """
         self._require_compiled("fit")
-        _unsupported(class_weight=class_weight, sample_weight=sample_weight,
-                     validation_steps=validation_steps)
-        batch_size = _batch_size(batch_size)
+        _unsupported(class_weight=class_weight, sample_weight=sample_weight)
         epochs = check_int(epochs, "epochs", 0)
         initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
         verbose = _verbosity(verbose)
         validation_freq = check_int(validation_freq, "validation_freq")
         check_number(validation_split, "validation_split", 0, 1, high_open=True)
-        data = self._prepare(x, y)
+        steps_per_epoch = _optional_steps(steps_per_epoch, "steps_per_epoch")
+        validation_steps = _optional_steps(validation_steps, "validation_steps")
+        batch_size = _batch_size(batch_size)
         validation = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2,):
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
-            validation = self._prepare(*validation_data)
-        elif validation_split:
-            samples = _samples(data)
-            split_at = int(samples * (1 - validation_split))
-            if split_at in (0, samples):
-                raise ValueError(f"{samples} samples are too few to split with "
-                                 f"validation_split={validation_split}")
-            validation = tuple([a[split_at:] for a in arrays] for arrays in data)
-            data = tuple([a[:split_at] for a in arrays] for arrays in data)
-        samples = _samples(data)
-        steps = math.ceil(samples / batch_size)
-        if steps_per_epoch is not None:
-            steps = min(steps, check_int(steps_per_epoch, "steps_per_epoch"))
+        if data_adapters.is_stream(x):
+            if validation_split:
+                raise ValueError("validation_split is only supported for arrays: give "
+                                 "validation_data for a stream")
+            batches = self._batches_of(x, y, batch_size, steps_per_epoch, shuffle=shuffle)
+        else:
+            data = self._prepare(x, y)
+            if validation_split:
+                samples = len(data[0][0])
+                split_at = int(samples * (1 - validation_split))
+                if split_at in (0, samples):
+                    raise ValueError(f"{samples} samples are too few to split with "
+                                     f"validation_split={validation_split}")
+                validation = tuple([a[split_at:] for a in arrays] for arrays in data)
+                data = tuple([a[:split_at] for a in arrays] for arrays in data)
+            batches = data_adapters.ArrayBatches(data, batch_size, shuffle, steps_per_epoch,
+                                                 utils.random_generator(), self._batch_buffers)
+        validation_batch_size = _batch_size(validation_batch_size or batch_size)
+        if validation is not None:
+            validation = data_adapters.ArrayBatches(validation, validation_batch_size)
+        elif validation_data is not None:
+            validation = self._validation_batches(validation_data, validation_batch_size,
+                                                  validation_steps)
         callback_list = callbacks_module.CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self,
-            verbose=verbose, epochs=epochs, steps=steps)
+            verbose=verbose, epochs=epochs, steps=batches.steps)
         self.stop_training = False
         callback_list.on_train_begin()
         epoch_logs = None
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             callback_list.on_epoch_begin(epoch)
-            order = utils.random_generator().permutation(samples) if shuffle else None
-            invalid = None
-            for step, batch in enumerate(self._batches(data, batch_size, order)):
-                if step >= steps:
-                    break
+            invalid, steps_done = None, 0
+            for step, batch in enumerate(batches.epoch()):
+                steps_done = step + 1
                 callback_list.on_train_batch_begin(step)
                 invalid = self._train_step(*batch)
                 callback_list.on_train_batch_end(step, self._logs())
@@ -210,10 +220,14 @@ class Trainer:
                     self.stop_training = True
                 if self.stop_training:
                     break
+            batches.end_epoch()
+            if getattr(batches, "exhausted", False):
+                self.stop_training = True
+                if steps_done == 0:  # a generator with nothing left: no epoch to log
+                    break
             epoch_logs = self._logs()
             if validation is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_prepared(
-                    validation, _batch_size(validation_batch_size or batch_size), callback_list)
+                val_logs = self._evaluate_batches(validation, callback_list)
                 epoch_logs.update((f"val_{name}", value) for name, value in val_logs.items())
             callback_list.on_epoch_end(epoch, epoch_logs)
             if invalid:
@@ -225,23 +239,40 @@ class Trainer:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
-        """The loss and metrics over (x, y): a scalar when there is only the
-        loss, else a list in ``metrics_names`` order (a dict with return_dict)."""
+        """The loss and metrics over (x, y) (or a stream of batches, ``steps``
+        of them at most): a scalar when there is only the loss, else a list
+        in ``metrics_names`` order (a dict with return_dict)."""
         self._require_compiled("evaluate")
-        _unsupported(sample_weight=sample_weight, steps=steps)
-        batch_size = _batch_size(batch_size)
+        _unsupported(sample_weight=sample_weight)
         verbose = _verbosity(verbose)
-        data = self._prepare(x, y)
+        batches = self._batches_of(x, y, _batch_size(batch_size),
+                                   _optional_steps(steps, "steps"))
         callback_list = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
-            steps=math.ceil(_samples(data) / batch_size))
-        logs = self._evaluate_prepared(data, batch_size, callback_list)
-        return _results(logs, return_dict)
+            steps=batches.steps)
+        return _results(self._evaluate_batches(batches, callback_list), return_dict)
 
-    def _evaluate_prepared(self, data, batch_size, callback_list):
+    def _validation_batches(self, validation_data, batch_size, steps):
+        if data_adapters.is_stream(validation_data):
+            return self._batches_of(validation_data, None, batch_size, steps)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (x_val, y_val) or a stream of "
+                             "(x, y) batches")
+        return self._batches_of(*validation_data, batch_size, steps)
+
+    def _batches_of(self, x, y, batch_size, steps, shuffle=False):
+        """The batches of arrays (x, y) or of a stream x, prepared for the steps."""
+        if data_adapters.is_stream(x):
+            if y is not None:
+                raise ValueError("y must be None when x is a stream of (x, y) batches")
+            return data_adapters.StreamBatches(x, self._prepare, steps)
+        return data_adapters.ArrayBatches(self._prepare(x, y), batch_size, shuffle, steps,
+                                          utils.random_generator(), self._batch_buffers)
+
+    def _evaluate_batches(self, batches, callback_list):
         self.reset_metrics()
         callback_list.on_test_begin()
-        for step, batch in enumerate(self._batches(data, batch_size)):
+        for step, batch in enumerate(batches.epoch()):
             callback_list.on_test_batch_begin(step)
             self._test_step(*batch)
             callback_list.on_test_batch_end(step, self._logs())
@@ -250,28 +281,50 @@ class Trainer:
         return logs
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """The model's outputs for x, in its dtype: one array, or a list for
+        """The model's outputs for x (arrays, or a stream of batches: x, or
+        (x, y) whose y is ignored), in its dtype: one array, or a list for
         several outputs."""
-        _unsupported(steps=steps)
         batch_size = _batch_size(batch_size)
         verbose = _verbosity(verbose)
-        xs = self._prepare_inputs(x)
-        samples = len(xs[0])
-        results = [np.empty((samples,) + tuple(t.shape[1:]), self.dtype) for t in self.outputs]
+        steps = _optional_steps(steps, "steps")
+        if data_adapters.is_stream(x):
+            batches = data_adapters.StreamBatches(
+                x, lambda x_batch, _: (self._prepare_inputs(x_batch),), steps)
+        else:
+            batches = data_adapters.ArrayBatches(([*self._prepare_inputs(x)],), batch_size,
+                                                 steps=steps)
         callback_list = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
-            steps=math.ceil(samples / batch_size))
+            steps=batches.steps)
         callback_list.on_predict_begin()
-        for step, (x_batch, _, _) in enumerate(self._batches((xs, [], []), batch_size)):
+        results = [[] for _ in self.outputs]
+        for step, (x_batch,) in enumerate(batches.epoch()):
             callback_list.on_predict_batch_begin(step)
-            start = step * batch_size
             outputs = self._forward(x_batch)
             for result, output in zip(results, outputs):
-                result[start:start + len(output)] = output
+                result.append(output.copy())
             callback_list.on_predict_batch_end(
                 step, {"outputs": outputs[0] if len(outputs) == 1 else outputs})
         callback_list.on_predict_end()
+        results = [np.concatenate(parts) if parts else
+                   np.empty((0,) + tuple(t.shape[1:]), self.dtype)
+                   for parts, t in zip(results, self.outputs)]
         return results[0] if self._single_output else results
+
+    def fit_generator(self, generator, *args, **kwargs):
+        """Keras 2's name for ``fit`` on a generator (deprecated)."""
+        _warn_deprecated("fit_generator", "fit")
+        return self.fit(generator, None, *args, **kwargs)
+
+    def evaluate_generator(self, generator, *args, **kwargs):
+        """Keras 2's name for ``evaluate`` on a generator (deprecated)."""
+        _warn_deprecated("evaluate_generator", "evaluate")
+        return self.evaluate(generator, None, *args, **kwargs)
+
+    def predict_generator(self, generator, *args, **kwargs):
+        """Keras 2's name for ``predict`` on a generator (deprecated)."""
+        _warn_deprecated("predict_generator", "predict")
+        return self.predict(generator, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
@@ -452,21 +505,6 @@ class Trainer:
             targets.append(loss.prepare_targets(label, self.outputs[i].shape, self.dtype))
         return xs, targets, labels
 
-    def _batches(self, data, batch_size, order=None):
-        """(inputs, targets, labels) batches of prepared ``data``: in order,
-        or gathered by ``order`` into buffers reused from batch to batch."""
-        groups = [list(group) for group in data]
-        samples = len(groups[0][0])
-        for start in range(0, samples, batch_size):
-            if order is None:
-                yield tuple([None if a is None else a[start:start + batch_size] for a in group]
-                            for group in groups)
-                continue
-            indices = order[start:start + batch_size]
-            yield tuple([None if a is None else np.take(a, indices, axis=0, out=self._batch_buffers.get(
-                f"batch_{g}_{i}", (len(indices),) + a.shape[1:], a.dtype))
-                for i, a in enumerate(group)] for g, group in enumerate(groups))
-
 
 class _Mean:
     """A running mean weighted by batch sizes, as Keras's loss tracker."""
@@ -521,14 +559,20 @@ def _results(logs, return_dict):
     return values[0] if len(values) == 1 else values
 
 
-def _samples(data):
-    return len(data[0][0])
-
-
 def _unsupported(**arguments):
     for name, value in arguments.items():
         if value is not None:
             raise NotImplementedError(f"{name} is not supported by fastconv yet")
+
+
+def _optional_steps(value, name):
+    return None if value is None else check_int(value, name)
+
+
+def _warn_deprecated(old, new):
+    warnings.warn(f"`Model.{old}` is deprecated and will be removed in a future version. "
+                  f"Please use `Model.{new}`, which supports generators.", UserWarning,
+                  stacklevel=3)
 
 
 def _batch_size(value):
