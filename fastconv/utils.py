@@ -183,3 +183,6 @@ def _format_eta(seconds):
     if seconds > 60:
         return f"{seconds // 60}:{seconds % 60:02d}"
     return f"{seconds}s"
+
+
+from .data_adapters import PyDataset, Sequence  # noqa: E402  (keras.utils.PyDataset)

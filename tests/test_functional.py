@@ -364,3 +364,39 @@ def test_functional_model_saves_and_loads(tmp_path):
     first = model.fit(x, y, verbose=0).history
     utils.set_random_seed(8)
     assert loaded.fit(x, y, verbose=0).history == first
+
+
+def test_input_gradients_match_finite_differences():
+    """model.gradients gives d(sum(output * g))/dx, in inference mode."""
+    utils.set_random_seed(9)
+    model = residual_model()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 6, 2))
+    weights = rng.standard_normal((2, 3))
+    grad = model.gradients(x, weights)
+    numeric = numeric_gradient(lambda: float((model.predict(x, verbose=0) * weights).sum()), x)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_gradients_with_respect_to_an_inner_tensor_as_grad_cam_needs():
+    """The gradient of a class score with respect to a conv layer's output
+    equals the head's input gradient at that output."""
+    utils.set_random_seed(10)
+    inputs = keras.Input(shape=(6, 6, 2), dtype="float64")
+    conv = layers.Conv2D(3, 3, activation="relu")
+    features = conv(inputs)
+    head = [layers.Flatten(), layers.Dense(4, activation="softmax")]
+    outputs = head[1](head[0](features))
+    model = keras.Model(inputs, outputs)
+    grad_model = keras.Model(model.inputs, [conv.output, model.output])
+    x = np.random.default_rng(4).standard_normal((1, 6, 6, 2))
+    feature_values, predictions = grad_model.predict(x, verbose=0)
+    class_score = np.zeros_like(predictions)
+    class_score[0, predictions.argmax()] = 1
+    (grad,) = grad_model.gradients(x, [None, class_score], wrt=[conv.output])
+    head_inputs = keras.Input(shape=feature_values.shape[1:], dtype="float64")
+    head_model = keras.Model(head_inputs, head[1](head[0](head_inputs)))
+    np.testing.assert_allclose(grad, head_model.gradients(feature_values, class_score),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="wrt must hold KerasTensors"):
+        grad_model.gradients(x, [None, class_score], wrt=[keras.Input(shape=(2,))])

@@ -49,7 +49,7 @@ class KernelLayer(Layer):
         y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
         fused = activation is activations.relu
         # The activation's input z is kept for backward where its derivative needs it.
-        z = self.activation_input(x) if training and activation.needs_input else y
+        z = self.activation_input(x) if activation.needs_input else y
         kernels().conv2d_forward(self.as_images(x), self.as_hwio(self.params["kernel"]),
                                  self.params.get("bias"), self.strides, self.padding,
                                  activation="relu" if fused else None, out=self.as_images(z))

@@ -153,11 +153,12 @@ class Layer:
         self.input_shape, self.output_shape = (None,) + tuple(input_shape[1:]), output_shape
         self.built = True
 
-    def forward(self, x, training=False, activate=True):
+    def forward(self, x, training=False, activate=True, record=None):
         """The layer's output for batch ``x`` (a buffer reused by the next call).
 
-        training: keep what ``backward`` needs (and apply dropout).
+        training: run in training mode (dropout, batch statistics, ...).
         activate=False skips the layer's activation (for a loss computed from logits).
+        record: keep what ``backward`` needs (default: ``training``).
         """
         if not self.built:
             self.build(np.shape(x), getattr(x, "dtype", None))
@@ -167,7 +168,7 @@ class Layer:
         self._cache = None
         y = self.call(x, training, activation)
         self._activity_penalty = 0.0
-        if training:
+        if training if record is None else record:
             self._cache = (x, y, activation)
             if self.activity_regularizer is not None:
                 self._activity_penalty = self.activity_regularizer(y)

@@ -54,7 +54,7 @@ class Merge(Layer):
         self.output_shape = output_shape
         self.built = True
 
-    def forward(self, xs, training=False, activate=True):
+    def forward(self, xs, training=False, activate=True, record=None):
         xs = [np.ascontiguousarray(x, dtype=self.dtype or np.result_type(*xs)) for x in xs]
         if not self.built:
             self.build([x.shape for x in xs], xs[0].dtype)
@@ -63,7 +63,7 @@ class Merge(Layer):
             raise ValueError(f"the inputs of layer {self.name!r} hold different numbers of "
                              f"samples: {[len(x) for x in xs]}")
         y = self.merge(xs)
-        self._cache = (xs, y, None) if training else None
+        self._cache = (xs, y, None) if (training if record is None else record) else None
         return y
 
     def backward(self, dy, need_input_grad=True):

@@ -159,10 +159,11 @@ class Model(Trainer, Saving, Layer):
     def build(self, input_shape, dtype=None):
         self.output_shape_for(input_shape)
 
-    def forward(self, x, training=False, activate=True):
+    def forward(self, x, training=False, activate=True, record=None):
         """The model's outputs for ``x`` (one array, or a list for several inputs)."""
         arrays = [x] if self._single_input else list(x)
-        outputs = self.run_forward(arrays, training, () if activate else range(len(self.outputs)))
+        outputs = self.run_forward(arrays, training, () if activate else range(len(self.outputs)),
+                                   record)
         return outputs[0] if self._single_output else outputs
 
     def backward(self, dy, need_input_grad=True):
@@ -179,10 +180,12 @@ class Model(Trainer, Saving, Layer):
 
     # ------------------------------------------------------------ executor
 
-    def run_forward(self, arrays, training=False, logits_of=()):
+    def run_forward(self, arrays, training=False, logits_of=(), record=None):
         """The outputs (a list) for the input ``arrays`` (a list, one per
         input).  Outputs whose index is in ``logits_of`` skip their layer's
-        activation.  In training, every layer keeps what backward needs."""
+        activation.  With ``record`` (default: in training), every layer
+        keeps what backward needs."""
+        record = training if record is None else record
         values = {tensor.id: array for tensor, array in zip(self.inputs, arrays)}
         logits = {self.outputs[i].id for i in logits_of}
         self._node_caches = {}
@@ -192,20 +195,21 @@ class Model(Trainer, Saving, Layer):
             layer = node.layer
             args = [values[t.id] for t in node.inputs]
             y = layer.forward(args[0] if len(args) == 1 else args, training,
-                              activate=node.output.id not in logits)
+                              activate=node.output.id not in logits, record=record)
             if id(layer) in self._shared:  # its buffers and cache serve its next node too
                 y = _copy(y)
-                if training and layer._cache is not None:
+                if record and layer._cache is not None:
                     x, _, activation = layer._cache
                     self._node_caches[node] = (_copy(x), y, activation)
             values[node.output.id] = y
         return [values[t.id] for t in self.outputs]
 
-    def run_backward(self, output_grads, need_input_grads=False):
+    def run_backward(self, output_grads, need_input_grads=False, wanted=None):
         """Backpropagates dL/d(outputs) (a list, None for an output the loss
-        does not use) through the last training forward; fills every
+        does not use) through the last recorded forward; fills every
         layer's ``grads`` and returns dL/d(inputs) (a list; None entries
-        unless ``need_input_grads``)."""
+        unless ``need_input_grads``).  The gradients of the KerasTensors
+        whose ids are in ``wanted`` (a dict) are stored into it."""
         grads = {}
         for tensor, grad in zip(self.outputs, output_grads):
             if grad is not None:
@@ -216,6 +220,8 @@ class Model(Trainer, Saving, Layer):
                 continue
             layer = node.layer
             dy = grads.pop(node.output.id, None)
+            if wanted is not None and node.output.id in wanted:
+                wanted[node.output.id] = None if dy is None else dy.copy()
             if dy is None:
                 if id(layer) not in self._shared:
                     _zero_grads(layer)
@@ -234,6 +240,51 @@ class Model(Trainer, Saving, Layer):
             if id(layer) in self._shared:
                 _set_grads(layer, shared_sums.get(id(layer)))
         return [grads.get(t.id) for t in self.inputs]
+
+    def gradients(self, x, output_gradients, wrt=None, training=False):
+        """Backpropagation from the outputs to the inputs or to any tensor of
+        the graph, for gradient ascent on images (filter patterns) and
+        class-activation maps (Grad-CAM).
+
+        x: the inputs (as for predict).  output_gradients: dL/d(output) for
+        each output (an array shaped like the output for x, or None for an
+        output that does not count; one array for a one-output model).
+        wrt: None for dL/d(inputs), or a list of KerasTensors of this
+        model's graph (e.g. ``layer.output``).  Runs in inference mode
+        unless ``training``; the weights do not change.  Returns one array
+        per input (an array for one input) or per ``wrt`` tensor (a list).
+        """
+        arrays = self._prepare_inputs(x)
+        grads = ([output_gradients] if self._single_output and not isinstance(
+            output_gradients, (list, tuple)) else list(output_gradients))
+        if len(grads) != len(self.outputs):
+            raise ValueError(f"output_gradients needs one entry per output ({len(self.outputs)}),"
+                             f" got {len(grads)}")
+        known = {t.id for t in self.inputs} | {n.output.id for n in self._nodes}
+        tensors = list(wrt or ())
+        for tensor in tensors:
+            if not isinstance(tensor, KerasTensor) or tensor.id not in known:
+                raise ValueError(f"wrt must hold KerasTensors of model {self.name!r}'s graph, "
+                                 f"got {tensor!r}")
+        outputs = self.run_forward(arrays, training, record=True)
+        checked = []
+        for grad, output in zip(grads, outputs):
+            if grad is not None:
+                grad = np.asarray(grad, dtype=output.dtype)
+                if grad.shape != output.shape:
+                    raise ValueError(f"an output gradient of shape {grad.shape} does not fit "
+                                     f"the output's shape {output.shape}")
+            checked.append(grad)
+        wanted = {t.id: None for t in tensors}
+        input_ids = {t.id for t in self.inputs}
+        need_inputs = wrt is None or any(t.id in input_ids for t in tensors)
+        input_grads = self.run_backward(checked, need_input_grads=need_inputs, wanted=wanted)
+        if wrt is not None:
+            by_input = {t.id: g for t, g in zip(self.inputs, input_grads)}
+            return [by_input[t.id] if t.id in by_input else wanted[t.id] for t in tensors]
+        input_grads = [np.zeros_like(a) if g is None else np.array(g)
+                       for a, g in zip(arrays, input_grads)]
+        return input_grads[0] if self._single_input else input_grads
 
     # ------------------------------------------------------------- weights
 
