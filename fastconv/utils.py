@@ -8,6 +8,8 @@ from collections import Counter, OrderedDict
 
 import numpy as np
 
+from .data_adapters import PyDataset, Sequence  # noqa: F401  (keras.utils.PyDataset)
+
 _generator = np.random.default_rng()
 _name_counts = Counter()
 
@@ -183,6 +185,3 @@ def _format_eta(seconds):
     if seconds > 60:
         return f"{seconds // 60}:{seconds % 60:02d}"
     return f"{seconds}s"
-
-
-from .data_adapters import PyDataset, Sequence  # noqa: E402  (keras.utils.PyDataset)
