@@ -3,6 +3,7 @@ buffers and Keras's progress bar."""
 
 import re
 import sys
+import threading
 import time
 from collections import Counter, OrderedDict
 
@@ -68,13 +69,14 @@ def clear_session():
     _name_counts.clear()
 
 
-class Buffers:
+class Buffers(threading.local):
     """Arrays reused from call to call, by name and (shape, dtype).
 
     A training step asks for the same shapes every time, so its big arrays
     are allocated once per batch shape; contents are left as they were.  Only
     the ``keep`` most recently used shapes of each name are kept, so memory
-    stays bounded when batch sizes vary.
+    stays bounded when batch sizes vary.  Each thread has arrays of its own,
+    so that one model can predict in several threads at once.
     """
 
     def __init__(self, keep=4):

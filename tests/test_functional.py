@@ -400,3 +400,16 @@ def test_gradients_with_respect_to_an_inner_tensor_as_grad_cam_needs():
                                rtol=1e-12)
     with pytest.raises(ValueError, match="wrt must hold KerasTensors"):
         grad_model.gradients(x, [None, class_score], wrt=[keras.Input(shape=(2,))])
+
+
+def test_one_model_predicts_in_several_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+    utils.set_random_seed(11)
+    model = models.Sequential([keras.Input(shape=(8, 8, 1))] + convnet_layers())
+    batches = [images(16, seed=seed)[0] for seed in range(8)]
+    serial = [model.predict(x, verbose=0) for x in batches]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            concurrent = list(pool.map(lambda x: model.predict(x, verbose=0), batches))
+            for a, b in zip(serial, concurrent):
+                np.testing.assert_array_equal(a, b)

@@ -15,6 +15,8 @@ layer on an array, ``layer(x)``, returns a copy.  Calling it on symbolic
 tensors (``keras.Input``) records a node of a functional graph instead.
 """
 
+import threading
+
 import numpy as np
 
 from .. import activations, regularizers, utils
@@ -67,7 +69,16 @@ class Layer:
         self._activity_penalty = 0.0  # of the output of the last training forward
         self.inbound_nodes = []  # the nodes of the functional graphs this layer is in
         self._buffers = utils.Buffers()
-        self._cache = None  # (x, y, activation) of the last training forward
+        self._thread_state = threading.local()  # the cache below, per thread
+
+    @property
+    def _cache(self):
+        """(x, y, activation) of this thread's last recorded forward, or None."""
+        return getattr(self._thread_state, "cache", None)
+
+    @_cache.setter
+    def _cache(self, value):
+        self._thread_state.cache = value
 
     # -- to define in subclasses
 

@@ -188,7 +188,7 @@ class Model(Trainer, Saving, Layer):
         record = training if record is None else record
         values = {tensor.id: array for tensor, array in zip(self.inputs, arrays)}
         logits = {self.outputs[i].id for i in logits_of}
-        self._node_caches = {}
+        node_caches = self._thread_state.node_caches = {}
         for node in self._nodes:
             if node.is_input:
                 continue
@@ -200,7 +200,7 @@ class Model(Trainer, Saving, Layer):
                 y = _copy(y)
                 if record and layer._cache is not None:
                     x, _, activation = layer._cache
-                    self._node_caches[node] = (_copy(x), y, activation)
+                    node_caches[node] = (_copy(x), y, activation)
             values[node.output.id] = y
         return [values[t.id] for t in self.outputs]
 
@@ -215,6 +215,7 @@ class Model(Trainer, Saving, Layer):
             if grad is not None:
                 _accumulate(grads, tensor.id, grad)
         shared_sums = {}
+        node_caches = getattr(self._thread_state, "node_caches", {})
         for node in reversed(self._nodes):
             if node.is_input:
                 continue
@@ -227,8 +228,8 @@ class Model(Trainer, Saving, Layer):
                     _zero_grads(layer)
                 continue
             need = need_input_grads or any(not t.node.is_input for t in node.inputs)
-            if node in self._node_caches:
-                layer._cache = self._node_caches[node]
+            if node in node_caches:
+                layer._cache = node_caches[node]
             dx = layer.backward(dy, need_input_grad=need)
             if id(layer) in self._shared:
                 _add_grads(shared_sums.setdefault(id(layer), {}), layer)
