@@ -76,7 +76,7 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
     columns = _windows(_pad(x, (kh, kw), geo), (kh, kw), geo).reshape(-1, kh, kw, x.shape[3])
     y = np.empty((columns.shape[0], cout), x.dtype)
     for inputs, outputs in group_channels(kernel.shape, groups):
-        y[:, outputs] = (columns[..., inputs].reshape(len(y), -1)
+        y[:, outputs] = (columns[..., inputs].reshape(len(y), kh * kw * cin)
                          @ kernel[..., outputs].reshape(-1, cout // groups))
     y = y.reshape(x.shape[0], geo.out_h, geo.out_w, cout)
     if bias is not None:
@@ -110,7 +110,7 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     dkernel = np.empty(kernel.shape, x.dtype)
     dcolumns = np.empty(columns.shape, x.dtype) if compute_dx else None
     for inputs, outputs in group_channels(kernel.shape, groups):
-        group_columns = columns[..., inputs].reshape(len(dy_rows), -1)
+        group_columns = columns[..., inputs].reshape(len(dy_rows), kh * kw * cin)
         dkernel[..., outputs] = (group_columns.T @ dy_rows[:, outputs]).reshape(kh, kw, cin, -1)
         if compute_dx:
             dcolumns[..., inputs] = (dy_rows[:, outputs] @ kernel[..., outputs].reshape(

@@ -7,12 +7,13 @@ One module per family, as Keras: ``core`` (Dense, Activation), ``convolutional``
 """
 
 from .base import LAYERS, Layer, deserialize, serialize
-from .convolutional import Conv2D
+from .convolutional import Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense
 from .input_layer import Input, InputLayer
-from .pooling import MaxPooling2D
+from .pooling import AveragePooling2D, MaxPooling2D
 from .regularization import Dropout
 from .reshaping import Flatten
 
 __all__ = ["LAYERS", "Layer", "deserialize", "serialize", "Input", "InputLayer", "Conv2D",
-           "Dense", "Activation", "MaxPooling2D", "Dropout", "Flatten"]
+           "DepthwiseConv2D", "SeparableConv2D", "Dense", "Activation", "MaxPooling2D",
+           "AveragePooling2D", "Dropout", "Flatten"]

@@ -17,6 +17,8 @@ class KernelLayer(Layer):
 
     strides = (1, 1)
     padding = "valid"
+    dilation_rate = (1, 1)
+    groups = 1
     fused_activations = (activations.relu,)
 
     def __init__(self, activation, use_bias, kernel_initializer, bias_initializer,
@@ -50,7 +52,8 @@ class KernelLayer(Layer):
         fused = activation is activations.relu
         kernels().conv2d_forward(self.as_images(x), self.as_hwio(self.params["kernel"]),
                                  self.params.get("bias"), self.strides, self.padding,
-                                 activation="relu" if fused else None, out=self.as_images(y))
+                                 activation="relu" if fused else None, out=self.as_images(y),
+                                 dilation_rate=self.dilation_rate, groups=self.groups)
         return y if fused else activation.forward(y, y)
 
     def call_backward(self, x, y, dy, activation, need_input_grad):
@@ -64,7 +67,7 @@ class KernelLayer(Layer):
             self.padding, compute_dx=need_input_grad, activation="relu" if fused else None,
             y=self.as_images(y) if fused else None,
             out=(dx if dx is None else self.as_images(dx), self.as_hwio(self.grads["kernel"]),
-                 dbias))
+                 dbias), dilation_rate=self.dilation_rate, groups=self.groups)
         return dx
 
     def get_config(self):
