@@ -131,8 +131,10 @@ def window_output(size, window, stride, padding, what):
 def geometry(x_shape, window, strides, padding, what, out_channels, dilation_rate=(1, 1)):
     """The Geometry of a window (taps ``dilation_rate`` apart) sliding over NHWC ``x_shape``."""
     extent = dilated_window(window, dilation_rate)
+    if tuple(dilation_rate) != (1, 1):
+        what = f"dilated {what}"
     if max(extent) > MAX_ELEMENTS:
-        raise ValueError(f"the dilated {what} {extent} is too large")
+        raise ValueError(f"the {what} {extent} is too large")
     out_h, pad_top = window_output(x_shape[1], extent[0], strides[0], padding, what)
     out_w, pad_left = window_output(x_shape[2], extent[1], strides[1], padding, what)
     if np.prod([out_h, out_w, out_channels], dtype=np.float64) > MAX_ELEMENTS:
