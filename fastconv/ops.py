@@ -13,6 +13,12 @@ The compiled convolution multiplies the weights by the zeros of padding
 and of the gaps between strided gradients; with a NaN or Inf weight those
 products are NaN where the definition has no product at all, so kernels
 holding non-finite weights take the reference's exact path instead.
+
+A dilated convolution (taps dh, dw apart; strides 1, as Keras requires)
+runs as dh * dw undilated ones on the phases of the input (see
+``_dilation_phases``); a grouped one as one compiled call per group on
+copies of its channel blocks.  Depthwise convolution and average pooling
+have compiled kernels of their own (``_depthwise``, ``_pool``).
 """
 
 import collections
@@ -24,7 +30,7 @@ import numpy as np
 from . import _conv, _depthwise, _pool, reference
 from ._checks import (Geometry, check_activation, check_activation_output, check_bias,
                       check_conv2d, check_depthwise_conv2d, check_out, check_output_gradient,
-                      check_pool, dilated_window, group_channels)
+                      check_pool, group_channels)
 
 
 def _default_threads():
@@ -124,13 +130,11 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
     if not _is_dilated(geo):
         _grouped_forward(x, kernel, bias, geo, groups, relu, y)
         return y
-    padded = _padded_input(x, kernel.shape, geo, "padded_x")
-    for (rows, cols), phase_x, phase_geo in _dilation_phases(padded, geo):
-        phase_y = _workspace.get("phase_y", (x.shape[0], phase_geo.out_h, phase_geo.out_w,
+    for phase in _dilation_phases(x.shape, kernel.shape, geo):
+        phase_y = _workspace.get("phase_y", (x.shape[0], phase.geo.out_h, phase.geo.out_w,
                                              kernel.shape[3]), x.dtype)
-        _grouped_forward(np.ascontiguousarray(phase_x), kernel, bias, phase_geo, groups, relu,
-                         phase_y)
-        y[:, rows, cols] = phase_y
+        _grouped_forward(_phase_input(x, phase), kernel, bias, phase.geo, groups, relu, phase_y)
+        y[:, phase.out_rows, phase.out_cols] = phase_y
     return y
 
 
@@ -174,59 +178,72 @@ def _is_dilated(geo):
     return geo.dilation_h > 1 or geo.dilation_w > 1
 
 
-def _padded_input(x, kernel_shape, geo, name):
-    """x zero-padded as 'same' pads it for a stride-1 convolution with
-    ``geo``'s output size and dilation (x itself when nothing is padded)."""
-    extent = dilated_window(kernel_shape[:2], (geo.dilation_h, geo.dilation_w))
-    height, width = geo.out_h - 1 + extent[0], geo.out_w - 1 + extent[1]
-    if (height, width) == x.shape[1:3]:
-        return x
-    padded = _workspace.get(name, (x.shape[0], height, width, x.shape[3]), x.dtype)
-    padded.fill(0)
-    padded[:, geo.pad_top:geo.pad_top + x.shape[1], geo.pad_left:geo.pad_left + x.shape[2]] = x
-    return padded
+Phase = collections.namedtuple("Phase", "out_rows out_cols x_rows x_cols in_rows in_cols shape geo")
+Phase.__doc__ = """One phase of a dilated convolution (see _dilation_phases): its outputs
+y[:, out_rows, out_cols]; its input, of ``shape``, is zero but for
+[:, in_rows, in_cols] = x[:, x_rows, x_cols]; ``geo``: its undilated Geometry."""
 
 
-def _dilation_phases(padded, geo):
+def _axis_phases(out_size, dilation, pad, size, taps):
+    """The phases of a stride-1 convolution along one axis: for each a <
+    dilation with outputs, (outputs a::dilation, their count, the phase
+    input length, the slice of x it holds, where that lands in the phase)."""
+    for a in range(min(dilation, out_size)):
+        outputs = len(range(a, out_size, dilation))
+        length = outputs + taps - 1  # positions a + t * dilation of the padded grid
+        start = a - pad  # the x index of t = 0
+        lo = max(0, -(start // dilation))
+        hi = max(lo, min(length, -((start - size) // dilation)))
+        held = (slice(start + lo * dilation, start + (hi - 1) * dilation + 1, dilation)
+                if hi > lo else slice(0, 0))
+        yield slice(a, None, dilation), outputs, length, held, slice(lo, hi)
+
+
+def _dilation_phases(x_shape, kernel_shape, geo):
     """A stride-1 convolution whose taps are (dh, dw) apart, split exactly
-    into undilated ones: output rows a::dh and columns b::dw read only rows
-    a::dh and columns b::dw of the padded input, which they convolve with
-    the undilated kernel ('valid', stride 1).  Yields ((rows, cols) slices
-    of the output and of the padded input, the input phase (a view), its
-    Geometry) for each phase (a, b) that has outputs."""
-    for a in range(min(geo.dilation_h, geo.out_h)):
-        for b in range(min(geo.dilation_w, geo.out_w)):
-            rows, cols = slice(a, None, geo.dilation_h), slice(b, None, geo.dilation_w)
-            phase_geo = Geometry(len(range(a, geo.out_h, geo.dilation_h)),
-                                 len(range(b, geo.out_w, geo.dilation_w)), 1, 1, 0, 0)
-            yield (rows, cols), padded[:, rows, cols], phase_geo
+    into undilated 'valid' ones: outputs [a::dh, b::dw] read only the rows
+    a::dh and columns b::dw of the padded input, with the undilated kernel.
+    Yields a Phase for each (a, b) that has outputs: at most dh * dw
+    compiled calls, on inputs that hold each cell of x once, padding
+    included only where a window reaches it."""
+    rows = _axis_phases(geo.out_h, geo.dilation_h, geo.pad_top, x_shape[1], kernel_shape[0])
+    cols = list(_axis_phases(geo.out_w, geo.dilation_w, geo.pad_left, x_shape[2],
+                             kernel_shape[1]))
+    for out_rows, out_h, height, x_rows, in_rows in rows:
+        for out_cols, out_w, width, x_cols, in_cols in cols:
+            yield Phase(out_rows, out_cols, x_rows, x_cols, in_rows, in_cols,
+                        (x_shape[0], height, width, x_shape[3]),
+                        Geometry(out_h, out_w, 1, 1, 0, 0))
+
+
+def _phase_input(x, phase):
+    """The input of ``phase``, in a scratch array."""
+    phase_x = _workspace.get("phase_x", phase.shape, x.dtype)
+    phase_x.fill(0)
+    phase_x[:, phase.in_rows, phase.in_cols] = x[:, phase.x_rows, phase.x_cols]
+    return phase_x
 
 
 def _dilated_backward(x, kernel, dy, geo, groups, dx, dkernel, dbias):
     """conv2d_backward of a dilated convolution, phase by phase (see
-    _dilation_phases): the kernel and bias gradients are the phases' sums,
-    the padded input's gradient is theirs put side by side, then cropped."""
-    padded = _padded_input(x, kernel.shape, geo, "padded_x")
+    _dilation_phases): the kernel and bias gradients are the phases' sums;
+    each cell of x is in one phase, which gives its gradient (zero for the
+    cells of phases without outputs)."""
     phase_dkernel = _workspace.get("phase_dkernel", kernel.shape, x.dtype)
     phase_dbias = _workspace.get("phase_dbias", dbias.shape, x.dtype)
     dkernel.fill(0)
     dbias.fill(0)
     if dx is not None:
-        dpadded = _workspace.get("padded_dx", padded.shape, x.dtype)
-        dpadded.fill(0)  # phases without outputs get no gradient
-    for (rows, cols), phase_x, phase_geo in _dilation_phases(padded, geo):
-        phase_dx = (None if dx is None
-                    else _workspace.get("phase_dx", phase_x.shape, x.dtype))
-        _grouped_backward(np.ascontiguousarray(phase_x), kernel,
-                          np.ascontiguousarray(dy[:, rows, cols]), phase_geo, groups, phase_dx,
-                          phase_dkernel, phase_dbias)
+        dx.fill(0)
+    for phase in _dilation_phases(x.shape, kernel.shape, geo):
+        phase_dx = None if dx is None else _workspace.get("phase_dx", phase.shape, x.dtype)
+        _grouped_backward(_phase_input(x, phase), kernel,
+                          np.ascontiguousarray(dy[:, phase.out_rows, phase.out_cols]),
+                          phase.geo, groups, phase_dx, phase_dkernel, phase_dbias)
         dkernel += phase_dkernel
         dbias += phase_dbias
         if dx is not None:
-            dpadded[:, rows, cols] = phase_dx
-    if dx is not None:
-        dx[...] = dpadded[:, geo.pad_top:geo.pad_top + x.shape[1],
-                          geo.pad_left:geo.pad_left + x.shape[2]]
+            dx[:, phase.x_rows, phase.x_cols] = phase_dx[:, phase.in_rows, phase.in_cols]
 
 
 def _channel_block(array, channels, name):

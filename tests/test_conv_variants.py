@@ -304,6 +304,28 @@ def test_dilated_conv_example(module):
 
 
 @pytest.mark.parametrize("module", MODULES)
+def test_dilation_far_beyond_the_image(module):
+    """'same' with taps 1000 rows and 7 columns apart on a 6x6 image: only the
+    centre tap of the 3x3 kernel ever lands inside it."""
+    x, kernel = images((2, 6, 6, 1)), images((3, 3, 1, 1), 2)
+    y = module.conv2d_forward(x, kernel, padding="same", dilation_rate=(1000, 7))
+    np.testing.assert_allclose(y, x * kernel[1, 1, 0, 0], rtol=1e-15)
+    dx, dkernel, _ = module.conv2d_backward(x, kernel, np.ones_like(y), padding="same",
+                                            dilation_rate=(1000, 7))
+    np.testing.assert_allclose(dx, np.full_like(x, kernel[1, 1, 0, 0]), rtol=1e-15)
+    expected = np.zeros_like(kernel)
+    expected[1, 1] = x.sum()
+    np.testing.assert_allclose(dkernel, expected, rtol=1e-12)
+
+
+def test_compiled_dilation_needs_no_padded_copy():
+    """The compiled path never pads x to the dilated window's span (here 2**29 rows)."""
+    x, kernel = images((1, 4, 4, 1)), images((3, 1, 1, 2), 2)
+    y = ops.conv2d_forward(x, kernel, padding="same", dilation_rate=(2**28, 1))
+    np.testing.assert_allclose(y, x * kernel[1, 0], rtol=1e-15)
+
+
+@pytest.mark.parametrize("module", MODULES)
 def test_grouped_conv_example(module):
     """1x1 kernel [[1, 10], [100, 1000]] per group of 2 channels on [1, 2, 3, 4]."""
     x = np.array([1.0, 2, 3, 4]).reshape(1, 1, 1, 4)
