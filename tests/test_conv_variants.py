@@ -72,7 +72,7 @@ def conv_cases(draw):
 def depthwise_cases(draw):
     """A DepthwiseConv2D configuration with its arrays."""
     case = draw(window_cases())
-    channels, multiplier = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    channels, multiplier = draw(st.integers(1, 20)), draw(st.integers(1, 3))
     rng, dtype = np.random.default_rng(case["seed"]), case["dtype"]
     return dict(
         case,
@@ -92,7 +92,7 @@ def pool_cases(draw):
     size = (draw(st.integers(low[0], low[0] + 6)), draw(st.integers(low[1], low[1] + 6)))
     out = tuple(out_size(n, p, s, padding)
                 for n, p, s in zip(size, pool, strides or pool))
-    batch, channels = draw(st.integers(0, 3)), draw(st.integers(1, 9))
+    batch, channels = draw(st.integers(0, 3)), draw(st.integers(1, 20))
     dtype = draw(st.sampled_from(DTYPES))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     return dict(x=random(rng, (batch,) + size + (channels,), dtype),
