@@ -148,23 +148,14 @@ def check_conv2d(x, kernel, strides, padding, dilation_rate=(1, 1), groups=1):
 
     The kernel is (KH, KW, C / groups, CO): input channels and filters are
     split into ``groups`` blocks, block g of the output seeing block g of x."""
-    x = as_float_array(x, "x", 4, "NHWC (batch, height, width, channels)")
-    kernel = as_float_array(kernel, "kernel", 4,
-                            "HWIO (height, width, in_channels, out_channels)", batched=False)
-    check_same_dtype(x=x, kernel=kernel)
+    x, kernel = _images_and_kernel(x, kernel, "HWIO (height, width, in_channels, out_channels)")
     groups = check_int(groups, "groups")
-    if kernel.shape[2] * groups != x.shape[3]:
-        per_group = "" if groups == 1 else f" x {groups} groups"
-        raise ValueError(f"x has {x.shape[3]} channels (shape {x.shape}) but kernel expects "
-                         f"{kernel.shape[2]}{per_group} (shape {kernel.shape})")
+    _check_kernel_channels(x, kernel, groups)
     if kernel.shape[3] % groups:
         raise ValueError(f"the kernel's {kernel.shape[3]} output channels (shape "
                          f"{kernel.shape}) do not split into groups={groups}")
-    strides = as_pair(strides, "strides")
-    dilation_rate = check_dilation(strides, dilation_rate)
-    geo = geometry(x.shape, kernel.shape[:2], strides, check_padding(padding), "kernel size",
-                   kernel.shape[3], dilation_rate)
-    return x, kernel, geo
+    return x, kernel, _kernel_geometry(x, kernel, strides, padding, dilation_rate,
+                                       kernel.shape[3])
 
 
 def group_channels(kernel_shape, groups):
@@ -178,18 +169,31 @@ def group_channels(kernel_shape, groups):
 def check_depthwise_conv2d(x, kernel, strides, padding, dilation_rate):
     """Checks depthwise conv arguments: x (N, H, W, C), kernel (KH, KW, C,
     depth_multiplier); returns (x, kernel, geometry)."""
+    x, kernel = _images_and_kernel(x, kernel, "(height, width, in_channels, depth_multiplier)")
+    _check_kernel_channels(x, kernel, 1)
+    return x, kernel, _kernel_geometry(x, kernel, strides, padding, dilation_rate,
+                                       kernel.shape[2] * kernel.shape[3])
+
+
+def _images_and_kernel(x, kernel, kernel_layout):
     x = as_float_array(x, "x", 4, "NHWC (batch, height, width, channels)")
-    kernel = as_float_array(kernel, "kernel", 4,
-                            "(height, width, in_channels, depth_multiplier)", batched=False)
+    kernel = as_float_array(kernel, "kernel", 4, kernel_layout, batched=False)
     check_same_dtype(x=x, kernel=kernel)
-    if kernel.shape[2] != x.shape[3]:
+    return x, kernel
+
+
+def _check_kernel_channels(x, kernel, groups):
+    """The kernel's input channels, times ``groups``, are x's channels."""
+    if kernel.shape[2] * groups != x.shape[3]:
+        per_group = "" if groups == 1 else f" x {groups} groups"
         raise ValueError(f"x has {x.shape[3]} channels (shape {x.shape}) but kernel expects "
-                         f"{kernel.shape[2]} (shape {kernel.shape})")
+                         f"{kernel.shape[2]}{per_group} (shape {kernel.shape})")
+
+
+def _kernel_geometry(x, kernel, strides, padding, dilation_rate, out_channels):
     strides = as_pair(strides, "strides")
-    dilation_rate = check_dilation(strides, dilation_rate)
-    geo = geometry(x.shape, kernel.shape[:2], strides, check_padding(padding), "kernel size",
-                   kernel.shape[2] * kernel.shape[3], dilation_rate)
-    return x, kernel, geo
+    return geometry(x.shape, kernel.shape[:2], strides, check_padding(padding), "kernel size",
+                    out_channels, check_dilation(strides, dilation_rate))
 
 
 def check_bias(bias, kernel, out_channels=None):
