@@ -428,6 +428,14 @@ def test_strided_and_read_only_inputs_are_accepted():
                                     groups=2))
 
 
+@pytest.fixture
+def restore_threads():
+    """Puts the thread count back as it was after the test."""
+    before = fastconv.get_num_threads()
+    yield
+    fastconv.set_num_threads(before)
+
+
 def test_depthwise_kernel_gradient_is_deterministic_across_threads(restore_threads):
     """Per-thread partial sums, added up in a fixed order: the same result on
     every run, within rounding of the one-thread result."""
@@ -441,13 +449,6 @@ def test_depthwise_kernel_gradient_is_deterministic_across_threads(restore_threa
         np.testing.assert_array_equal(a, b)
     fastconv.set_num_threads(1)
     assert_all_close(first, ops.depthwise_conv2d_backward(x, kernel, dy, padding="same"))
-
-
-@pytest.fixture
-def restore_threads():
-    before = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------- 6. layers
@@ -572,14 +573,19 @@ def test_separable_is_depthwise_then_pointwise():
                                              layer.params["bias"], activation="relu"))
 
 
-def test_layers_give_the_same_results_on_both_backends():
+def model_of_the_new_layers():
     utils.set_random_seed(0)
-    model = models.Sequential([
-        layers.SeparableConv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 3)),
+    return models.Sequential([
+        layers.SeparableConv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 3),
+                               depthwise_regularizer="l2"),
         layers.DepthwiseConv2D(3, depth_multiplier=2, dilation_rate=2, activation="tanh"),
         layers.Conv2D(4, 2, groups=2, dilation_rate=(1, 2)),
         layers.AveragePooling2D(padding="same"),
     ])
+
+
+def test_layers_give_the_same_results_on_both_backends():
+    model = model_of_the_new_layers()
     x = images((3, 8, 8, 3)).astype(np.float32)
     compiled = model.predict(x, verbose=0)
     fastconv.set_backend("numpy")
@@ -587,6 +593,18 @@ def test_layers_give_the_same_results_on_both_backends():
         assert_close(model.predict(x, verbose=0), compiled)
     finally:
         fastconv.set_backend("cython")
+
+
+def test_model_of_the_new_layers_saves_and_loads(tmp_path):
+    utils.clear_session()  # automatic names count from scratch
+    model = model_of_the_new_layers()
+    assert [layer.name for layer in model.layers] == [
+        "separable_conv2d", "depthwise_conv2d", "conv2d", "average_pooling2d"]  # Keras's names
+    model.save(tmp_path / "model.npz")
+    loaded = models.load_model(tmp_path / "model.npz")
+    assert loaded.get_config() == model.get_config()
+    x = images((2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 def test_model_of_the_new_layers_has_exact_gradients(backend):  # noqa: F811

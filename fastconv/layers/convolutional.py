@@ -118,7 +118,8 @@ class DepthwiseConv2D(ConvWindow, Layer):
                                                       "depthwise_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
         self.depthwise_regularizer = regularizer_for(self, "kernel", depthwise_regularizer)
-        self.bias_regularizer = regularizer_for(self, "bias", bias_regularizer) if use_bias else None
+        self.bias_regularizer = (regularizer_for(self, "bias", bias_regularizer) if use_bias
+                                 else None)
 
     def compute_output_shape(self, input_shape):
         return self.window_output_shape(input_shape, input_shape[-1] * self.depth_multiplier)
@@ -200,7 +201,8 @@ class SeparableConv2D(ConvWindow, Layer):
                                                      depthwise_regularizer)
         self.pointwise_regularizer = regularizer_for(self, "pointwise_kernel",
                                                      pointwise_regularizer)
-        self.bias_regularizer = regularizer_for(self, "bias", bias_regularizer) if use_bias else None
+        self.bias_regularizer = (regularizer_for(self, "bias", bias_regularizer) if use_bias
+                                 else None)
 
     def compute_output_shape(self, input_shape):
         return self.window_output_shape(input_shape, self.filters)
