@@ -12,7 +12,10 @@ shape and dtype, so that a training loop can reuse its buffers.
 The compiled convolution multiplies the weights by the zeros of padding
 and of the gaps between strided gradients; with a NaN or Inf weight those
 products are NaN where the definition has no product at all, so kernels
-holding non-finite weights take the reference's exact path instead.
+holding non-finite weights take the reference's exact path instead.  The
+compiled depthwise kernels skip the padding that the reference multiplies
+(0 * Inf is NaN there), so they too defer to the reference for a
+non-finite kernel (forward) or dy (kernel gradient): both backends agree.
 
 A dilated convolution (taps dh, dw apart; strides 1, as Keras requires)
 runs as dh * dw undilated ones on the phases of the input (see
@@ -327,6 +330,10 @@ def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="vali
     bias = check_bias(bias, kernel, channels * multiplier)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, channels * multiplier),
                   x.dtype, (x, kernel, bias))
+    if not np.isfinite(kernel).all():
+        y[...] = reference.depthwise_conv2d_forward(x, kernel, bias, strides, padding,
+                                                    dilation_rate)
+        return y
     _depthwise.forward(x, kernel, bias, y, geo.stride_h, geo.stride_w, geo.dilation_h,
                        geo.dilation_w, geo.pad_top, geo.pad_left, _threads_for(y.size * kh * kw))
     return y
@@ -359,6 +366,9 @@ def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
     summed = parts[0] if threads == 1 else np.sum(parts, axis=0)
     dkernel[...] = summed[:-width].reshape(kernel.shape)
     dbias[...] = summed[-width:]
+    if not np.isfinite(dy).all():
+        dkernel[...] = reference.depthwise_conv2d_backward(x, kernel, dy, strides, padding,
+                                                           dilation_rate, compute_dx=False)[1]
     if compute_dx:
         _depthwise.input_gradient(kernel, dy, dx, geo.stride_h, geo.stride_w, geo.dilation_h,
                                   geo.dilation_w, geo.pad_top, geo.pad_left, threads)

@@ -436,6 +436,35 @@ def restore_threads():
     fastconv.set_num_threads(before)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_finite_values_agree_with_the_reference(dtype):
+    """NaN and Inf propagate as in the reference, padding included (where the
+    reference multiplies its zeros: 0 * Inf is NaN)."""
+    rng = np.random.default_rng(2)
+    x, kernel = random(rng, (2, 5, 6, 3), dtype), random(rng, (3, 3, 3, 2), dtype)
+    x[0, 1, 2, 0], x[1, 4, 5, 2] = np.inf, np.nan
+    kernel[0, 2, 1, 1] = -np.inf
+    dy = random(rng, (2, 5, 6, 6), dtype)
+    dy[0, 0, 0, 3], dy[1, 2, 5, 1] = np.inf, np.nan
+    for options in (dict(padding="same"), dict(padding="same", dilation_rate=(2, 1))):
+        assert_close(ops.depthwise_conv2d_forward(x, kernel, **options),
+                     reference.depthwise_conv2d_forward(x, kernel, **options))
+        assert_all_close(ops.depthwise_conv2d_backward(x, kernel, dy, **options),
+                         reference.depthwise_conv2d_backward(x, kernel, dy, **options))
+        conv_kernel = kernel.reshape(3, 3, 1, 6)
+        assert_close(ops.conv2d_forward(x, conv_kernel, groups=3, **options),
+                     reference.conv2d_forward(x, conv_kernel, groups=3, **options))
+        assert_all_close(ops.conv2d_backward(x, conv_kernel, dy, groups=3, **options),
+                         reference.conv2d_backward(x, conv_kernel, dy, groups=3, **options))
+    dy = random(rng, (2, 3, 3, 3), dtype)
+    dy[1, 2, 2, 0] = np.inf
+    assert_close(ops.avg_pool2d_forward(x, 2, padding="same"),
+                 reference.avg_pool2d_forward(x, 2, padding="same"))
+    assert_close(ops.avg_pool2d_backward(x, dy, 2, padding="same"),
+                 reference.avg_pool2d_backward(x, dy, 2, padding="same"))
+
+
 def test_depthwise_kernel_gradient_is_deterministic_across_threads(restore_threads):
     """Per-thread partial sums, added up in a fixed order: the same result on
     every run, within rounding of the one-thread result."""
