@@ -308,7 +308,7 @@ def constructions(draw):
             tags.append(tag)
     k = 99 - draw(st.integers(0, 99))
     if k < 2:
-        kwargs["kernel_regularizer"] = None                       # not an argument of fastconv
+        kwargs["kernel_constraint"] = None                        # not an argument of fastconv
         tags.append(BAD)
     elif k < 6 and name in ("Dropout", "Activation") and positional and args:
         args.append(draw(st.sampled_from([1, "x", None])))        # one positional too many
