@@ -99,7 +99,7 @@ def extension(name):
 
 setup(
     ext_modules=cythonize(
-        [extension("_conv"), extension("_pool")],
+        [extension("_conv"), extension("_pool"), extension("_depthwise")],
         compiler_directives={"language_level": "3"},
     ),
     cmdclass={"build_ext": BuildExt},

@@ -19,8 +19,11 @@ ACTIVATIONS = (None, "linear", "relu")
 # Per-image sizes must index with C ints inside the kernels.
 MAX_ELEMENTS = 2**31 - 1
 
-Geometry = namedtuple("Geometry", "out_h out_w stride_h stride_w pad_top pad_left")
-Geometry.__doc__ = "Output size, strides and leading padding of a 2-D window operation."
+Geometry = namedtuple("Geometry",
+                      "out_h out_w stride_h stride_w pad_top pad_left dilation_h dilation_w",
+                      defaults=(1, 1))
+Geometry.__doc__ = ("Output size, strides, leading padding and kernel dilation of a 2-D "
+                    "window operation.")
 
 
 def as_pair(value, name):
@@ -52,6 +55,32 @@ def check_padding(padding):
     if mode not in ("valid", "same"):
         raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
     return mode
+
+
+def check_data_format(data_format):
+    """None or 'channels_last' (NHWC, the only layout fastconv runs); returns 'channels_last'."""
+    if data_format is None or data_format == "channels_last":
+        return "channels_last"
+    if data_format == "channels_first":
+        raise ValueError("data_format='channels_first' is not supported: fastconv runs NHWC "
+                         "(channels_last) images only")
+    raise ValueError(f"data_format must be 'channels_last' or 'channels_first', "
+                     f"got {data_format!r}")
+
+
+def check_dilation(strides, dilation_rate):
+    """``dilation_rate`` as a pair; as Keras, strides > 1 and dilation > 1 exclude each other."""
+    dilation_rate = as_pair(dilation_rate, "dilation_rate")
+    if max(strides) > 1 and max(dilation_rate) > 1:
+        raise ValueError(f"`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                         f"Received: strides={tuple(strides)} and "
+                         f"dilation_rate={dilation_rate}")
+    return dilation_rate
+
+
+def dilated_window(window, dilation_rate):
+    """The extent (height, width) of a ``window`` whose taps are ``dilation_rate`` apart."""
+    return tuple((size - 1) * rate + 1 for size, rate in zip(window, dilation_rate))
 
 
 def check_activation(activation):
@@ -99,38 +128,85 @@ def window_output(size, window, stride, padding, what):
     return out, max((out - 1) * stride + window - size, 0) // 2
 
 
-def geometry(x_shape, window, strides, padding, what, out_channels):
-    out_h, pad_top = window_output(x_shape[1], window[0], strides[0], padding, what)
-    out_w, pad_left = window_output(x_shape[2], window[1], strides[1], padding, what)
+def geometry(x_shape, window, strides, padding, what, out_channels, dilation_rate=(1, 1)):
+    """The Geometry of a window (taps ``dilation_rate`` apart) sliding over NHWC ``x_shape``."""
+    extent = dilated_window(window, dilation_rate)
+    if tuple(dilation_rate) != (1, 1):
+        what = f"dilated {what}"
+    if max(extent) > MAX_ELEMENTS:
+        raise ValueError(f"the {what} {extent} is too large")
+    out_h, pad_top = window_output(x_shape[1], extent[0], strides[0], padding, what)
+    out_w, pad_left = window_output(x_shape[2], extent[1], strides[1], padding, what)
     if np.prod([out_h, out_w, out_channels], dtype=np.float64) > MAX_ELEMENTS:
         raise ValueError(f"the output of shape {(out_h, out_w, out_channels)} per image "
                          "is too large")
-    return Geometry(out_h, out_w, strides[0], strides[1], pad_top, pad_left)
+    return Geometry(out_h, out_w, strides[0], strides[1], pad_top, pad_left, *dilation_rate)
 
 
-def check_conv2d(x, kernel, strides, padding):
-    """Checks the arguments common to the conv kernels; returns (x, kernel, geometry)."""
+def check_conv2d(x, kernel, strides, padding, dilation_rate=(1, 1), groups=1):
+    """Checks the arguments common to the conv kernels; returns (x, kernel, geometry).
+
+    The kernel is (KH, KW, C / groups, CO): input channels and filters are
+    split into ``groups`` blocks, block g of the output seeing block g of x."""
+    x, kernel = _images_and_kernel(x, kernel, "HWIO (height, width, in_channels, out_channels)")
+    groups = check_int(groups, "groups")
+    _check_kernel_channels(x, kernel, groups)
+    if kernel.shape[3] % groups:
+        raise ValueError(f"the kernel's {kernel.shape[3]} output channels (shape "
+                         f"{kernel.shape}) do not split into groups={groups}")
+    return x, kernel, _kernel_geometry(x, kernel, strides, padding, dilation_rate,
+                                       kernel.shape[3])
+
+
+def group_channels(kernel_shape, groups):
+    """(input-channel slice, output-channel slice) of each group of a grouped
+    convolution with an HWIO kernel of ``kernel_shape`` (checked by check_conv2d)."""
+    cin, cout = kernel_shape[2], kernel_shape[3] // groups
+    return [(slice(g * cin, (g + 1) * cin), slice(g * cout, (g + 1) * cout))
+            for g in range(groups)]
+
+
+def check_depthwise_conv2d(x, kernel, strides, padding, dilation_rate):
+    """Checks depthwise conv arguments: x (N, H, W, C), kernel (KH, KW, C,
+    depth_multiplier); returns (x, kernel, geometry)."""
+    x, kernel = _images_and_kernel(x, kernel, "(height, width, in_channels, depth_multiplier)")
+    _check_kernel_channels(x, kernel, 1)
+    return x, kernel, _kernel_geometry(x, kernel, strides, padding, dilation_rate,
+                                       kernel.shape[2] * kernel.shape[3])
+
+
+def _images_and_kernel(x, kernel, kernel_layout):
     x = as_float_array(x, "x", 4, "NHWC (batch, height, width, channels)")
-    kernel = as_float_array(kernel, "kernel", 4,
-                            "HWIO (height, width, in_channels, out_channels)", batched=False)
+    kernel = as_float_array(kernel, "kernel", 4, kernel_layout, batched=False)
     check_same_dtype(x=x, kernel=kernel)
-    if kernel.shape[2] != x.shape[3]:
+    return x, kernel
+
+
+def _check_kernel_channels(x, kernel, groups):
+    """The kernel's input channels, times ``groups``, are x's channels."""
+    if kernel.shape[2] * groups != x.shape[3]:
+        per_group = "" if groups == 1 else f" x {groups} groups"
         raise ValueError(f"x has {x.shape[3]} channels (shape {x.shape}) but kernel expects "
-                         f"{kernel.shape[2]} (shape {kernel.shape})")
+                         f"{kernel.shape[2]}{per_group} (shape {kernel.shape})")
+
+
+def _kernel_geometry(x, kernel, strides, padding, dilation_rate, out_channels):
     strides = as_pair(strides, "strides")
-    geo = geometry(x.shape, kernel.shape[:2], strides, check_padding(padding), "kernel size",
-                   kernel.shape[3])
-    return x, kernel, geo
+    return geometry(x.shape, kernel.shape[:2], strides, check_padding(padding), "kernel size",
+                    out_channels, check_dilation(strides, dilation_rate))
 
 
-def check_bias(bias, kernel):
+def check_bias(bias, kernel, out_channels=None):
+    """None, or a (out_channels,) array of the kernel's dtype; ``out_channels``
+    defaults to the last axis of the (HWIO) kernel."""
     if bias is None:
         return None
+    out_channels = kernel.shape[3] if out_channels is None else out_channels
     bias = as_float_array(bias, "bias", 1, "(out_channels,)", batched=False)
     check_same_dtype(kernel=kernel, bias=bias)
-    if bias.shape[0] != kernel.shape[3]:
+    if bias.shape[0] != out_channels:
         raise ValueError(f"bias has shape {bias.shape} but kernel {kernel.shape} has "
-                         f"{kernel.shape[3]} output channels")
+                         f"{out_channels} output channels")
     return bias
 
 

@@ -1,11 +1,14 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Compiled 2-D max pooling kernels (NHWC).
+"""Compiled 2-D max and average pooling kernels (NHWC).
 
 These functions trust their arguments: :mod:`fastconv.ops` checks them.
 Windows are clipped to the input (padded cells are ignored).  The maximum
 of a window that holds a NaN is NaN, and the gradient goes to the first NaN;
 otherwise it goes to the first maximal element in row-major order.  The
-per-window work, vectorised over channels, is in ``microkernels.h``.
+per-window work of max pooling, vectorised over channels, is in
+``microkernels.h``; average pooling's innermost loops run over the
+contiguous channels, for the compiler to vectorise.  An average divides by
+the number of cells of the window inside the input (TensorFlow's 'same').
 """
 
 from cython.parallel cimport prange
@@ -119,3 +122,80 @@ def backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
     cdef Py_ssize_t n
     for n in prange(x.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
         unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+cdef void average_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                      Py_ssize_t n, Py_ssize_t oh, Py_ssize_t pool_h, Py_ssize_t pool_w,
+                      Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+                      Py_ssize_t pad_left) noexcept nogil:
+    """Output row (n, oh) of the window averages."""
+    cdef Py_ssize_t channels = x.shape[3], h, w, c, ow
+    cdef Py_ssize_t h_lo = max(oh * stride_h - pad_top, 0)
+    cdef Py_ssize_t h_hi = min(oh * stride_h - pad_top + pool_h, x.shape[1])
+    cdef Py_ssize_t w_lo, w_hi
+    cdef floating count
+    cdef floating *acc
+    cdef const floating *cell
+    for ow in range(out.shape[2]):
+        w_lo = max(ow * stride_w - pad_left, 0)
+        w_hi = min(ow * stride_w - pad_left + pool_w, x.shape[2])
+        acc = &out[n, oh, ow, 0]
+        for c in range(channels):
+            acc[c] = 0
+        for h in range(h_lo, h_hi):
+            for w in range(w_lo, w_hi):
+                cell = &x[n, h, w, 0]
+                for c in range(channels):
+                    acc[c] += cell[c]
+        count = (h_hi - h_lo) * (w_hi - w_lo)
+        for c in range(channels):
+            acc[c] /= count
+
+
+def average_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                    Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h,
+                    Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                    int num_threads):
+    """out (N, OH, OW, C) = window averages of x (N, H, W, C)."""
+    cdef Py_ssize_t out_h = out.shape[1], r
+    for r in prange(out.shape[0] * out_h, nogil=True, num_threads=num_threads,
+                    schedule="static"):
+        average_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
+                    pad_top, pad_left)
+
+
+cdef void spread_image(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
+                       Py_ssize_t n, Py_ssize_t pool_h, Py_ssize_t pool_w,
+                       Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+                       Py_ssize_t pad_left) noexcept nogil:
+    """dx[n] = each window's dy[n] shared equally among its cells inside the image."""
+    cdef Py_ssize_t channels = dx.shape[3], oh, ow, h, w, c
+    cdef Py_ssize_t h_lo, h_hi, w_lo, w_hi
+    cdef floating count
+    cdef floating *cell
+    cdef const floating *grad
+    memset(&dx[n, 0, 0, 0], 0, dx.shape[1] * dx.shape[2] * channels * sizeof(floating))
+    for oh in range(dy.shape[1]):
+        h_lo = max(oh * stride_h - pad_top, 0)
+        h_hi = min(oh * stride_h - pad_top + pool_h, dx.shape[1])
+        for ow in range(dy.shape[2]):
+            w_lo = max(ow * stride_w - pad_left, 0)
+            w_hi = min(ow * stride_w - pad_left + pool_w, dx.shape[2])
+            count = (h_hi - h_lo) * (w_hi - w_lo)
+            grad = &dy[n, oh, ow, 0]
+            for h in range(h_lo, h_hi):
+                for w in range(w_lo, w_hi):
+                    cell = &dx[n, h, w, 0]
+                    for c in range(channels):
+                        cell[c] += grad[c] / count
+
+
+def average_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
+                     Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h,
+                     Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                     int num_threads):
+    """dx (N, H, W, C) = the gradient of average_forward given dy (N, OH, OW, C).
+    Images are independent, so threads share them out."""
+    cdef Py_ssize_t n
+    for n in prange(dx.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+        spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)

@@ -1,4 +1,4 @@
-"""Compiled Conv2D and max-pooling kernels (the 'cython' backend).
+"""Compiled Conv2D, depthwise conv and pooling kernels (the 'cython' backend).
 
 Activations are NHWC, kernels HWIO (as in Keras); the arrays of one call
 share one dtype, float32 or float64.  Every function checks its arguments
@@ -12,7 +12,16 @@ shape and dtype, so that a training loop can reuse its buffers.
 The compiled convolution multiplies the weights by the zeros of padding
 and of the gaps between strided gradients; with a NaN or Inf weight those
 products are NaN where the definition has no product at all, so kernels
-holding non-finite weights take the reference's exact path instead.
+holding non-finite weights take the reference's exact path instead.  The
+compiled depthwise kernels skip the padding that the reference multiplies
+(0 * Inf is NaN there), so they too defer to the reference for a
+non-finite kernel (forward) or dy (kernel gradient): both backends agree.
+
+A dilated convolution (taps dh, dw apart; strides 1, as Keras requires)
+runs as dh * dw undilated ones on the phases of the input (see
+``_dilation_phases``); a grouped one as one compiled call per group on
+copies of its channel blocks.  Depthwise convolution and average pooling
+have compiled kernels of their own (``_depthwise``, ``_pool``).
 """
 
 import collections
@@ -21,9 +30,10 @@ import threading
 
 import numpy as np
 
-from . import _conv, _pool, reference
-from ._checks import (check_activation, check_activation_output, check_bias, check_conv2d,
-                      check_out, check_output_gradient, check_pool)
+from . import _conv, _depthwise, _pool, reference
+from ._checks import (Geometry, check_activation, check_activation_output, check_bias,
+                      check_conv2d, check_depthwise_conv2d, check_out, check_output_gradient,
+                      check_pool, group_channels)
 
 
 def _default_threads():
@@ -102,30 +112,37 @@ def _padded_channels(array, name):
 
 
 def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activation=None,
-                   out=None):
+                   out=None, dilation_rate=(1, 1), groups=1):
     """2-D convolution (cross-correlation, as in Keras).
 
-    x (N, H, W, C), kernel (KH, KW, C, CO), bias (CO,) or None;
-    activation None/'linear' or 'relu' (fused).  Returns y (N, OH, OW, CO).
+    x (N, H, W, C), kernel (KH, KW, C / groups, CO), bias (CO,) or None;
+    activation None/'linear' or 'relu' (fused); kernel taps ``dilation_rate``
+    apart (strides must then be 1, as in Keras); ``groups`` splits the input
+    channels and the filters into that many blocks, output block g seeing
+    input block g only.  Returns y (N, OH, OW, CO).
     """
-    x, kernel, geo = check_conv2d(x, kernel, strides, padding)
+    x, kernel, geo = check_conv2d(x, kernel, strides, padding, dilation_rate, groups)
     bias = check_bias(bias, kernel)
     relu = check_activation(activation)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, kernel.shape[3]), x.dtype,
                   (x, kernel, bias))
     if not np.isfinite(kernel).all():
-        y[...] = reference.conv2d_forward(x, kernel, bias, strides, padding, activation)
+        y[...] = reference.conv2d_forward(x, kernel, bias, strides, padding, activation,
+                                          dilation_rate=dilation_rate, groups=groups)
         return y
-    if bias is not None:
-        bias = _padded_channels(bias, "bias")
-    threads = _threads_for(y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2])
-    _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, geo.stride_h, geo.stride_w,
-                  1, 1, geo.pad_top, geo.pad_left, relu, threads)
+    if not _is_dilated(geo):
+        _grouped_forward(x, kernel, bias, geo, groups, relu, y)
+        return y
+    for phase in _dilation_phases(x.shape, kernel.shape, geo):
+        phase_y = _workspace.get("phase_y", (x.shape[0], phase.geo.out_h, phase.geo.out_w,
+                                             kernel.shape[3]), x.dtype)
+        _grouped_forward(_phase_input(x, phase), kernel, bias, phase.geo, groups, relu, phase_y)
+        y[:, phase.out_rows, phase.out_cols] = phase_y
     return y
 
 
 def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=True,
-                    activation=None, y=None, out=None):
+                    activation=None, y=None, out=None, dilation_rate=(1, 1), groups=1):
     """Gradients of ``conv2d_forward`` given dy = dL/dy.
 
     With activation='relu', dy is the gradient of the activated output and
@@ -134,8 +151,8 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     when ``compute_dx`` is False (a first layer needs no input gradient).
     ``out`` may give the three arrays to fill (dx may be None).
     """
-    x, kernel, geo = check_conv2d(x, kernel, strides, padding)
-    kh, kw, cin, cout = kernel.shape
+    x, kernel, geo = check_conv2d(x, kernel, strides, padding, dilation_rate, groups)
+    cout = kernel.shape[3]
     dy = check_output_gradient(dy, x, cout, geo)
     y = check_activation_output(activation, y, dy)
     dx_out, dk_out, db_out = (None, None, None) if out is None else out
@@ -143,13 +160,147 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     dbias = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype, (x, kernel, dy, dkernel))
     dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
                    (x, kernel, dy, dkernel, dbias)) if compute_dx else None
-    threads = _threads_for(dy.size * kh * kw * cin)
     if y is not None:
         masked = _workspace.get("relu_dy", dy.shape, dy.dtype)
         _conv.relu_backward(y.reshape(-1), dy.reshape(-1), masked.reshape(-1),
                             _threads_for(dy.size))
         dy = masked
+    finite = np.isfinite(kernel).all()
+    compiled_dx = dx if finite else None
+    if not _is_dilated(geo):
+        _grouped_backward(x, kernel, dy, geo, groups, compiled_dx, dkernel, dbias)
+    else:
+        _dilated_backward(x, kernel, dy, geo, groups, compiled_dx, dkernel, dbias)
+    if compute_dx and not finite:
+        dx[...] = reference.conv2d_backward(x, kernel, dy, strides, padding,
+                                            dilation_rate=dilation_rate, groups=groups)[0]
+    return dx, dkernel, dbias
 
+
+def _is_dilated(geo):
+    return geo.dilation_h > 1 or geo.dilation_w > 1
+
+
+Phase = collections.namedtuple("Phase", "out_rows out_cols x_rows x_cols in_rows in_cols shape geo")
+Phase.__doc__ = """One phase of a dilated convolution (see _dilation_phases): its outputs
+y[:, out_rows, out_cols]; its input, of ``shape``, is zero but for
+[:, in_rows, in_cols] = x[:, x_rows, x_cols]; ``geo``: its undilated Geometry."""
+
+
+def _axis_phases(out_size, dilation, pad, size, taps):
+    """The phases of a stride-1 convolution along one axis: for each a <
+    dilation with outputs, (outputs a::dilation, their count, the phase
+    input length, the slice of x it holds, where that lands in the phase)."""
+    for a in range(min(dilation, out_size)):
+        outputs = len(range(a, out_size, dilation))
+        length = outputs + taps - 1  # positions a + t * dilation of the padded grid
+        start = a - pad  # the x index of t = 0
+        lo = max(0, -(start // dilation))
+        hi = max(lo, min(length, -((start - size) // dilation)))
+        held = (slice(start + lo * dilation, start + (hi - 1) * dilation + 1, dilation)
+                if hi > lo else slice(0, 0))
+        yield slice(a, None, dilation), outputs, length, held, slice(lo, hi)
+
+
+def _dilation_phases(x_shape, kernel_shape, geo):
+    """A stride-1 convolution whose taps are (dh, dw) apart, split exactly
+    into undilated 'valid' ones: outputs [a::dh, b::dw] read only the rows
+    a::dh and columns b::dw of the padded input, with the undilated kernel.
+    Yields a Phase for each (a, b) that has outputs: at most dh * dw
+    compiled calls, on inputs that hold each cell of x once, padding
+    included only where a window reaches it."""
+    rows = _axis_phases(geo.out_h, geo.dilation_h, geo.pad_top, x_shape[1], kernel_shape[0])
+    cols = list(_axis_phases(geo.out_w, geo.dilation_w, geo.pad_left, x_shape[2],
+                             kernel_shape[1]))
+    for out_rows, out_h, height, x_rows, in_rows in rows:
+        for out_cols, out_w, width, x_cols, in_cols in cols:
+            yield Phase(out_rows, out_cols, x_rows, x_cols, in_rows, in_cols,
+                        (x_shape[0], height, width, x_shape[3]),
+                        Geometry(out_h, out_w, 1, 1, 0, 0))
+
+
+def _phase_input(x, phase):
+    """The input of ``phase``, in a scratch array."""
+    phase_x = _workspace.get("phase_x", phase.shape, x.dtype)
+    phase_x.fill(0)
+    phase_x[:, phase.in_rows, phase.in_cols] = x[:, phase.x_rows, phase.x_cols]
+    return phase_x
+
+
+def _dilated_backward(x, kernel, dy, geo, groups, dx, dkernel, dbias):
+    """conv2d_backward of a dilated convolution, phase by phase (see
+    _dilation_phases): the kernel and bias gradients are the phases' sums;
+    each cell of x is in one phase, which gives its gradient (zero for the
+    cells of phases without outputs)."""
+    phase_dkernel = _workspace.get("phase_dkernel", kernel.shape, x.dtype)
+    phase_dbias = _workspace.get("phase_dbias", dbias.shape, x.dtype)
+    dkernel.fill(0)
+    dbias.fill(0)
+    if dx is not None:
+        dx.fill(0)
+    for phase in _dilation_phases(x.shape, kernel.shape, geo):
+        phase_dx = None if dx is None else _workspace.get("phase_dx", phase.shape, x.dtype)
+        _grouped_backward(_phase_input(x, phase), kernel,
+                          np.ascontiguousarray(dy[:, phase.out_rows, phase.out_cols]),
+                          phase.geo, groups, phase_dx, phase_dkernel, phase_dbias)
+        dkernel += phase_dkernel
+        dbias += phase_dbias
+        if dx is not None:
+            dx[:, phase.x_rows, phase.x_cols] = phase_dx[:, phase.in_rows, phase.in_cols]
+
+
+def _channel_block(array, channels, name):
+    """array[..., channels] copied into a C-contiguous scratch array."""
+    block = _workspace.get(name, array[..., channels].shape, array.dtype)
+    np.copyto(block, array[..., channels])
+    return block
+
+
+def _grouped_forward(x, kernel, bias, geo, groups, relu, y):
+    """y = the undilated convolution of x, one compiled call per group."""
+    if groups == 1:
+        _forward(x, kernel, bias, geo, relu, y)
+        return
+    for inputs, outputs in group_channels(kernel.shape, groups):
+        group_y = _workspace.get("group_y", y[..., outputs].shape, y.dtype)
+        _forward(_channel_block(x, inputs, "group_x"),
+                 _channel_block(kernel, outputs, "group_kernel"),
+                 None if bias is None else _channel_block(bias, outputs, "group_bias"), geo,
+                 relu, group_y)
+        y[..., outputs] = group_y
+
+
+def _grouped_backward(x, kernel, dy, geo, groups, dx, dkernel, dbias):
+    """Fills dkernel, dbias and dx (unless None) for an undilated convolution
+    given dy (ReLU already undone), one compiled call per group."""
+    if groups == 1:
+        _backward(x, kernel, dy, geo, dx, dkernel, dbias)
+        return
+    for inputs, outputs in group_channels(kernel.shape, groups):
+        group_dx = None if dx is None else _workspace.get("group_dx", dx[..., inputs].shape,
+                                                          dx.dtype)
+        _backward(_channel_block(x, inputs, "group_x"),
+                  _channel_block(kernel, outputs, "group_kernel"),
+                  _channel_block(dy, outputs, "group_dy"), geo, group_dx, dkernel[..., outputs],
+                  dbias[outputs])
+        if dx is not None:
+            dx[..., inputs] = group_dx
+
+
+def _forward(x, kernel, bias, geo, relu, y):
+    """y = the undilated, ungrouped convolution of x (finite kernel)."""
+    if bias is not None:
+        bias = _padded_channels(bias, "bias")
+    threads = _threads_for(y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2])
+    _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, geo.stride_h, geo.stride_w,
+                  1, 1, geo.pad_top, geo.pad_left, relu, threads)
+
+
+def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
+    """Fills dkernel, dbias (arrays or views) and dx (C-contiguous, unless
+    None) for an undilated, ungrouped convolution with a finite kernel."""
+    kh, kw, cin, cout = kernel.shape
+    threads = _threads_for(dy.size * kh * kw * cin)
     padded_dy = _padded_channels(dy, "dy")
     parts = _workspace.get("parts", (threads, kh * kw * cin + 1, padded_dy.shape[3]), x.dtype)
     parts.fill(0)
@@ -158,12 +309,8 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     summed = parts[0] if threads == 1 else np.sum(parts, axis=0)
     dkernel[...] = summed[:-1, :cout].reshape(kernel.shape)
     dbias[...] = summed[-1, :cout]
-
-    if not compute_dx:
-        return None, dkernel, dbias
-    if not np.isfinite(kernel).all():
-        dx[...] = reference.conv2d_backward(x, kernel, dy, strides, padding)[0]
-        return dx, dkernel, dbias
+    if dx is None:
+        return
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
     flipped = _workspace.get("flipped", (kh, kw, cout, cin), x.dtype)
@@ -171,6 +318,60 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, 1, 1,
                   geo.stride_h, geo.stride_w, kh - 1 - geo.pad_top, kw - 1 - geo.pad_left,
                   False, threads)
+
+
+def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid",
+                             dilation_rate=(1, 1), out=None):
+    """Depthwise 2-D convolution: x (N, H, W, C), kernel (KH, KW, C, M),
+    bias (C * M,) or None -> y (N, OH, OW, C * M), whose channel c * M + m is
+    input channel c convolved with kernel[:, :, c, m] (Keras's order)."""
+    x, kernel, geo = check_depthwise_conv2d(x, kernel, strides, padding, dilation_rate)
+    kh, kw, channels, multiplier = kernel.shape
+    bias = check_bias(bias, kernel, channels * multiplier)
+    y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, channels * multiplier),
+                  x.dtype, (x, kernel, bias))
+    if not np.isfinite(kernel).all():
+        y[...] = reference.depthwise_conv2d_forward(x, kernel, bias, strides, padding,
+                                                    dilation_rate)
+        return y
+    _depthwise.forward(x, kernel, bias, y, geo.stride_h, geo.stride_w, geo.dilation_h,
+                       geo.dilation_w, geo.pad_top, geo.pad_left, _threads_for(y.size * kh * kw))
+    return y
+
+
+def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
+                              dilation_rate=(1, 1), compute_dx=True, out=None):
+    """Gradients of ``depthwise_conv2d_forward`` given dy = dL/dy (N, OH, OW, C * M).
+
+    Returns (dx, dkernel, dbias) shaped like x, kernel and (C * M,); dx is
+    None when ``compute_dx`` is False.  ``out`` may give the three arrays to
+    fill (dx may be None).  The kernel gradient is summed in per-thread
+    parts over contiguous shares of the images, then added up: deterministic
+    for a given thread count."""
+    x, kernel, geo = check_depthwise_conv2d(x, kernel, strides, padding, dilation_rate)
+    kh, kw, channels, multiplier = kernel.shape
+    width = channels * multiplier
+    dy = check_output_gradient(dy, x, width, geo)
+    dx_out, dk_out, db_out = (None, None, None) if out is None else out
+    dkernel = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype, (x, kernel, dy))
+    dbias = check_out(db_out, "out[2] (dbias)", (width,), x.dtype, (x, kernel, dy, dkernel))
+    dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
+                   (x, kernel, dy, dkernel, dbias)) if compute_dx else None
+    threads = _threads_for(dy.size * kh * kw)
+    parts = _workspace.get("depthwise_parts", (threads, (kh * kw + 1) * width), x.dtype)
+    parts.fill(0)
+    _depthwise.kernel_gradient(x, dy, parts, kh, kw, geo.stride_h, geo.stride_w,
+                               geo.dilation_h, geo.dilation_w, geo.pad_top, geo.pad_left,
+                               threads)
+    summed = parts[0] if threads == 1 else np.sum(parts, axis=0)
+    dkernel[...] = summed[:-width].reshape(kernel.shape)
+    dbias[...] = summed[-width:]
+    if not np.isfinite(dy).all():
+        dkernel[...] = reference.depthwise_conv2d_backward(x, kernel, dy, strides, padding,
+                                                           dilation_rate, compute_dx=False)[1]
+    if compute_dx:
+        _depthwise.input_gradient(kernel, dy, dx, geo.stride_h, geo.stride_w, geo.dilation_h,
+                                  geo.dilation_w, geo.pad_top, geo.pad_left, threads)
     return dx, dkernel, dbias
 
 
@@ -192,4 +393,28 @@ def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     dx = check_out(out, "out", x.shape, x.dtype, (x, dy))
     _pool.backward(x, dy, dx, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
                    geo.pad_top, geo.pad_left, _threads_for(x.size))
+    return dx
+
+
+def avg_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=None):
+    """2-D average pooling: x (N, H, W, C) -> (N, OH, OW, C); strides default
+    to pool_size.  A 'same' window averages only its cells inside the input,
+    as TensorFlow and Keras do."""
+    x, pool_size, geo = check_pool(x, pool_size, strides, padding)
+    y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype, (x,))
+    _pool.average_forward(x, y, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
+                          geo.pad_top, geo.pad_left, _threads_for(y.size * pool_size[0]
+                                                                  * pool_size[1]))
+    return y
+
+
+def avg_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", out=None):
+    """Gradient of ``avg_pool2d_forward``: dy (N, OH, OW, C) -> dx shaped like
+    x; each window's dy is shared equally among its cells inside the input."""
+    x, pool_size, geo = check_pool(x, pool_size, strides, padding)
+    dy = check_output_gradient(dy, x, x.shape[3], geo)
+    dx = check_out(out, "out", x.shape, x.dtype, (x, dy))
+    _pool.average_backward(dy, dx, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
+                           geo.pad_top, geo.pad_left, _threads_for(dy.size * pool_size[0]
+                                                                   * pool_size[1]))
     return dx

@@ -9,22 +9,13 @@ One module per family, as Keras: ``core`` (Dense, Activation), ``convolutional``
 
 from .advanced_activations import ELU, LeakyReLU, ReLU, Softmax
 from .base import LAYERS, Layer, deserialize, serialize
-from .convolutional import Conv2D
+from .convolutional import Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense
 from .global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
 from .input_layer import Input, InputLayer
 from .merging import (Add, Average, Concatenate, Maximum, Merge, Minimum, Multiply, Subtract, add,
                       concatenate)
 from .normalization import BatchNormalization
-from .pooling import MaxPooling2D
+from .pooling import AveragePooling2D, MaxPooling2D
 from .regularization import Dropout, GaussianDropout, GaussianNoise, SpatialDropout2D
 from .reshaping import Cropping2D, Flatten, Permute, Reshape, UpSampling2D, ZeroPadding2D
-
-__all__ = ["LAYERS", "Layer", "deserialize", "serialize", "Input", "InputLayer", "Conv2D",
-           "Dense", "Activation", "MaxPooling2D", "GlobalAveragePooling2D",
-           "GlobalMaxPooling2D", "BatchNormalization", "Dropout", "SpatialDropout2D",
-           "GaussianNoise", "GaussianDropout", "Flatten", "Reshape", "Permute",
-           "ZeroPadding2D", "Cropping2D", "UpSampling2D", "ReLU", "LeakyReLU", "ELU",
-           "Softmax",
-           "Merge", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
-           "Concatenate", "add", "concatenate"]

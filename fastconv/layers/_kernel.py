@@ -17,6 +17,8 @@ class KernelLayer(Layer):
 
     strides = (1, 1)
     padding = "valid"
+    dilation_rate = (1, 1)
+    groups = 1
     fused_activations = (activations.relu,)
 
     def __init__(self, activation, use_bias, kernel_initializer, bias_initializer,
@@ -52,7 +54,8 @@ class KernelLayer(Layer):
         z = self.activation_input(x) if activation.needs_input else y
         kernels().conv2d_forward(self.as_images(x), self.as_hwio(self.params["kernel"]),
                                  self.params.get("bias"), self.strides, self.padding,
-                                 activation="relu" if fused else None, out=self.as_images(z))
+                                 activation="relu" if fused else None, out=self.as_images(z),
+                                 dilation_rate=self.dilation_rate, groups=self.groups)
         return y if fused else activation.forward(z, y)
 
     def activation_input(self, x):
@@ -70,7 +73,7 @@ class KernelLayer(Layer):
             self.padding, compute_dx=need_input_grad, activation="relu" if fused else None,
             y=self.as_images(y) if fused else None,
             out=(dx if dx is None else self.as_images(dx), self.as_hwio(self.grads["kernel"]),
-                 dbias))
+                 dbias), dilation_rate=self.dilation_rate, groups=self.groups)
         return dx
 
     def get_config(self):
