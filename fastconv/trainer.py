@@ -72,10 +72,12 @@ class Trainer:
         specs = (loss, loss_weights, metrics)
         if self.built:
             resolved = self._resolve(*specs)
-        else:  # resolved when the first data build the model; the loss names are checked now
-            for item in (loss.values() if isinstance(loss, dict) else
-                         loss if isinstance(loss, (list, tuple)) else [loss]):
+        else:  # resolved when the first data build the model; the names are checked now
+            for item in _flat(loss):
                 losses.get(item)
+            for item in _flat(metrics):
+                if not (isinstance(item, str) and item.lower() in ("accuracy", "acc")):
+                    metrics_module.get(item)
             resolved = None
         self.optimizer, self.loss, self._compile_specs = optimizer, loss, specs
         self._set_resolved(resolved)
@@ -546,6 +548,19 @@ def _per_output(spec, names, what, convert, broadcast=True):
         return [None if spec is None else convert(spec) for _ in names]
     raise ValueError(f"the model has {len(names)} outputs: give {what} as a list or a dict "
                      f"by output name ({names})")
+
+
+def _flat(spec):
+    """The items of a compile argument: one, a list, a dict, or lists within
+    them (None stands for no item at the top only)."""
+    if spec is None:
+        return []
+    if isinstance(spec, dict):
+        spec = list(spec.values())
+    if not isinstance(spec, (list, tuple)):
+        return [spec]
+    return [item for part in spec
+            for item in (_flat(part) if isinstance(part, (list, tuple, dict)) else [part])]
 
 
 def _as_list(item):

@@ -792,8 +792,9 @@ OPTIMIZER = dict(good=["sgd", "adam", "rmsprop", "SGD", "Adam"],
                  bad=["adagard", "", 1, None, ["sgd"], b"sgd"])
 LOSS = dict(good=["sparse_categorical_crossentropy", "categorical_crossentropy"],
             bad=["log_cosh", None, 1, "Sparse_Categorical_Crossentropy", ""], either=["mse"])
-METRICS = dict(good=[None, [], ["accuracy"], "acc", ("accuracy",), ["mse"]],
-               bad=["foo", [1], 5, ["accuracy", None]])
+METRICS = dict(good=[None, [], ["accuracy"], "acc", ("accuracy",)],
+               bad=["foo", [1], 5, ["accuracy", None]],
+               either=[["mse"]])  # mse of class indices against probabilities: label shapes vary
 EPOCHS = dict(good=[0, 1, 2, np.int64(1)], bad=[-1, 1.0, True, "1", None, [1]])
 SPLIT = dict(good=[0, 0.0], bad=[1, 1.0, -0.1, nan, True, "0.2", None], either=[0.5, 0.25])
 VERBOSE_ARG = dict(good=[0, 0, 2, "auto", 1], bad=[3, -1, True, "yes", None, 0.5, "0"])
