@@ -53,6 +53,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     the shuffled files for validation; shuffling with a split needs a
     ``seed``.  The dataset has ``class_names`` and ``file_paths``.
     """
+    image_utils.pil_image()  # fail now, not when the dataset is read, without Pillow
     num_channels, interpolation, image_size = _check_arguments(
         labels, label_mode, class_names, color_mode, image_size, interpolation,
         crop_to_aspect_ratio, pad_to_aspect_ratio, data_format)

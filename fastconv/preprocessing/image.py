@@ -17,7 +17,8 @@ import numpy as np
 
 from .._checks import as_pair, check_choice, check_int, check_number
 from ..image_dataset import list_image_files
-from ..image_utils import COLOR_MODES, array_to_img, img_to_array, load_img, save_img
+from ..image_utils import (COLOR_MODES, array_to_img, img_to_array, load_img, pil_image,
+                           save_img)
 from ..utils import random_generator
 
 __all__ = ["ImageDataGenerator", "Iterator", "NumpyArrayIterator", "DirectoryIterator",
@@ -183,6 +184,7 @@ class DirectoryIterator(Iterator):
                  color_mode="rgb", classes=None, class_mode="categorical", batch_size=32,
                  shuffle=True, seed=None, follow_links=False, subset=None,
                  interpolation="nearest", keep_aspect_ratio=False, dtype=None):
+        pil_image()  # fail now, not when the first batch is read, without Pillow
         self.directory = directory
         self.image_data_generator = image_data_generator
         self.target_size = as_pair(target_size, "target_size")
