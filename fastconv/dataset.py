@@ -135,9 +135,9 @@ class Dataset:
     def skip(self, count):
         """All but the first ``count`` elements (none for -1)."""
         count = check_int(count, "count", minimum=-1)
-        known = self._cardinality
         if count == -1:
-            return Dataset(lambda: iter(()), 0 if known != INFINITE_CARDINALITY else known)
+            return Dataset(lambda: iter(()), 0)
+        known = self._cardinality
         cardinality = known if known < 0 else max(known - count, 0)
         return Dataset(lambda: itertools.islice(self, count, None), cardinality)
 

@@ -122,7 +122,7 @@ def _check_arguments(labels, label_mode, class_names, color_mode, image_size, in
             raise ValueError(f'You can only pass `class_names` if `labels="inferred"`. '
                              f"Received: labels={labels}, and class_names={class_names}")
     check_choice(label_mode, "label_mode", LABEL_MODES)
-    num_channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[
+    num_channels = image_utils.CHANNELS[
         check_choice(color_mode, "color_mode", image_utils.COLOR_MODES)]
     if isinstance(interpolation, str) and interpolation.lower() in (
             "lanczos5", "gaussian", "mitchellcubic"):

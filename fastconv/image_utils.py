@@ -15,7 +15,8 @@ import numpy as np
 from ._checks import as_pair, check_choice
 
 INSTALL_HINT = 'pip install "fastconv[images]"'
-COLOR_MODES = ("grayscale", "rgb", "rgba")
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}  # of each color mode
+COLOR_MODES = tuple(CHANNELS)
 # Resampling filters of Pillow by the names Keras's load_img accepts.
 PIL_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "hamming", "box", "lanczos")
 

@@ -456,7 +456,7 @@ def test_flow_batches_rescale_and_endless_next():
     np.testing.assert_array_equal(batch_y, [0, 1])
     assert [len(next(flow)[1]) for _ in range(5)] == [2, 1, 2, 1, 2]
     assert [b[1].tolist() for b in (flow[0], flow[1])] == [[0, 1], [2]]
-    with pytest.raises(IndexError):
+    with pytest.raises(ValueError, match="has length 2"):
         flow[2]
     assert next(ImageDataGenerator().flow(x, batch_size=3, shuffle=False)).shape == (3, 2, 2, 1)
     with pytest.raises(ValueError, match="rank 4"):

@@ -17,8 +17,8 @@ import numpy as np
 
 from .._checks import as_pair, check_choice, check_int, check_number
 from ..image_dataset import list_image_files
-from ..image_utils import (COLOR_MODES, array_to_img, img_to_array, load_img, pil_image,
-                           save_img)
+from ..image_utils import (CHANNELS, COLOR_MODES, PIL_INTERPOLATIONS, array_to_img,
+                           img_to_array, load_img, pil_image, save_img)
 from ..utils import random_generator
 
 __all__ = ["ImageDataGenerator", "Iterator", "NumpyArrayIterator", "DirectoryIterator",
@@ -70,7 +70,7 @@ class Iterator:
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
-            raise IndexError(f"Asked to retrieve element {index}, but the Sequence has length "
+            raise ValueError(f"Asked to retrieve element {index}, but the Sequence has length "
                              f"{len(self)}")
         with self.lock:
             rng = self._next_rng()
@@ -189,13 +189,12 @@ class DirectoryIterator(Iterator):
         self.image_data_generator = image_data_generator
         self.target_size = as_pair(target_size, "target_size")
         self.color_mode = check_choice(color_mode, "color_mode", COLOR_MODES)
-        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
-        self.image_shape = self.target_size + (channels,)
+        self.image_shape = self.target_size + (CHANNELS[color_mode],)
         if class_mode not in CLASS_MODES:
             raise ValueError(f"Invalid class_mode: {class_mode}; expected one of: "
                              f"{set(CLASS_MODES)}")
         self.class_mode = class_mode
-        self.interpolation = interpolation
+        self.interpolation = check_choice(interpolation, "interpolation", PIL_INTERPOLATIONS)
         self.keep_aspect_ratio = keep_aspect_ratio
         self.dtype = np.dtype(dtype or "float32")
         self.subset = check_choice(subset, "subset", ("training", "validation", None))
@@ -209,7 +208,8 @@ class DirectoryIterator(Iterator):
         self.class_indices = dict(zip(classes, range(len(classes))))
         self.filenames, labels = [], []
         for index, name in enumerate(classes):
-            found = list_image_files(os.path.join(directory, name), WHITE_LIST_FORMATS, follow_links)
+            found = list_image_files(os.path.join(directory, name), WHITE_LIST_FORMATS,
+                                     follow_links)
             found = found[int(fraction[0] * len(found)):int(fraction[1] * len(found))]
             self.filenames += [os.path.join(name, path) for path in found]
             labels += [index] * len(found)
