@@ -54,7 +54,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     ``seed``.  The dataset has ``class_names`` and ``file_paths``.
     """
     image_utils.pil_image()  # fail now, not when the dataset is read, without Pillow
-    num_channels, interpolation, image_size = _check_arguments(
+    interpolation, image_size = _check_arguments(
         labels, label_mode, class_names, color_mode, image_size, interpolation,
         crop_to_aspect_ratio, pad_to_aspect_ratio, data_format)
     if batch_size is not None:
@@ -111,7 +111,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
 
 def _check_arguments(labels, label_mode, class_names, color_mode, image_size, interpolation,
                      crop_to_aspect_ratio, pad_to_aspect_ratio, data_format):
-    """Keras's checks; returns (channels, Pillow interpolation, (height, width))."""
+    """Keras's checks; returns (Pillow's interpolation, (height, width))."""
     if labels not in ("inferred", None):
         if not isinstance(labels, (list, tuple)):
             raise ValueError("`labels` argument should be a list/tuple of integer labels, of the "
@@ -122,21 +122,20 @@ def _check_arguments(labels, label_mode, class_names, color_mode, image_size, in
             raise ValueError(f'You can only pass `class_names` if `labels="inferred"`. '
                              f"Received: labels={labels}, and class_names={class_names}")
     check_choice(label_mode, "label_mode", LABEL_MODES)
-    num_channels = image_utils.CHANNELS[
-        check_choice(color_mode, "color_mode", image_utils.COLOR_MODES)]
-    if isinstance(interpolation, str) and interpolation.lower() in (
-            "lanczos5", "gaussian", "mitchellcubic"):
-        raise ValueError(f"interpolation={interpolation!r} has no Pillow filter; fastconv "
-                         f"supports {', '.join(repr(name) for name in INTERPOLATIONS)}")
-    interpolation = check_choice(interpolation.lower() if isinstance(interpolation, str)
-                                 else interpolation, "interpolation", tuple(INTERPOLATIONS))
+    check_choice(color_mode, "color_mode", image_utils.COLOR_MODES)
+    name = interpolation.lower() if isinstance(interpolation, str) else interpolation
+    if name not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of "
+                         f"{', '.join(repr(known) for known in INTERPOLATIONS)} (Keras's "
+                         f"'lanczos5', 'gaussian' and 'mitchellcubic' have no Pillow filter), "
+                         f"got {interpolation!r}")
     if crop_to_aspect_ratio and pad_to_aspect_ratio:
         raise ValueError("Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio` can be "
                          "set to `True`.")
     if data_format not in (None, "channels_last"):
         raise ValueError(f"fastconv supports only data_format='channels_last', "
                          f"got {data_format!r}")
-    return num_channels, INTERPOLATIONS[interpolation], as_pair(image_size, "image_size")
+    return INTERPOLATIONS[name], as_pair(image_size, "image_size")
 
 
 def _check_validation_split(validation_split, subset, shuffle, seed):
