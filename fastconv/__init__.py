@@ -12,13 +12,14 @@ which of them the layers run on.
 __version__ = "0.2.0"
 
 from . import (activations, backend, callbacks, datasets, initializers, layers, losses, metrics,
-               models, ops, optimizers, reference, regularizers, utils)
+               models, ops, optimizers, preprocessing, reference, regularizers, utils)
 from .backend import build_info, get_backend, set_backend
 from .layers import Input
 from .models import Model, Sequential, load_model
 from .ops import get_num_threads, set_num_threads
 
 __all__ = ["activations", "backend", "callbacks", "datasets", "initializers", "layers", "losses",
-           "metrics", "models", "ops", "optimizers", "reference", "regularizers", "utils",
+           "metrics", "models", "ops", "optimizers", "preprocessing", "reference", "regularizers",
+           "utils",
            "build_info", "get_backend", "set_backend", "get_num_threads", "set_num_threads",
            "Input", "Model", "Sequential", "load_model", "__version__"]

@@ -187,3 +187,7 @@ def _format_eta(seconds):
     if seconds > 60:
         return f"{seconds // 60}:{seconds % 60:02d}"
     return f"{seconds}s"
+
+
+from .image_dataset import image_dataset_from_directory  # noqa: E402
+from .image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: E402
