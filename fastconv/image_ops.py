@@ -124,12 +124,13 @@ class AffineSampling:
         self.indices = np.empty((taps, pixels), np.intp)
         self.weights = np.empty((taps, pixels), dtype)
         self.fill_weights = np.zeros((pixels, 1), dtype) if fill_mode == "constant" else None
-        per_chunk = max(1, CHUNK_PIXELS // (height * width))
-        self.chunks = [slice(first * height * width, min(first + per_chunk, batch) * height * width)
+        area = height * width
+        per_chunk = max(1, CHUNK_PIXELS // area)
+        # Slices of the flat output pixels, whole images each.
+        self.chunks = [slice(first * area, min(first + per_chunk, batch) * area)
                        for first in range(0, batch, per_chunk)]
         for chunk in self.chunks:
-            self._build(transforms[chunk.start // (height * width):chunk.stop // (height * width)],
-                        chunk)
+            self._build(transforms[chunk.start // area:chunk.stop // area], chunk)
 
     def _build(self, transforms, chunk):
         """Fills the taps of the output pixels ``chunk`` (whole images) for

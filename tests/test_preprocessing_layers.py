@@ -365,7 +365,7 @@ def test_bad_arguments(make, error, match):
 # ------------------------------------------------------------------ model
 
 
-def test_sequential_model_with_augmentation_fits():
+def test_sequential_model_with_augmentation_fits_and_reloads(tmp_path):
     utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input(shape=(12, 12, 3)),
@@ -384,4 +384,10 @@ def test_sequential_model_with_augmentation_fits():
     history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     # Inference skips the augmentation: predictions are deterministic.
-    np.testing.assert_array_equal(model.predict(x, verbose=0), model.predict(x, verbose=0))
+    predictions = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), predictions)
+    model.save(tmp_path / "augmented.keras")
+    reloaded = keras.load_model(tmp_path / "augmented.keras")
+    assert [type(layer).__name__ for layer in reloaded.layers[:3]] == [
+        "RandomFlip", "RandomRotation", "Rescaling"]
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), predictions, rtol=1e-6)
