@@ -2,7 +2,8 @@
 
 One module per family, as Keras: ``core`` (Dense, Activation), ``convolutional``,
 ``pooling``, ``global_pooling``, ``normalization``, ``advanced_activations``,
-``reshaping``, ``regularization``, ``merging``, and ``input_layer`` (Input);
+``reshaping``, ``regularization``, ``merging``, ``preprocessing`` (image
+preprocessing and augmentation), and ``input_layer`` (Input);
 ``base`` holds the ``Layer`` class and the registry ``LAYERS`` that
 ``deserialize`` reads.
 """
@@ -17,5 +18,7 @@ from .merging import (Add, Average, Concatenate, Maximum, Merge, Minimum, Multip
                       concatenate)
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, MaxPooling2D
+from .preprocessing import (CenterCrop, RandomBrightness, RandomContrast, RandomCrop, RandomFlip,
+                            RandomRotation, RandomTranslation, RandomZoom, Rescaling, Resizing)
 from .regularization import Dropout, GaussianDropout, GaussianNoise, SpatialDropout2D
 from .reshaping import Cropping2D, Flatten, Permute, Reshape, UpSampling2D, ZeroPadding2D

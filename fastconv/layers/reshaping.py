@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .._checks import as_pair, check_choice, check_int
+from ..image_ops import resize_matrix, separable_resample
 from .base import LAYERS, Layer, check_image_shape
 
 
@@ -204,21 +205,6 @@ class Cropping2D(Layer):
         return {**super().get_config(), "cropping": [list(side) for side in self.cropping]}
 
 
-def linear_resize_matrix(size, factor, dtype):
-    """The (size * factor, size) matrix of a linear upsampling along one axis,
-    with half-pixel centres and edge clamping (as TensorFlow's and JAX's
-    'bilinear' resize): output i samples input position (i + 0.5) / factor - 0.5."""
-    position = np.clip((np.arange(size * factor) + 0.5) / factor - 0.5, 0, size - 1)
-    below = np.floor(position).astype(np.intp)
-    above = np.minimum(below + 1, size - 1)
-    fraction = position - below
-    matrix = np.zeros((size * factor, size))
-    rows = np.arange(size * factor)
-    np.add.at(matrix, (rows, below), 1 - fraction)
-    np.add.at(matrix, (rows, above), fraction)
-    return matrix.astype(dtype)
-
-
 @LAYERS.register()
 class UpSampling2D(Layer):
     """Enlarges NHWC images by whole factors: (batch, height, width, channels)
@@ -247,17 +233,13 @@ class UpSampling2D(Layer):
 
     def _resize_matrices(self, x):
         """The row and column interpolation matrices for images like ``x``."""
-        return (linear_resize_matrix(x.shape[1], self.size[0], x.dtype),
-                linear_resize_matrix(x.shape[2], self.size[1], x.dtype))
+        return (resize_matrix(x.shape[1], x.shape[1] * self.size[0], "bilinear", x.dtype),
+                resize_matrix(x.shape[2], x.shape[2] * self.size[1], "bilinear", x.dtype))
 
     def call(self, x, training, activation):
-        batch, height, width, channels = x.shape
         if self.interpolation == "nearest":
             return np.repeat(np.repeat(x, self.size[0], axis=1), self.size[1], axis=2)
-        rows, columns = self._resize_matrices(x)
-        tall = rows @ x.reshape(batch, height, width * channels)
-        wide = columns @ tall.reshape(-1, width, channels)
-        return wide.reshape((batch,) + self.output_shape[1:])
+        return separable_resample(x, *self._resize_matrices(x))
 
     def call_backward(self, x, y, dy, activation, need_input_grad):
         if not need_input_grad:
@@ -267,9 +249,7 @@ class UpSampling2D(Layer):
             blocks = dy.reshape(batch, height, self.size[0], width, self.size[1], channels)
             return blocks.sum(axis=(2, 4))
         rows, columns = self._resize_matrices(x)
-        narrow = columns.T @ dy.reshape(-1, width * self.size[1], channels)
-        short = rows.T @ narrow.reshape(batch, height * self.size[0], width * channels)
-        return short.reshape(x.shape)
+        return separable_resample(dy, rows.T, columns.T)
 
     def get_config(self):
         return {**super().get_config(), "size": list(self.size),
