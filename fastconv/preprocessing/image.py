@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from .._checks import as_pair, check_choice, check_int, check_number
+from ..data_adapters import PyDataset
 from ..image_dataset import list_image_files
 from ..image_utils import (CHANNELS, COLOR_MODES, PIL_INTERPOLATIONS, array_to_img,
                            img_to_array, load_img, pil_image, save_img)
@@ -32,7 +33,7 @@ CLASS_MODES = ("categorical", "binary", "sparse", "input", None)
 _EDGE_TOLERANCE = 1e-6
 
 
-class Iterator:
+class Iterator(PyDataset):
     """Batches of ``batch_size`` of ``n`` samples, in a new random order each
     epoch when ``shuffle``; Keras 2's ``Iterator``, read in either of two ways:
 
@@ -45,6 +46,7 @@ class Iterator:
     """
 
     def __init__(self, n, batch_size, shuffle, seed):
+        super().__init__()
         self.n = n
         self.batch_size = check_int(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
