@@ -4,7 +4,7 @@ Training curves (``plot_history``), the channels of intermediate
 activations (``plot_feature_maps``), the input patterns each filter answers
 most (``filter_pattern``, ``plot_filters``), class-activation heatmaps
 (``gradcam_heatmap``, ``plot_gradcam``) and the layer graph
-(``plot_model``, also ``keras.utils.plot_model``).
+(``plot_model``, also ``keras.utils.plot_model``, and ``model_to_figure``).
 
 Every ``plot_*`` function writes an image to ``path`` (PNG, or any format
 matplotlib knows from the file name) and returns the matplotlib Figure.
@@ -286,17 +286,36 @@ def _displayable(image):
 def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
                show_layer_names=True, rankdir="TB", expand_nested=False, dpi=200,
                show_layer_activations=False, show_trainable=False, **kwargs):
-    """Draws ``model``'s layer graph with matplotlib (no Graphviz): one box
-    per layer (its name and class; shapes, dtype, activation, trainable on
-    request), arrows from each layer to the layers that read its output,
-    top to bottom (rankdir 'TB') or left to right ('LR').  Nested models are
-    drawn as one box.
+    """Writes ``model_to_figure``'s drawing of ``model`` to ``to_file`` (any
+    format matplotlib knows from the name) at ``dpi``; Graphviz is not needed.
 
-    Writes ``to_file`` and returns, as Keras, an ``IPython.display.Image`` of
-    it when IPython is installed (and the file is not a PDF), else None.
+    Returns, as Keras, an ``IPython.display.Image`` of the file when IPython
+    is installed and the file is not a PDF, else None.
     """
     if kwargs:
         raise ValueError(f"Unrecognized keyword arguments: {sorted(kwargs)}")
+    figure = model_to_figure(model, show_shapes, show_dtype, show_layer_names, rankdir,
+                             expand_nested, show_layer_activations, show_trainable)
+    figure.savefig(os.fspath(to_file), dpi=dpi)
+    if os.fspath(to_file).lower().endswith(".pdf"):
+        return None
+    try:
+        from IPython import display
+    except ImportError:
+        return None
+    return display.Image(filename=os.fspath(to_file))
+
+
+def model_to_figure(model, show_shapes=False, show_dtype=False, show_layer_names=True,
+                    rankdir="TB", expand_nested=False, show_layer_activations=False,
+                    show_trainable=False):
+    """``model``'s layer graph as a matplotlib Figure (Keras's ``model_to_dot``
+    without Graphviz): one box per layer of ``model.layers`` holding one text
+    (its name and class; shapes, dtype, activation, trainable on request),
+    one arrow (an annotation) from a layer to each layer that reads its
+    output, ranks from top to bottom (rankdir 'TB') or left to right ('LR').
+    Nested models are drawn as one box.
+    """
     if rankdir not in ("TB", "LR"):
         raise ValueError(f"rankdir must be 'TB' or 'LR', got {rankdir!r}")
     if expand_nested:
@@ -314,6 +333,7 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
     box_height = 0.16 * max(label.count("\n") + 1 for label in labels) + 0.25
     centres, size = _box_centres(ranks, box_width, box_height, rankdir)
     figure = plt.figure(figsize=size)
+    plt.close(figure)  # not kept by pyplot: the caller saves or shows it
     ax = figure.add_axes((0, 0, 1, 1), xlim=(0, size[0]), ylim=(size[1], 0))
     ax.axis("off")
     for (x, y), label in zip(centres, labels):
@@ -322,7 +342,7 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
                                     facecolor="#e8eef7", edgecolor="#34495e"))
         ax.text(x, y, label, ha="center", va="center", fontsize=9)
     for source, target in edges:
-        skips = ranks[target] - ranks[source] > 1
+        skips = ranks[target] - ranks[source] > 1  # around the boxes between, not through
         ax.annotate("", xy=_box_side(centres[target], box_width, box_height, rankdir, skips, 1),
                     xytext=_box_side(centres[source], box_width, box_height, rankdir, skips, 0),
                     arrowprops={"arrowstyle": "-|>", "color": "#34495e", "shrinkA": 0,
@@ -331,14 +351,7 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
                                     if skips and rankdir == "TB" else
                                     "arc,angleA=-90,angleB=-90,armA=25,armB=25,rad=8"
                                     if skips else "arc3")})
-    _save(plt, figure, to_file, dpi=dpi)
-    if os.fspath(to_file).lower().endswith(".pdf"):
-        return None
-    try:
-        from IPython import display
-    except ImportError:
-        return None
-    return display.Image(filename=os.fspath(to_file))
+    return figure
 
 
 def _layer_graph(model):
