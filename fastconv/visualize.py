@@ -117,7 +117,8 @@ def plot_feature_maps(model, image, path, layers=None, images_per_row=16):
     width = max(2.0, 0.5 * min(images_per_row, max(a.shape[-1] for a in activations)))
     heights = [width * grid.shape[0] / grid.shape[1] + 0.4 for grid in grids]  # + title
     figure, axes = plt.subplots(len(grids), 1, squeeze=False, layout="constrained",
-                                figsize=(width, round(sum(heights), 2)), height_ratios=heights)
+                                figsize=(width, round(sum(heights), 2)),
+                                gridspec_kw={"height_ratios": heights})
     for ax, layer, grid in zip(axes[:, 0], layers, grids):
         ax.imshow(grid, cmap="viridis", aspect="equal")
         ax.set_title(layer.name)
@@ -172,11 +173,9 @@ def filter_pattern(model, layer, channel, size=None, steps=30, step_size=10.0):
     extractor = _sub_model(model, [output])
     x = utils.random_generator().uniform(0.4, 0.6, (1, height, width, model.input.shape[-1]))
     x = x.astype(model.input.dtype)
-    dy = None
+    dy = np.zeros(extractor(x).shape, x.dtype)  # d mean(activation[..., channel]) / d activation
+    dy[..., channel] = 1.0 / dy[..., channel].size
     for _ in range(steps):
-        if dy is None:
-            dy = np.zeros(extractor(x).shape, x.dtype)
-            dy[..., channel] = 1.0 / (dy[..., channel].size)  # d mean / d activation
         grad = extractor.gradients(x, dy)
         norm = np.sqrt(np.sum(np.square(grad, dtype=np.float64)))
         x += (step_size / max(norm, 1e-12)) * grad
@@ -204,8 +203,8 @@ def plot_filters(model, layer, path, size=None, steps=30, step_size=10.0, filter
         grid[row * (height + margin):row * (height + margin) + height,
              column * (width + margin):column * (width + margin) + width] = pattern
     plt = require_matplotlib()
-    width = max(4.0, 0.6 * per_row)
-    figure = plt.figure(figsize=(width, round(width * rows / per_row + 0.4, 2)),
+    inches = max(4.0, 0.6 * per_row)
+    figure = plt.figure(figsize=(inches, round(inches * rows / per_row + 0.4, 2)),
                         layout="constrained")
     ax = figure.add_subplot()
     ax.imshow(grid if depth == 3 else grid[..., 0], cmap=None if depth == 3 else "gray")
@@ -222,7 +221,8 @@ def gradcam_heatmap(model, image, layer=None, class_index=None):
     ``class_index`` (default: its top class) for one ``image``.
 
     The channels of the layer's output are weighted by the mean over the
-    image of the gradient of the class score (the model's output) with
+    image of the gradient of the class score (the model's output, after its
+    activation: the softmax probability, as in the book) with
     respect to them, summed, passed through ReLU and divided by their
     maximum.  layer: a layer or name with a 4-D output (default: the last
     such layer, the one before the flatten/pooling head).  Returns a float
