@@ -1,6 +1,7 @@
 """fastconv.visualize: training curves, feature maps, filter patterns, Grad-CAM
 and plot_model, and the two examples that draw them."""
 
+import subprocess
 import sys
 
 import numpy as np
@@ -303,6 +304,15 @@ def test_plot_model_writes_the_file_as_keras(tmp_path):
 
 
 # ------------------------------------------------------ matplotlib missing
+
+
+def test_fastconv_imports_without_matplotlib():
+    code = ("import sys\n"
+            "import fastconv as keras\n"
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'\n"
+            "sys.modules['matplotlib'] = None\n"
+            "assert callable(keras.utils.plot_model)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path, capsys):
