@@ -24,7 +24,7 @@ import numpy as np
 import fastconv as keras
 from fastconv import visualize
 from fastconv.datasets import mnist
-from fastconv.examples.mnist import notebook_model
+from fastconv.examples.mnist import _positive_int, notebook_model
 
 
 def parse_args(argv=None):
@@ -33,10 +33,10 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", help="directory of the MNIST files (default: "
                         "load_data's own search, which honours FASTCONV_DATA)")
     parser.add_argument("--output", required=True, help="directory to write the pictures to")
-    parser.add_argument("--train-size", type=int, default=10000,
+    parser.add_argument("--train-size", type=_positive_int, default=10000,
                         help="train on the first N training images (default: 10,000)")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=30,
+    parser.add_argument("--epochs", type=_positive_int, default=1)
+    parser.add_argument("--steps", type=_positive_int, default=30,
                         help="gradient-ascent steps of each filter pattern (default: 30)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
