@@ -2,14 +2,16 @@
 
 Only the imports differ from the Keras notebook.  Run it as
 ``fastconv-mnist`` or ``python -m fastconv.examples.mnist``; ``--help``
-lists the options.  Exit status 1 when ``--min-accuracy`` is not reached.
+lists the options.  Exit status 1 when ``--min-accuracy`` is not reached,
+2 when ``--plots`` cannot plot (matplotlib missing), checked before training.
 """
 
 import argparse
+import os
 import sys
 
 import fastconv
-from fastconv import layers, models
+from fastconv import layers, models, visualize
 from fastconv.datasets import mnist
 from fastconv.utils import set_random_seed, to_categorical
 
@@ -53,6 +55,10 @@ def parse_args(argv=None):
     parser.add_argument("--train-size", type=_positive_int,
                         help="train on the first N training images (default: all 60,000)")
     parser.add_argument("--output", help="save the trained model to this .npz file")
+    parser.add_argument("--plots", metavar="DIR",
+                        help="write the training curves (history.png) and the feature maps of "
+                             "the first test digit (feature_maps.png) into DIR (needs "
+                             "matplotlib)")
     parser.add_argument("--seed", type=int, help="seed of initialisation and shuffling")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2],
                         help="0 silent, 1 progress bar, 2 one line per epoch "
@@ -70,6 +76,13 @@ def main(argv=None):
     if args.seed is not None:
         set_random_seed(args.seed)
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    if args.plots:
+        try:
+            visualize.require_matplotlib()  # before training, not after
+            os.makedirs(args.plots, exist_ok=True)
+        except (ImportError, OSError) as error:
+            print(f"fastconv-mnist: --plots: {error}", file=sys.stderr)
+            return 2
 
     model = notebook_model(show_summaries=True)
 
@@ -80,14 +93,19 @@ def main(argv=None):
     train_labels = to_categorical(train_labels, 10)
     test_labels = to_categorical(test_labels, 10)
 
-    model.fit(train_images, train_labels, epochs=args.epochs, batch_size=args.batch_size,
-              verbose=verbose)
+    history = model.fit(train_images, train_labels, epochs=args.epochs,
+                        batch_size=args.batch_size, verbose=verbose)
     test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=verbose)
     print(f"test_loss: {test_loss:.4f} - test_acc: {test_acc:.4f}")
 
     if args.output:
         model.save(args.output)
         print(f"saved the model to {args.output}")
+    if args.plots:
+        visualize.plot_history(history, os.path.join(args.plots, "history.png"))
+        visualize.plot_feature_maps(model, test_images[0],
+                                    os.path.join(args.plots, "feature_maps.png"))
+        print(f"wrote history.png and feature_maps.png to {args.plots}")
     if args.min_accuracy is not None and test_acc < args.min_accuracy:
         print(f"test accuracy {test_acc:.4f} is below --min-accuracy {args.min_accuracy}",
               file=sys.stderr)
