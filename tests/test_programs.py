@@ -118,7 +118,7 @@ CASES = [
     pytest.param("tf_image_classification_flowers", [
         "Found 20 files belonging to 5 classes.", "Using 16 files for training.",
         "Using 4 files for validation.", "['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips']",
-        "(16, 180, 180, 3)", "(16,)", "0.0 1.0", "Total params: 3,989,285",
+        "(16, 180, 180, 3)", "(16,)", "Total params: 3,989,285",
         "epochs plotted: 1 1 1 1", "percent confidence."],
         id="tf_image_classification_flowers",
         marks=missing("tf_image_classification_flowers")),
@@ -129,7 +129,8 @@ CASES = [
     pytest.param("tf_blog_fashion_mnist_cnn", [
         "x_train shape: (64, 28, 28) y_train shape: (64,)", "48 train set",
         "16 validation set", "Total params: 412,778",
-        "saving model to model.weights.best.keras", "Test accuracy:"],
+        "Number of train data - 64",
+        "saving model to model.weights.best.h5", "Test accuracy:"],
         id="tf_blog_fashion_mnist_cnn"),
 ]
 
@@ -158,3 +159,22 @@ def test_summary_prints_keras3_totals():
     for line in [" Total params: 34,826 (136.04 KB)", " Trainable params: 34,826 (136.04 KB)",
                  " Non-trainable params: 0 (0.00 B)"]:
         assert line in result.stdout.splitlines()
+
+
+
+@pytest.mark.xfail(strict=True, reason="fastconv accepts RMSprop(lr=1e-4), the text of DLWP 5.2, "
+                                       "with a DeprecationWarning; Keras 3 raises ValueError")
+def test_optimizer_lr_keyword_rejected_as_in_keras3():
+    import fastconv
+    # Keras 3's base optimizer: ValueError "Argument(s) not recognized: {'lr': 0.0001}".
+    with pytest.raises(ValueError, match="lr"):
+        fastconv.optimizers.RMSprop(lr=1e-4)
+
+
+@pytest.mark.xfail(strict=True, reason="fastconv accepts ModelCheckpoint('model.weights.best.hdf5'), "
+                                       "the text of the Fashion-MNIST notebook; Keras 3 raises "
+                                       "ValueError (a full-model path must end in .keras or .h5)")
+def test_checkpoint_path_extension_checked_as_in_keras3():
+    import fastconv
+    with pytest.raises(ValueError, match=r"\.keras"):
+        fastconv.callbacks.ModelCheckpoint(filepath="model.weights.best.hdf5")

@@ -22,11 +22,16 @@ import fastconv.datasets
 TRAIN_SAMPLES = 64
 TEST_SAMPLES = 32
 
-# The image folders, as (subfolder, class names, images per class).
+# The image folders, as (subfolder, class names, images per class): the
+# first and second editions of Deep Learning with Python name theirs
+# differently.
 IMAGE_FOLDERS = [
-    ("cats_vs_dogs_small/train", ["cats", "dogs"], 4),
-    ("cats_vs_dogs_small/validation", ["cats", "dogs"], 2),
-    ("cats_vs_dogs_small/test", ["cats", "dogs"], 2),
+    ("cats_and_dogs_small/train", ["cats", "dogs"], 4),
+    ("cats_and_dogs_small/validation", ["cats", "dogs"], 2),
+    ("cats_and_dogs_small/test", ["cats", "dogs"], 2),
+    ("cats_vs_dogs_small/train", ["cat", "dog"], 4),
+    ("cats_vs_dogs_small/validation", ["cat", "dog"], 2),
+    ("cats_vs_dogs_small/test", ["cat", "dog"], 2),
     ("PetImages", ["Cat", "Dog"], 5),
     ("flower_photos", ["daisy", "dandelion", "roses", "sunflowers", "tulips"], 4),
 ]

@@ -1,7 +1,7 @@
 """Deep Learning with Python (2nd ed.), chapter 8.1: a functional-API
 convnet on MNIST, and the same model without max-pooling.
 
-Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/chapter08_intro-to-dl-for-computer-vision.ipynb
+Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/second_edition/chapter08_intro-to-dl-for-computer-vision.ipynb
 Changed: the imports only (``from tensorflow import keras`` -> fastconv).
 """
 

@@ -2,7 +2,7 @@
 scratch with image_dataset_from_directory, ModelCheckpoint, then data
 augmentation layers and Dropout.
 
-Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/chapter08_intro-to-dl-for-computer-vision.ipynb
+Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/second_edition/chapter08_intro-to-dl-for-computer-vision.ipynb
 Changed, besides the imports (``from tensorflow import keras`` -> fastconv):
 the data folder comes from $FASTCONV_PROGRAM_DATA (the notebook first copies
 Kaggle images with os/shutil; left out), the training length is the book's

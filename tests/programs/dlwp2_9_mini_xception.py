@@ -2,7 +2,7 @@
 A mini Xception-like model" (augmentation, Rescaling, SeparableConv2D,
 BatchNormalization, residual connections) on cats vs dogs.
 
-Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/chapter09_part02_modern-convnet-architecture-patterns.ipynb
+Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/second_edition/chapter09_part02_modern-convnet-architecture-patterns.ipynb
 Changed, besides the imports: the data folder comes from
 $FASTCONV_PROGRAM_DATA and the 100 epochs can be shortened by
 $FASTCONV_PROGRAM_EPOCHS (180x180 inputs).  The book prints no summary

@@ -1,7 +1,7 @@
 """Deep Learning with Python (2nd ed.), chapter 9.3.2: a small convnet of
 residual blocks (``residual_block`` with optional pooling).
 
-Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/chapter09_part02_modern-convnet-architecture-patterns.ipynb
+Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/second_edition/chapter09_part02_modern-convnet-architecture-patterns.ipynb
 Changed: the imports only.
 """
 

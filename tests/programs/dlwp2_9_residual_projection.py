@@ -2,7 +2,7 @@
 residual-connection listings: a residual projected by a 1x1 Conv2D when the
 filter count changes, and by a strided 1x1 Conv2D after max-pooling.
 
-Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/chapter09_part02_modern-convnet-architecture-patterns.ipynb
+Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/second_edition/chapter09_part02_modern-convnet-architecture-patterns.ipynb
 Changed: the imports only.  (The book builds these graphs without calling
 anything else on them; the program prints their output shapes.)
 """

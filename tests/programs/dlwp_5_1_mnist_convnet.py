@@ -1,6 +1,6 @@
 """Deep Learning with Python (1st ed.), notebook 5.1 "Introduction to convnets".
 
-Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/5.1-introduction-to-convnets.ipynb
+Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/first_edition/5.1-introduction-to-convnets.ipynb
 Changed: the imports only (``keras`` -> ``fastconv``) and the sample counts
 in the reshapes (the notebook writes 60000 and 10000; ``len(...)`` keeps the
 program correct on the small stand-in data).

@@ -1,14 +1,14 @@
 """Deep Learning with Python (1st ed.), notebook 5.2 "Using convnets with
 small datasets" (cats vs dogs, training from scratch).
 
-Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/5.2-using-convnets-with-small-datasets.ipynb
+Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/first_edition/5.2-using-convnets-with-small-datasets.ipynb
 Changed, besides the imports (``keras`` -> ``fastconv``):
 - the data folder comes from $FASTCONV_PROGRAM_DATA (the notebook first
   copies 2000 Kaggle images into cats_and_dogs_small; that copying is only
   os/shutil and is left out);
 - Keras 3 spellings of calls Keras 3 removed: ``RMSprop(learning_rate=1e-4)``
-  for ``RMSprop(lr=1e-4)``, ``fit`` for ``fit_generator``, ``.keras`` files
-  for ``.h5`` (Keras 3 writes .h5 only through h5py);
+  for ``RMSprop(lr=1e-4)`` (Keras 3 raises "Argument(s) not recognized") and
+  ``fit`` for ``fit_generator``;
 - the training length (epochs, steps_per_epoch, validation_steps) is the
   notebook's unless $FASTCONV_PROGRAM_EPOCHS/$FASTCONV_PROGRAM_STEPS shorten
   it: 150x150 inputs and 100 steps of 20 images are minutes per epoch.
@@ -21,7 +21,7 @@ from fastconv import layers, models, optimizers
 from fastconv.preprocessing import image
 from fastconv.preprocessing.image import ImageDataGenerator
 
-base_dir = os.path.join(os.environ["FASTCONV_PROGRAM_DATA"], "cats_vs_dogs_small")
+base_dir = os.path.join(os.environ["FASTCONV_PROGRAM_DATA"], "cats_and_dogs_small")
 train_dir = os.path.join(base_dir, 'train')
 validation_dir = os.path.join(base_dir, 'validation')
 train_cats_dir = os.path.join(train_dir, 'cats')
@@ -78,7 +78,7 @@ history = model.fit(
     validation_data=validation_generator,
     validation_steps=validation_steps)
 
-model.save('cats_and_dogs_small_1.keras')
+model.save('cats_and_dogs_small_1.h5')
 
 acc = history.history['acc']
 val_acc = history.history['val_acc']
@@ -159,5 +159,5 @@ history = model.fit(
     validation_data=validation_generator,
     validation_steps=validation_steps)
 
-model.save('cats_and_dogs_small_2.keras')
+model.save('cats_and_dogs_small_2.h5')
 print('final val_acc entries:', len(history.history['val_acc']))

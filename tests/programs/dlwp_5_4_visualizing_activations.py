@@ -1,13 +1,12 @@
 """Deep Learning with Python (1st ed.), notebook 5.4 "Visualizing what
 convnets learn", part 1: intermediate activations.
 
-Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/5.4-visualizing-what-convnets-learn.ipynb
+Source: https://github.com/fchollet/deep-learning-with-python-notebooks/blob/master/first_edition/5.4-visualizing-what-convnets-learn.ipynb
 The notebook loads cats_and_dogs_small_2.h5 saved by notebook 5.2; this
 program first builds and saves that model (5.2's second model, untrained) so
 that it stands alone.  Changed, besides the imports: the data folder comes
-from $FASTCONV_PROGRAM_DATA, ``.keras`` for ``.h5`` (Keras 3 writes .h5 only
-through h5py), and the matplotlib figures are replaced by printing what they
-would show (shapes, channel statistics, grid sizes).
+from $FASTCONV_PROGRAM_DATA, and the matplotlib figures are replaced by
+printing what they would show (shapes, channel statistics, grid sizes).
 """
 
 import os
@@ -33,13 +32,13 @@ saved.add(layers.Dropout(0.5))
 saved.add(layers.Dense(512, activation='relu'))
 saved.add(layers.Dense(1, activation='sigmoid'))
 saved.compile(loss='binary_crossentropy', optimizer='rmsprop', metrics=['acc'])
-saved.save('cats_and_dogs_small_2.keras')
+saved.save('cats_and_dogs_small_2.h5')
 
 # The notebook starts here.
-model = load_model('cats_and_dogs_small_2.keras')
+model = load_model('cats_and_dogs_small_2.h5')
 model.summary()  # As a reminder.
 
-test_cats_dir = os.path.join(os.environ["FASTCONV_PROGRAM_DATA"], 'cats_vs_dogs_small', 'test', 'cats')
+test_cats_dir = os.path.join(os.environ["FASTCONV_PROGRAM_DATA"], 'cats_and_dogs_small', 'test', 'cats')
 img_path = os.path.join(test_cats_dir, sorted(os.listdir(test_cats_dir))[0])
 
 # We preprocess the image into a 4D tensor

@@ -5,9 +5,9 @@ keeps the best weights, load_weights and predict.
 Source: https://github.com/margaretmz/deep-learning/blob/master/fashion_mnist_keras.ipynb
 (published on https://medium.com/tensorflow/hello-deep-learning-fashion-mnist-with-keras-50fcff8cd74a)
 Changed, besides the imports (``tf.keras`` -> ``fastconv``): the
-checkpoint file is ``model.weights.best.keras`` for the notebook's
+checkpoint file is ``model.weights.best.h5`` for the notebook's
 ``model.weights.best.hdf5``, because Keras 3's ModelCheckpoint refuses a
-full-model path that does not end in ``.keras``; the 5000 validation
+full-model path that ends in neither ``.keras`` nor ``.h5``; the 5000 validation
 samples it slices off the training set can be lowered by
 $FASTCONV_PROGRAM_VALIDATION_SAMPLES (the stand-in data is small).  The matplotlib figure
 of 15 predictions is replaced by printing them.
@@ -23,6 +23,8 @@ from fastconv.callbacks import ModelCheckpoint
 valid_count = int(os.environ.get("FASTCONV_PROGRAM_VALIDATION_SAMPLES", 5000))
 
 (x_train, y_train), (x_test, y_test) = tf_keras.datasets.fashion_mnist.load_data()
+print("x_train shape:", x_train.shape, "y_train shape:", y_train.shape)
+
 print("x_train shape:", x_train.shape, "y_train shape:", y_train.shape)
 print(x_train.shape[0], 'train set')
 print(x_test.shape[0], 'test set')
@@ -44,6 +46,9 @@ print("y = " + str(label_index) + " " + (fashion_mnist_labels[label_index]))
 
 x_train = x_train.astype('float32') / 255
 x_test = x_test.astype('float32') / 255
+
+print("Number of train data - " + str(len(x_train)))
+print("Number of test data - " + str(len(x_test)))
 
 # Further break training data into train / validation sets (put 5000 into
 # the validation set and keep the rest for training)
@@ -82,7 +87,7 @@ model.compile(loss='categorical_crossentropy',
               optimizer='adam',
               metrics=['accuracy'])
 
-checkpointer = ModelCheckpoint(filepath='model.weights.best.keras', verbose=1,
+checkpointer = ModelCheckpoint(filepath='model.weights.best.h5', verbose=1,
                                save_best_only=True)
 model.fit(x_train,
           y_train,
@@ -92,7 +97,7 @@ model.fit(x_train,
           callbacks=[checkpointer])
 
 # Load the weights with the best validation accuracy
-model.load_weights('model.weights.best.keras')
+model.load_weights('model.weights.best.h5')
 
 score = model.evaluate(x_test, y_test, verbose=0)
 print('\n', 'Test accuracy:', score[1])
