@@ -3,11 +3,12 @@
     python tests/programs/_runner.py tests/programs/<name>.py
 
 The dataset loaders (``fastconv.datasets.<name>.load_data``) are replaced by
-small generated arrays of the real shapes and dtypes, and a temporary folder
-of JPEGs in the layouts the image-folder programs expect is made; its path is
-passed in the environment variable FASTCONV_PROGRAM_DATA.  The program then
-runs as ``__main__`` with that folder as the working directory, so the files
-it saves land there too.
+small generated arrays of the real shapes and dtypes (32 training and 16 test
+samples, or the counts in FASTCONV_PROGRAM_SAMPLES="train,test"), and a
+temporary folder of JPEGs in the layouts the image-folder programs expect is
+made; its path is passed in the environment variable FASTCONV_PROGRAM_DATA.
+The program then runs as ``__main__`` with that folder as the working
+directory, so the files it saves land there too.
 """
 
 import os
@@ -19,8 +20,10 @@ import numpy as np
 
 import fastconv.datasets
 
-TRAIN_SAMPLES = 64
-TEST_SAMPLES = 32
+# Stand-in sizes; FASTCONV_PROGRAM_SAMPLES="train,test" sets others for
+# programs that train for many epochs.
+TRAIN_SAMPLES, TEST_SAMPLES = (
+    int(n) for n in os.environ.get("FASTCONV_PROGRAM_SAMPLES", "32,16").split(","))
 
 # The image folders, as (subfolder, class names, images per class): the
 # first and second editions of Deep Learning with Python name theirs

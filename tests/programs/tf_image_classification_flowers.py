@@ -10,7 +10,8 @@ $FASTCONV_PROGRAM_EPOCHS (180x180 inputs), the tutorial's tf.data calls
 as its value -1, ``tf.nn.softmax``/``tf.expand_dims`` become
 ``keras.ops.softmax``/``keras.ops.expand_dims`` (their Keras 3 spellings),
 the TF Lite conversion at the end is left out and the plots are replaced by
-reading what they plot.
+printing what they show (the tutorial calls ``.numpy()`` on the images of
+a batch, as TensorFlow tensors have it).
 """
 
 import os
@@ -50,6 +51,10 @@ val_ds = keras.utils.image_dataset_from_directory(
 
 class_names = train_ds.class_names
 print(class_names)
+
+for images, labels in train_ds.take(1):
+  for i in range(9):
+    print(class_names[labels[i]], images[i].numpy().astype("uint8").shape)
 
 for image_batch, labels_batch in train_ds:
   print(image_batch.shape)
@@ -113,7 +118,7 @@ data_augmentation = keras.Sequential(
 for images, _ in train_ds.take(1):
   for i in range(9):
     augmented_images = data_augmentation(images)
-    print(np.array(augmented_images[0]).astype("uint8").shape)
+    print(augmented_images[0].numpy().astype("uint8").shape)
 
 model = Sequential([
   data_augmentation,
