@@ -37,7 +37,7 @@ def display(array1, array2):
     images1 = array1[indices, :]
     images2 = array2[indices, :]
     for image1, image2 in zip(images1, images2):
-        image1.reshape(28, 28), image2.reshape(28, 28)
+        image1.reshape(28, 28), image2.reshape(28, 28)  # what the example plots
     print("displayed", len(images1), "pairs")
 
 
