@@ -1,5 +1,7 @@
 """``keras.Sequential``: a linear stack of layers, run as a functional graph."""
 
+import numpy as np
+
 from .. import utils
 from ..layers.base import Layer
 from ..layers.input_layer import InputLayer
@@ -48,9 +50,10 @@ class Sequential(Model):
             self._set_graph(self.inputs[0], output)
             return
         self._stack.append(layer)
-        if len(self._stack) == 1 and self._input_layer is None \
-                and layer.declared_input_shape is not None:
-            self._input_layer = InputLayer(shape=layer.declared_input_shape, dtype=layer.dtype)
+        if len(self._stack) == 1 and self._input_layer is None:
+            shape = _known_input_shape(layer)
+            if shape is not None:
+                self._input_layer = InputLayer(shape=shape, dtype=layer.dtype)
         if self._input_layer is not None:
             self._connect(self._input_layer.output)
 
@@ -82,6 +85,16 @@ class Sequential(Model):
                                        dtype=dtype if floating else None)
         self._connect(self._input_layer.output)
 
+    def _symbolic_input_shape(self, tensors):
+        if not self.built and len(tensors) == 1:  # built by its first call, as in Keras
+            self.build(tensors[0].shape, tensors[0].dtype)
+        return super()._symbolic_input_shape(tensors)
+
+    def __call__(self, inputs, training=None):
+        if not self.built and isinstance(inputs, np.ndarray):
+            self.build(inputs.shape, inputs.dtype)
+        return super().__call__(inputs, training)
+
     def _connect(self, inputs):
         x = inputs
         for layer in self._stack:
@@ -110,3 +123,15 @@ class Sequential(Model):
             model.build(config["build_input_shape"])
         return model
 
+
+
+def _known_input_shape(layer):
+    """One sample's shape that ``layer`` takes, when it says: its
+    ``input_shape=`` argument, or the input of a built one-input layer or
+    model; else None."""
+    if layer.declared_input_shape is not None:
+        return layer.declared_input_shape
+    shape = layer.input_shape if layer.built else None
+    if isinstance(shape, tuple) and shape and shape[0] is None:
+        return shape[1:]
+    return None
