@@ -35,7 +35,7 @@ IMAGE_FOLDERS = [
     ("cats_vs_dogs_small/train", ["cat", "dog"], 4),
     ("cats_vs_dogs_small/validation", ["cat", "dog"], 2),
     ("cats_vs_dogs_small/test", ["cat", "dog"], 2),
-    ("PetImages", ["Cat", "Dog"], 5),
+    ("PetImages", ["Cat", "Dog"], 8),
     ("flower_photos", ["daisy", "dandelion", "roses", "sunflowers", "tulips"], 4),
 ]
 
