@@ -46,8 +46,12 @@ KERAS_DEFAULTS = {
     "ragged": [False], "optional": [False], "input_tensor": [None], "input_axes": [None],
     "output_axes": [None], "use_ema": [False], "ema_momentum": [0.99],
     "ema_overwrite_frequency": [None], "loss_scale_factor": [None],
-    "gradient_accumulation_steps": [None], "autocast": [True],
+    "gradient_accumulation_steps": [None], "autocast": [True], "dtype": [None, "float32"],
 }
+# Keys of fastconv layer configs that a Keras 3 constructor lacks, with the
+# value Keras behaves as (SpatialDropout2D has no weights to freeze).
+KERAS_LACKS = {("SpatialDropout2D", "trainable"): (True, False),
+               ("SpatialDropout2D", "activity_regularizer"): (None,)}
 IGNORED_COMPILE_KEYS = ("run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
 
 
@@ -218,12 +222,19 @@ def _dtype_policy(name):
 def _layer_entry(layer):
     """A layer's Keras serialization: its config with Keras's dtype policy and
     nested objects (initializers, regularizers) tagged with their module."""
-    config = {key: value for key, value in layer.get_config().items() if key != "input_shape"}
+    class_name = type(layer).__name__
+    config = {}
+    for key, value in layer.get_config().items():
+        if (class_name, key) not in KERAS_LACKS and key != "input_shape":
+            config[key] = value
+        elif key != "input_shape" and value not in KERAS_LACKS[class_name, key]:
+            raise ValueError(f"layer {layer.name!r}: Keras's {class_name} takes no {key}, so "
+                             f"{key}={value!r} cannot be saved in a Keras file")
     config["dtype"] = _dtype_policy(layer.dtype.name if layer.dtype is not None else "float32")
     for key, value in config.items():
         if isinstance(value, dict) and "class_name" in value:
             config[key] = _tag_module(value, "keras." + key.rsplit("_", 1)[-1] + "s")
-    entry = _keras_object("keras.layers", type(layer).__name__, config)
+    entry = _keras_object("keras.layers", class_name, config)
     if layer.params:
         entry["build_config"] = {"input_shape": list(layer.input_shape)}
     return entry
@@ -503,7 +514,9 @@ def _node_refs(node, layer_name):
     ``[layer, node, tensor, kwargs]``) as fastconv's list of [layer, node, tensor]."""
     if isinstance(node, list):
         return [list(ref[:3]) for ref in node]
-    kwargs = {key: value for key, value in node.get("kwargs", {}).items() if value is not None}
+    # Keras records the training flag of symbolic calls, but fit and predict override it.
+    kwargs = {key: value for key, value in node.get("kwargs", {}).items()
+              if value is not None and key != "training"}
     if kwargs:
         raise ValueError(f"layer {layer_name!r} is called with {kwargs}: fastconv layers take "
                          "no call arguments")
@@ -549,22 +562,18 @@ def load_weights_store(model, store, path):
 
 def load_legacy_weights(model, group, path):
     """Sets ``model``'s weights from the ``model_weights`` group of a legacy
-    .h5 file, matching layers by name; ValueError if it does not fit."""
+    .h5 file: the saved layers that have weights, in order, to the model's
+    (as Keras matches them); ValueError (nothing changes) if they do not fit."""
     _check_flat(model)
-    saved_names = _names(group, "layer_names")
-    weights = {}
-    for layer in model.layers:
-        if not layer.params:
-            continue
-        if layer.name not in saved_names:
-            raise ValueError(f"{path} has no weights for layer {layer.name!r}")
-        layer_group = group[layer.name]
-        names = _names(layer_group, "weight_names")
-        if len(names) != len(layer.params):
-            raise ValueError(f"{path}: layer {layer.name!r} has {len(layer.params)} weights, "
-                             f"the file {len(names)}")
-        weights[layer] = [np.asarray(layer_group[name]) for name in names]
-    _set_weights(model, weights, path)
+    saved = [group[name] for name in _names(group, "layer_names")
+             if name in group and _names(group[name], "weight_names")]
+    ours = [layer for layer in keras_layer_order(model) if layer.params]
+    if len(saved) != len(ours):
+        raise ValueError(f"{path} holds the weights of {len(saved)} layers, model "
+                         f"{model.name!r} has {len(ours)} layers with weights")
+    _set_weights(model, {layer: [np.asarray(layer_group[name])
+                                 for name in _names(layer_group, "weight_names")]
+                         for layer, layer_group in zip(ours, saved)}, path)
 
 
 def _names(group, attribute):
