@@ -3,6 +3,7 @@ through fastconv, the file layout Keras 3.15 writes (checked against files
 real Keras wrote), bad files and names, and, where Keras 3 imports (with
 the torch backend, in a subprocess), exchange with real Keras."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -53,6 +54,30 @@ def functional_model():
     return model
 
 
+def every_layer(layers, Input, Model):  # noqa: N803 (fastconv's or Keras's namespace)
+    """A functional model with every layer class fastconv has."""
+    inputs = Input((8, 8, 2))
+    a = layers.ZeroPadding2D(((1, 0), (0, 1)))(inputs)
+    a = layers.Conv2D(4, 3, strides=2, padding="same", activation="tanh")(a)
+    a = layers.ReLU(max_value=0.5, negative_slope=0.1)(a)
+    b = layers.Cropping2D(((1, 0), (0, 1)))(layers.ZeroPadding2D(((1, 0), (0, 1)))(inputs))
+    b = layers.Conv2D(4, 3, activation="elu", use_bias=False)(b)
+    b = layers.UpSampling2D(2, interpolation="bilinear")(b)
+    b = layers.LeakyReLU(negative_slope=0.2)(layers.MaxPooling2D(3, strides=2)(b))
+    c = layers.Maximum()([layers.Subtract()([a, b]), layers.Multiply()([a, b])])
+    c = layers.Minimum()([layers.Average()([a, b]), c])
+    c = layers.ELU(alpha=0.5)(layers.BatchNormalization(momentum=0.9, epsilon=0.01)(c))
+    c = layers.SpatialDropout2D(0.2)(c)
+    c = layers.GaussianDropout(0.1)(layers.GaussianNoise(0.1)(c))
+    c = layers.Reshape((5, 20))(layers.Permute((2, 1, 3))(c))
+    c = layers.Flatten()(layers.Dense(5, activation="gelu")(c))
+    pooled = layers.Concatenate()([layers.GlobalMaxPooling2D()(a),
+                                   layers.GlobalAveragePooling2D()(b)])
+    c = layers.Activation("sigmoid")(layers.Concatenate()([c, pooled]))
+    c = layers.Dropout(0.1)(c)
+    return Model(inputs, layers.Softmax()(layers.Dense(3)(c)))
+
+
 def trained(model):
     """``model`` after a few steps, so BatchNormalization's statistics moved."""
     rng = np.random.default_rng(0)
@@ -79,7 +104,20 @@ def assert_same_model(loaded, model, same_names=True):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
-@pytest.mark.parametrize("make", [sequential_model, functional_model])
+def every_layer_model():
+    model = every_layer(layers, fk.Input, fk.Model)
+    rng = np.random.default_rng(2)
+    model.set_weights([rng.uniform(-0.5, 0.5, w.shape) for w in model.weights])
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.params["moving_variance"][...] = rng.uniform(0.5, 1.5, layer.params["gamma"].shape)
+    # Keras 3.15 cannot read its own legacy .h5 files compiled with 'mse' (it looks
+    # for keras.metrics.mse): the full name works.
+    model.compile("rmsprop", "mean_squared_error")
+    return model
+
+
+@pytest.mark.parametrize("make", [sequential_model, functional_model, every_layer_model])
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_round_trip_keeps_architecture_weights_and_compile_settings(tmp_path, make, extension):
     model = trained(make())
@@ -319,7 +357,7 @@ KERAS_SCRIPT = textwrap.dedent("""
     join = lambda name: os.path.join(directory, name)
 
     # Files fastconv wrote: Keras loads them and predicts.
-    for name in ("seq", "fun"):
+    for name in ("seq", "fun", "all"):
         x = np.load(join(name + "_x.npy"))
         for extension in (".keras", ".h5"):
             model = keras.models.load_model(join(name + extension))
@@ -345,7 +383,8 @@ KERAS_SCRIPT = textwrap.dedent("""
     sequential = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3),
                                    keras.layers.ReLU(), keras.layers.Flatten(),
                                    keras.layers.Dense(2)])
-    for name, model in (("keras_fun", model), ("keras_seq", sequential)):
+    every = every_layer(keras.layers, keras.Input, keras.Model)
+    for name, model in (("keras_fun", model), ("keras_seq", sequential), ("keras_all", every)):
         x = np.random.default_rng(1).random((5,) + model.input_shape[1:], dtype=np.float32)
         np.save(join(name + "_x.npy"), x)
         np.save(join(name + "_pred.npy"), model.predict(x, verbose=0))
@@ -361,13 +400,14 @@ def keras_exchange(tmp_path_factory):
     wrote its own; skips where Keras 3 (torch backend) does not import."""
     directory = tmp_path_factory.mktemp("keras")
     for name, model in (("seq", trained(sequential_model())),
-                        ("fun", trained(functional_model()))):
+                        ("fun", trained(functional_model())), ("all", every_layer_model())):
         np.save(directory / f"{name}_x.npy", sample(model))
         np.save(directory / f"{name}_pred.npy", model.predict(sample(model), verbose=0))
         model.save(directory / f"{name}.keras")
         model.save(directory / f"{name}.h5")
     environment = {**os.environ, "KERAS_BACKEND": "torch"}
-    result = subprocess.run([sys.executable, "-c", KERAS_SCRIPT, str(directory)],
+    script = inspect.getsource(every_layer) + KERAS_SCRIPT
+    result = subprocess.run([sys.executable, "-c", script, str(directory)],
                             capture_output=True, text=True, env=environment, timeout=600)
     if result.returncode == 3:
         pytest.skip("keras (with the torch backend) is not installed")
@@ -375,16 +415,16 @@ def keras_exchange(tmp_path_factory):
     return directory
 
 
-@pytest.mark.parametrize("name", ["seq", "fun"])
+@pytest.mark.parametrize("name", ["seq", "fun", "all"])
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_keras_loads_fastconv_files_and_predicts_the_same(keras_exchange, name, extension):
     np.testing.assert_allclose(np.load(keras_exchange / f"{name}{extension}_keras.npy"),
                                np.load(keras_exchange / f"{name}_pred.npy"), atol=1e-5)
-    expected = "SGD" if name == "seq" else "Adam"
+    expected = {"seq": "SGD", "fun": "Adam", "all": "RMSprop"}[name]
     assert (keras_exchange / f"{name}{extension}_keras.txt").read_text() == expected
 
 
-@pytest.mark.parametrize("name", ["keras_seq", "keras_fun"])
+@pytest.mark.parametrize("name", ["keras_seq", "keras_fun", "keras_all"])
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_fastconv_loads_keras_files_and_predicts_the_same(keras_exchange, name, extension):
     model = fk.models.load_model(keras_exchange / f"{name}{extension}")
@@ -397,7 +437,7 @@ def test_fastconv_loads_keras_files_and_predicts_the_same(keras_exchange, name, 
         assert model._compile_specs[0] == "categorical_crossentropy"
 
 
-@pytest.mark.parametrize("name", ["keras_seq", "keras_fun"])
+@pytest.mark.parametrize("name", ["keras_seq", "keras_fun", "keras_all"])
 def test_fastconv_loads_keras_weights_files(keras_exchange, name):
     model = fk.models.load_model(keras_exchange / f"{name}.keras")
     for weights in model.weights:
