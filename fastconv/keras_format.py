@@ -14,8 +14,10 @@
 Reading translates Keras's configs to fastconv's constructors: a key
 fastconv lacks is dropped when it holds Keras's default, and ValueError
 names the layer and key otherwise (and names a layer class fastconv lacks).
-Optimizer state is neither written nor read: a loaded model is compiled
-with a fresh optimizer.  Needs h5py, the ``keras-format`` extra.
+The optimizer state is stored as Keras lists ``optimizer.variables``:
+iterations, the learning rate (unless a schedule), the slots of each
+trained weight (e.g. Adam's momentum and velocity) and Nadam's product of
+momentum factors.  Needs h5py, the ``keras-format`` extra.
 """
 
 import datetime
@@ -23,6 +25,7 @@ import inspect
 import io
 import json
 import re
+import warnings
 import zipfile
 
 import numpy as np
@@ -52,6 +55,15 @@ KERAS_DEFAULTS = {
 # value Keras behaves as (SpatialDropout2D has no weights to freeze).
 KERAS_LACKS = {("SpatialDropout2D", "trainable"): (True, False),
                ("SpatialDropout2D", "activity_regularizer"): (None,)}
+# The order of an optimizer's slots in Keras's variables: one group after
+# another, the slots of a group interleaved weight by weight.
+KERAS_SLOT_GROUPS = {
+    "SGD": [("momentum",)], "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
+    "Adam": [("momentum", "velocity"), ("velocity_hat",)],
+    "AdamW": [("momentum", "velocity"), ("velocity_hat",)], "Adagrad": [("accumulator",)],
+    "Adadelta": [("accumulated_grad", "accumulated_delta_var")],
+    "Adamax": [("momentum", "norm")], "Nadam": [("momentum", "velocity")],
+}
 IGNORED_COMPILE_KEYS = ("run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
 
 
@@ -92,6 +104,11 @@ def weights_file(model):
             for index, value in enumerate(layer.params.values()):
                 group.create_dataset(str(index), data=value)
         store.create_group("vars").attrs["name"] = model.name
+        if model.optimizer is not None:
+            group = store.create_group("optimizer/vars")
+            group.attrs["name"] = model.optimizer.name
+            for index, (_, value) in enumerate(optimizer_variables(model)):
+                group.create_dataset(str(index), data=value)
     return buffer.getvalue()
 
 
@@ -121,6 +138,13 @@ def legacy_h5_file(model):
             for name, value in zip(names, layer.params.values()):
                 group.create_dataset(name, data=value)
         _set_names(weights.create_group("top_level_model_weights"), "weight_names", [])
+        if model.optimizer is not None:
+            group = store.create_group("optimizer_weights")
+            prefix = model.optimizer.name
+            variables = [(f"{prefix}/{name}", value) for name, value in optimizer_variables(model)]
+            _set_names(group, "weight_names", [name for name, _ in variables])
+            for name, value in variables:
+                group.create_dataset(name, data=value)
     return buffer.getvalue()
 
 
@@ -184,6 +208,81 @@ def keras_layer_order(model):
         for tensor in node.inputs:
             node_depth[tensor.node] = max(node_depth.get(tensor.node, 0), depth + 1)
     return sorted(layer_depth, key=lambda layer: (-layer_depth[layer], first_visit[layer]))
+
+
+def optimizer_variables(model):
+    """The state of ``model``'s optimizer as Keras's ``optimizer.variables``
+    lists it: (name, array) pairs for the iterations, the learning rate
+    (unless a schedule or callable), once the optimizer is built the slots
+    of the trained weights (in Keras's order), and Nadam's product of
+    momentum factors."""
+    optimizer = model.optimizer
+    variables = _optimizer_scalars(optimizer)
+    if optimizer.slots is None:
+        return variables
+    slots = _slots_by_weight(model)
+    for group in _slot_groups(optimizer):
+        for layer, weight in slots:
+            variables.extend((f"{layer.name}_{weight}_{slot}", slots[layer, weight][slot])
+                             for slot in group)
+    if type(optimizer).__name__ == "Nadam":
+        product = optimizer._u_product_at(optimizer.iterations)
+        variables.append(("u_product", np.array(product, np.float32)))
+    return variables
+
+
+def set_optimizer_variables(model, values, path):
+    """Restores ``model``'s optimizer state from ``values`` (arrays in the
+    order of ``optimizer_variables``).  A file with fewer values than a
+    built optimizer has (the saving optimizer had not been built) restores
+    the iterations and learning rate only; other counts are skipped with a
+    warning, as Keras does."""
+    optimizer = model.optimizer
+    scalars = len(_optimizer_scalars(optimizer))
+    if len(values) > scalars:
+        keys = model._trained_keys()
+        weights = model._weight_arrays()
+        optimizer.build([weights[key] for key in keys])
+        expected = optimizer_variables(model)
+        if len(values) != len(expected) or any(np.shape(value) != np.shape(array)
+                                                for value, (_, array) in zip(values, expected)):
+            optimizer.slots = None
+            warnings.warn(f"{path}: skipping the optimizer state: optimizer "
+                          f"{optimizer.name!r} has {len(expected)} variables whereas the saved "
+                          f"optimizer has {len(values)}", stacklevel=3)
+            return
+        for value, (_, array) in zip(values[scalars:], expected[scalars:]):
+            array[...] = value  # the slots themselves (Nadam's product is recomputed)
+    elif len(values) < scalars:
+        warnings.warn(f"{path}: skipping the optimizer state: it has {len(values)} variables, "
+                      f"optimizer {optimizer.name!r} needs at least {scalars}", stacklevel=3)
+        return
+    optimizer.iterations = int(values[0])
+    if scalars == 2 and np.float32(optimizer.learning_rate) != values[1]:
+        optimizer.learning_rate = float(values[1])  # changed since compile (float32 in the file)
+
+
+def _optimizer_scalars(optimizer):
+    variables = [("iteration", np.array(optimizer.iterations, np.int64))]
+    if not callable(optimizer._learning_rate):
+        variables.append(("learning_rate", np.array(optimizer.learning_rate, np.float32)))
+    return variables
+
+
+def _slots_by_weight(model):
+    """{(layer, weight name): its slots} of the trained weights, in Keras's order."""
+    layers_by_key = {key: (layer, name) for key, layer, name in model._weight_keys()}
+    slots = {layers_by_key[key]: slot for key, slot in zip(model._trained_keys(),
+                                                              model.optimizer.slots)}
+    return {(layer, name): slots[layer, name] for layer in keras_layer_order(model)
+            for name in layer.params if (layer, name) in slots}
+
+
+def _slot_groups(optimizer):
+    groups = KERAS_SLOT_GROUPS.get(type(optimizer).__name__, [(name,) for name in
+                                                               optimizer.slot_names])
+    groups = [tuple(name for name in group if name in optimizer.slot_names) for group in groups]
+    return [group for group in groups if group]
 
 
 def _weight_keys(model):
@@ -540,9 +639,10 @@ def _refs(value):
     return [value] if value and isinstance(value[0], str) else list(value)
 
 
-def load_weights_store(model, store, path):
-    """Sets ``model``'s weights from an open ``.weights.h5`` store; ValueError
-    (nothing changes) if it does not fit."""
+def load_weights_store(model, store, path, optimizer=False):
+    """Sets ``model``'s weights (and with ``optimizer``, its optimizer's
+    state, when both are there) from an open ``.weights.h5`` store;
+    ValueError (no weight changes) if it does not fit."""
     weights = {}
     for key, layer in _weight_keys(model):
         group = store.get(f"layers/{key}/vars")
@@ -558,6 +658,18 @@ def load_weights_store(model, store, path):
                              f"{layer.name!r} has {len(layer.params)} weights")
         weights[layer] = saved
     _set_weights(model, weights, path)
+    group = store.get("optimizer/vars")
+    if optimizer and model.optimizer is not None and group is not None:
+        set_optimizer_variables(model, [np.asarray(group[str(index)])
+                                        for index in range(len(group))], path)
+
+
+def load_legacy_optimizer(model, store, path):
+    """Restores the optimizer state from a legacy .h5 file's ``optimizer_weights``."""
+    group = store.get("optimizer_weights")
+    if model.optimizer is not None and group is not None:
+        set_optimizer_variables(model, [np.asarray(group[name])
+                                        for name in _names(group, "weight_names")], path)
 
 
 def load_legacy_weights(model, group, path):

@@ -89,9 +89,9 @@ class Saving:
 
     def save(self, path):
         """Writes the whole model to ``path`` (atomically): architecture,
-        weights and compile settings, as a Keras ``.keras`` or legacy
-        ``.h5``/``.hdf5`` file, or a fastconv ``.npz`` file (which also keeps
-        the optimizer state); ValueError for other names."""
+        weights, compile settings and optimizer state, as a Keras ``.keras``
+        or legacy ``.h5``/``.hdf5`` file, or a fastconv ``.npz`` file;
+        ValueError for other names."""
         self._require_built("save")
         extension = _extension(path, (".keras", ".h5", ".hdf5", ".npz"))
         if extension is None:
@@ -163,7 +163,7 @@ class Saving:
 
 def load_model(path):
     """The model saved by ``save`` (or by Keras 3): architecture, weights,
-    compile settings (and, from ``.npz`` files, optimizer state).
+    compile settings and optimizer state.
     ValueError if the file is truncated, corrupted, describes what fastconv
     cannot build, or its name ends in none of .keras, .h5, .hdf5, .npz."""
     extension = _extension(path, (".keras", ".h5", ".hdf5", ".npz"))
@@ -174,7 +174,7 @@ def load_model(path):
         config, weights = keras_format.read_keras_archive(path)
         model = keras_format.model_from_keras_config(config, path)
         with keras_format.open_h5(weights, path) as store:
-            keras_format.load_weights_store(model, store, path)
+            keras_format.load_weights_store(model, store, path, optimizer=True)
         return model
     if extension != ".npz":
         return _load_legacy_h5(path)
@@ -196,6 +196,7 @@ def _load_legacy_h5(path):
         if training:
             keras_format.compile_from_keras(model, training, optimizer_key="optimizer_config")
         keras_format.load_legacy_weights(model, store["model_weights"], path)
+        keras_format.load_legacy_optimizer(model, store, path)
     return model
 
 
