@@ -132,19 +132,14 @@ def legacy_h5_file(model):
         weights.attrs["keras_version"] = KERAS_VERSION
         weights.attrs["backend"] = "fastconv"
         for layer in sorted(layers, key=lambda layer: layer.name):
-            group = weights.create_group(layer.name)
-            names = [f"{layer.name}/{name}" for name in layer.params]
-            _set_names(group, "weight_names", names)
-            for name, value in zip(names, layer.params.values()):
-                group.create_dataset(name, data=value)
-        _set_names(weights.create_group("top_level_model_weights"), "weight_names", [])
+            _write_named(weights.create_group(layer.name),
+                         [(f"{layer.name}/{name}", value) for name, value in layer.params.items()])
+        _write_named(weights.create_group("top_level_model_weights"), [])
         if model.optimizer is not None:
-            group = store.create_group("optimizer_weights")
             prefix = model.optimizer.name
-            variables = [(f"{prefix}/{name}", value) for name, value in optimizer_variables(model)]
-            _set_names(group, "weight_names", [name for name, _ in variables])
-            for name, value in variables:
-                group.create_dataset(name, data=value)
+            _write_named(store.create_group("optimizer_weights"),
+                         [(f"{prefix}/{name}", value)
+                          for name, value in optimizer_variables(model)])
     return buffer.getvalue()
 
 
@@ -153,14 +148,13 @@ def model_config(model, compiled, legacy=False):
     'registered_name', 'build_config'}`` plus ``compile_config`` when
     ``compiled`` (and the model is); ``legacy``: the .h5 file's form, with
     only ``class_name`` and ``config``."""
-    sequential = type(model).__name__ == "Sequential"
-    entry = _layer_entry
-    if sequential:
-        layers = [_input_layer_entry(model.inputs[0].node.layer)] if model.built else []
+    _check_flat(model)
+    if type(model).__name__ == "Sequential":
         config = {"name": model.name, "trainable": model.trainable,
                   "dtype": _dtype_policy("float32"),
-                  "layers": layers + [entry(layer) for layer in model.layers],
-                  "build_input_shape": list(model.input_shape) if model.built else None}
+                  "layers": [_input_layer_entry(model.inputs[0].node.layer)]
+                  + [_layer_entry(layer) for layer in model.layers],
+                  "build_input_shape": list(model.input_shape)}
         result = _keras_object("keras", "Sequential", config)
         result["build_config"] = {"input_shape": config["build_input_shape"]}
     else:
@@ -423,6 +417,14 @@ def _compile_config(model):
             "jit_compile": False}
 
 
+def _write_named(group, arrays):
+    """Writes (name, array) pairs into ``group`` and their names to its
+    ``weight_names`` attribute, as legacy .h5 files hold weights."""
+    _set_names(group, "weight_names", [name for name, _ in arrays])
+    for name, value in arrays:
+        group.create_dataset(name, data=value)
+
+
 def _set_names(group, attribute, names):
     """Writes a list of names as Keras does: UTF-8 bytes, an empty float array when empty."""
     group.attrs[attribute] = ([name.encode("utf8") for name in names] if names
@@ -437,17 +439,16 @@ def read_keras_archive(path):
     ValueError if it is damaged or not a Keras archive."""
     try:
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            missing = {CONFIG_FILE, WEIGHTS_FILE} - names
+            missing = {CONFIG_FILE, WEIGHTS_FILE} - set(archive.namelist())
             if missing:
                 raise ValueError(f"{path} is not a Keras model archive: it lacks "
                                  f"{sorted(missing)}")
             config = json.loads(archive.read(CONFIG_FILE))
             weights = archive.read(WEIGHTS_FILE)
+    except FileNotFoundError:
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError,
             json.JSONDecodeError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
         raise ValueError(f"{path} is not a readable .keras file (truncated or corrupted?): "
                          f"{error}") from None
     if not isinstance(config, dict):
@@ -495,27 +496,30 @@ def model_from_keras_config(config, path):
                                        "output_layers": _refs(inner["output_layers"])})
     except (KeyError, TypeError) as error:
         raise ValueError(f"{path} holds an invalid Keras model config: {error!r}") from None
-    compile_config = config.get("compile_config")
-    if compile_config:
-        compile_from_keras(model, compile_config)
+    if config.get("compile_config"):
+        compile_from_keras(model, config["compile_config"], path)
     return model
 
 
-def compile_from_keras(model, compile_config, optimizer_key="optimizer"):
+def compile_from_keras(model, compile_config, path, optimizer_key="optimizer"):
     """Compiles ``model`` as Keras's compile_config (or a legacy
-    training_config, whose optimizer is under 'optimizer_config') says."""
-    extra = {key: value for key, value in compile_config.items()
+    training_config, whose optimizer is under 'optimizer_config') says;
+    ValueError naming ``path`` for settings fastconv cannot honour."""
+    extra = [key for key in compile_config
              if key not in ("optimizer", "optimizer_config", "loss", "loss_weights", "metrics",
-                            "weighted_metrics") + IGNORED_COMPILE_KEYS}
+                            "weighted_metrics") + IGNORED_COMPILE_KEYS]
     if extra or compile_config.get("weighted_metrics"):
-        raise ValueError(f"compile settings {sorted(extra) or ['weighted_metrics']} are not "
+        raise ValueError(f"{path}: compile settings {extra or ['weighted_metrics']} are not "
                          "supported by fastconv")
-    optimizer = compile_config[optimizer_key]
-    if isinstance(optimizer, dict):
-        optimizer = _fastconv_object(optimizers.OPTIMIZERS, optimizer, "optimizer")
-    model.compile(optimizer, _objects(compile_config.get("loss"), losses.LOSSES, "loss"),
-                  compile_config.get("loss_weights"),
-                  _objects(compile_config.get("metrics"), metrics.METRICS, "metric"))
+    try:
+        optimizer = compile_config[optimizer_key]
+        if isinstance(optimizer, dict):
+            optimizer = _fastconv_object(optimizers.OPTIMIZERS, optimizer, "optimizer")
+        model.compile(optimizer, _objects(compile_config.get("loss"), losses.LOSSES, "loss"),
+                      compile_config.get("loss_weights"),
+                      _objects(compile_config.get("metrics"), metrics.METRICS, "metric"))
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path} holds invalid compile settings: {error!r}") from None
 
 
 def _objects(spec, registry, what):

@@ -194,7 +194,7 @@ def _load_legacy_h5(path):
             raise ValueError(f"{path} is not a Keras model file (no model_weights group)")
         model = keras_format.model_from_keras_config(config, path)
         if training:
-            keras_format.compile_from_keras(model, training, optimizer_key="optimizer_config")
+            keras_format.compile_from_keras(model, training, path, "optimizer_config")
         keras_format.load_legacy_weights(model, store["model_weights"], path)
         keras_format.load_legacy_optimizer(model, store, path)
     return model

@@ -367,6 +367,39 @@ def test_what_fastconv_cannot_honour_raises_naming_layer_and_key(tmp_path, edit,
         fk.models.load_model(keras_archive_with_layer(tmp_path, edit))
 
 
+def test_nested_models_raise_a_clear_error(tmp_path):
+    inner = fk.Sequential([fk.Input((3,)), layers.Dense(2)], name="inner")
+    outer = fk.Sequential([fk.Input((3,)), inner, layers.Dense(1)])
+    for save in (outer.save, outer.save_weights):
+        with pytest.raises(ValueError, match=r"contains the models \['inner'\].*nested"):
+            save(tmp_path / ("m.keras" if save == outer.save else "m.weights.h5"))
+
+
+def test_float64_models_round_trip(tmp_path):
+    inputs = fk.Input((4, 4, 1), dtype="float64")
+    model = fk.Model(inputs, layers.Dense(2)(layers.Flatten()(layers.Conv2D(2, 3)(inputs))))
+    model.save(tmp_path / "model.keras")
+    loaded = fk.models.load_model(tmp_path / "model.keras")
+    assert loaded.dtype == np.float64 and loaded.weights[0].dtype == np.float64
+    assert_same_model(loaded, model)
+
+
+def test_optimizer_state_of_another_layout_is_skipped_with_a_warning(tmp_path):
+    model = trained(sequential_model())
+    model.save(tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+        weights = archive.read("model.weights.h5")
+    config["compile_config"]["optimizer"]["config"]["momentum"] = 0.0  # no slots
+    with zipfile.ZipFile(tmp_path / "edited.keras", "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("model.weights.h5", weights)
+    with pytest.warns(UserWarning, match="skipping the optimizer state"):
+        loaded = fk.models.load_model(tmp_path / "edited.keras")
+    assert loaded.optimizer.slots is None and loaded.optimizer.iterations == 0
+    assert_same_model(loaded, model)
+
+
 def test_without_h5py_the_keras_formats_name_the_extra(tmp_path, monkeypatch):
     model = sequential_model()
     monkeypatch.setitem(sys.modules, "h5py", None)
