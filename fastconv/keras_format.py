@@ -340,15 +340,14 @@ def _input_layer_entry(layer):
 def _functional_entry(model, layer):
     """A layer of a functional config: its serialization, name and the nodes
     that call it, with their input tensors as Keras writes them."""
-    is_input = type(layer).__name__ == "InputLayer"
-    entry = _input_layer_entry(layer) if is_input else _layer_entry(layer)
-    nodes = _own_nodes(model, layer)
+    if type(layer).__name__ == "InputLayer":
+        return {**_input_layer_entry(layer), "name": layer.name, "inbound_nodes": []}
     calls = []
-    for node in nodes if not is_input else ():
+    for node in _own_nodes(model, layer):
         tensors = [_keras_tensor(model, tensor) for tensor in node.inputs]
         calls.append({"args": [tensors if isinstance(layer, Merge) else tensors[0]],
                       "kwargs": {}})
-    return {**entry, "name": layer.name, "inbound_nodes": calls}
+    return {**_layer_entry(layer), "name": layer.name, "inbound_nodes": calls}
 
 
 def _own_nodes(model, layer):

@@ -121,7 +121,8 @@ def every_layer_model():
     model.set_weights([rng.uniform(-0.5, 0.5, w.shape) for w in model.weights])
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
-            layer.params["moving_variance"][...] = rng.uniform(0.5, 1.5, layer.params["gamma"].shape)
+            variance = layer.params["moving_variance"]
+            variance[...] = rng.uniform(0.5, 1.5, variance.shape)
     # Keras 3.15 cannot read its own legacy .h5 files compiled with 'mse' (it looks
     # for keras.metrics.mse): the full name works.
     model.compile("rmsprop", "mean_squared_error")
@@ -182,6 +183,25 @@ def test_optimizer_variables_in_keras_order():
     assert [name for name, _ in keras_format.optimizer_variables(model)] == [
         "iteration", "d_kernel_momentum", "d_kernel_velocity", "d_bias_momentum",
         "d_bias_velocity", "u_product"]
+
+
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_several_inputs_and_outputs_and_a_shared_layer_round_trip(tmp_path, extension):
+    first, second = fk.Input((6, 6, 1), name="first"), fk.Input((6, 6, 1), name="second")
+    shared = layers.Conv2D(2, 3, name="shared")
+    a, b = shared(first), shared(second)
+    scores = layers.Dense(3)(layers.Concatenate()([layers.Flatten()(a), layers.Flatten()(b)]))
+    total = layers.Dense(1)(layers.GlobalAveragePooling2D()(layers.Add()([a, b])))
+    model = fk.Model([first, second], [scores, total])
+    model.compile("adam", ["mean_squared_error", "mean_absolute_error"])
+    model.save(tmp_path / f"model{extension}")
+    loaded = fk.models.load_model(tmp_path / f"model{extension}")
+    assert loaded.input_names == ["first", "second"]
+    assert len(loaded.get_layer("shared").inbound_nodes) == 2
+    x = [np.random.default_rng(seed).random((2, 6, 6, 1), dtype=np.float32) for seed in (0, 1)]
+    for ours, theirs in zip(loaded.predict(x, verbose=0), model.predict(x, verbose=0)):
+        np.testing.assert_array_equal(ours, theirs)
+    assert loaded._compile_specs[0] == ["mean_squared_error", "mean_absolute_error"]
 
 
 def test_keras_archive_layout_matches_keras_3(tmp_path):
