@@ -24,6 +24,7 @@ import datetime
 import inspect
 import io
 import json
+import os
 import re
 import warnings
 import zipfile
@@ -431,6 +432,50 @@ def _set_names(group, attribute, names):
 
 
 # ------------------------------------------------------------------ reading
+
+
+def load_keras_model(path):
+    """The model in the ``.keras`` file ``path``, compiled and with its
+    optimizer state when the file has them."""
+    config, weights = read_keras_archive(path)
+    model = model_from_keras_config(config, path)
+    with open_h5(weights, path) as store:
+        load_weights_store(model, store, path, optimizer=True)
+    return model
+
+
+def load_legacy_h5_model(path):
+    """The model in the legacy Keras ``.h5`` file ``path``, compiled and with
+    its optimizer state when the file has them."""
+    with open_h5(path, path) as store:
+        try:
+            config = json.loads(store.attrs["model_config"])
+            training = store.attrs.get("training_config")
+            training = None if training is None else json.loads(training)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{path} is not a Keras model file (no readable model_config "
+                             f"attribute: {error!r})") from None
+        if "model_weights" not in store:
+            raise ValueError(f"{path} is not a Keras model file (no model_weights group)")
+        model = model_from_keras_config(config, path)
+        if training:
+            compile_from_keras(model, training, path, "optimizer_config")
+        load_legacy_weights(model, store["model_weights"], path)
+        load_legacy_optimizer(model, store, path)
+    return model
+
+
+def load_weights(model, path):
+    """Sets the built ``model``'s weights from a ``.weights.h5``, ``.keras``
+    or legacy ``.h5``/``.hdf5`` file; ValueError (nothing changes) if they do
+    not fit."""
+    name = os.fspath(path).lower()
+    source = read_keras_archive(path)[1] if name.endswith(".keras") else path
+    with open_h5(source, path) as store:
+        if name.endswith((".keras", ".weights.h5")):
+            load_weights_store(model, store, path)
+        else:  # a legacy model file
+            load_legacy_weights(model, store.get("model_weights", store), path)
 
 
 def read_keras_archive(path):

@@ -63,12 +63,7 @@ class Saving:
             self._set_saved_weights(header, arrays, path)
             return
         self._require_built("load_weights")
-        source = keras_format.read_keras_archive(path)[1] if extension == ".keras" else path
-        with keras_format.open_h5(source, path) as store:
-            if extension in (".h5", ".hdf5"):
-                keras_format.load_legacy_weights(self, store.get("model_weights", store), path)
-            else:
-                keras_format.load_weights_store(self, store, path)
+        keras_format.load_weights(self, path)
 
     def _set_saved_weights(self, header, arrays, path):
         saved = _layer_classes(header)
@@ -171,33 +166,10 @@ def load_model(path):
         raise ValueError("File format not supported: filepath={}. load_model reads .keras, "
                          ".h5, .hdf5 and .npz files.".format(os.fspath(path)))
     if extension == ".keras":
-        config, weights = keras_format.read_keras_archive(path)
-        model = keras_format.model_from_keras_config(config, path)
-        with keras_format.open_h5(weights, path) as store:
-            keras_format.load_weights_store(model, store, path, optimizer=True)
-        return model
+        return keras_format.load_keras_model(path)
     if extension != ".npz":
-        return _load_legacy_h5(path)
+        return keras_format.load_legacy_h5_model(path)
     return _load_npz_model(path)
-
-
-def _load_legacy_h5(path):
-    with keras_format.open_h5(path, path) as store:
-        try:
-            config = json.loads(store.attrs["model_config"])
-            training = store.attrs.get("training_config")
-            training = None if training is None else json.loads(training)
-        except (KeyError, ValueError) as error:
-            raise ValueError(f"{path} is not a Keras model file (no readable model_config "
-                             f"attribute: {error!r})") from None
-        if "model_weights" not in store:
-            raise ValueError(f"{path} is not a Keras model file (no model_weights group)")
-        model = keras_format.model_from_keras_config(config, path)
-        if training:
-            keras_format.compile_from_keras(model, training, path, "optimizer_config")
-        keras_format.load_legacy_weights(model, store["model_weights"], path)
-        keras_format.load_legacy_optimizer(model, store, path)
-    return model
 
 
 def _load_npz_model(path):
