@@ -4,6 +4,7 @@ real Keras wrote), bad files and names, and, where Keras 3 imports (with
 the torch backend, in a subprocess), exchange with real Keras."""
 
 import inspect
+import io
 import json
 import os
 import subprocess
@@ -244,7 +245,7 @@ def test_keras_archive_layout_matches_keras_3(tmp_path):
     assert compile_config["optimizer"]["class_name"] == "Adam"
     assert compile_config["optimizer"]["module"] == "keras.optimizers"
     assert compile_config["loss"]["config"]["label_smoothing"] == 0.1
-    with h5py.File(__import__("io").BytesIO(weights), "r") as store:
+    with h5py.File(io.BytesIO(weights), "r") as store:
         assert store["vars"].attrs["name"] == "branches"
         assert sorted(store["layers"]) == [
             "add", "batch_normalization", "concatenate", "conv2d", "conv2d_1", "dense",
