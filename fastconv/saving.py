@@ -1,14 +1,21 @@
-"""Saving models and weights to ``.npz`` files (Keras's ``saving/``).
+"""Saving models and weights (Keras's ``saving/``), in the format the file
+name's extension asks for:
 
-A saved file is an ordinary ``.npz`` archive: the weights under
-``layer_<i>/<name>`` (e.g. ``layer_0/kernel``; i counts the layers, nested
-models opened, in ``model.weights`` order), the
-optimizer state under ``optimizer/...`` and a JSON header (architecture,
-compile settings) under ``__fastconv__``.  Version 2 headers describe any
-model as ``{'class_name', 'config'}``; version 1 files (Sequential models
-of fastconv 0.1) still load.  Files are written to a temporary file in the
-same directory and moved into place, so an interrupted save never damages
-an earlier file.
+* ``.keras`` (``save``, ``load_model``, ``load_weights``), ``.h5``/``.hdf5``
+  (legacy Keras model file) and ``.weights.h5`` (``save_weights``,
+  ``load_weights``): Keras 3's own formats, exchanged with Keras itself
+  (``keras_format``; needs h5py, ``pip install "fastconv[keras-format]"``);
+* ``.npz``: fastconv's format, NumPy only.  The weights are under
+  ``layer_<i>/<name>`` (e.g. ``layer_0/kernel``; i counts the layers, nested
+  models opened, in ``model.weights`` order), the optimizer state under
+  ``optimizer/...`` and a JSON header (architecture, compile settings) under
+  ``__fastconv__``.  Version 2 headers describe any model as
+  ``{'class_name', 'config'}``; version 1 files (Sequential models of
+  fastconv 0.1) still load.
+
+Other extensions raise ValueError.  Files are written to a temporary file
+in the same directory and moved into place, so an interrupted save never
+damages an earlier file.
 """
 
 import contextlib
@@ -21,7 +28,7 @@ import zlib
 
 import numpy as np
 
-from . import losses, metrics, optimizers
+from . import keras_format, losses, metrics, optimizers
 
 HEADER_KEY = "__fastconv__"
 FORMAT_VERSION = 2
@@ -32,15 +39,31 @@ class Saving:
     """Mixed into Model: save, save_weights, load_weights."""
 
     def save_weights(self, path):
-        """Writes the weights to the .npz file ``path`` (atomically)."""
+        """Writes the weights to ``path`` (atomically): a Keras ``.weights.h5``
+        file or a fastconv ``.npz`` file; ValueError for other names."""
         self._require_built("save_weights")
-        _write_npz(path, self._header("weights"), self._weight_arrays())
+        if _extension(path, (".weights.h5", ".npz")) is None:
+            raise ValueError("The filename must end in `.weights.h5` (or `.npz`, fastconv's "
+                             f"NumPy-only format). Received: filepath={os.fspath(path)}")
+        if _extension(path, (".npz",)):
+            _write_npz(path, self._header("weights"), self._weight_arrays())
+        else:
+            _write_file(path, keras_format.weights_file(self))
 
     def load_weights(self, path):
-        """Reads weights saved by ``save_weights`` or ``save`` from a model of the
-        same architecture; ValueError if the file does not fit (nothing changes)."""
-        header, arrays = _read_npz(path)
-        self._set_saved_weights(header, arrays, path)
+        """Reads weights saved by ``save_weights`` or ``save`` (``.weights.h5``,
+        ``.keras``, ``.h5``/``.hdf5``, ``.npz``) into a model of the same
+        architecture; ValueError if the file does not fit (nothing changes)."""
+        extension = _extension(path, (".npz", ".weights.h5", ".keras", ".h5", ".hdf5"))
+        if extension is None:
+            raise ValueError("load_weights reads .weights.h5, .keras, .h5, .hdf5 and .npz "
+                             f"files. Received: filepath={os.fspath(path)}")
+        if extension == ".npz":
+            header, arrays = _read_npz(path)
+            self._set_saved_weights(header, arrays, path)
+            return
+        self._require_built("load_weights")
+        keras_format.load_weights(self, path)
 
     def _set_saved_weights(self, header, arrays, path):
         saved = _layer_classes(header)
@@ -60,9 +83,23 @@ class Saving:
             raise ValueError(f"{path} does not fit model {self.name!r}: {error}") from None
 
     def save(self, path):
-        """Writes the whole model to the .npz file ``path`` (atomically):
-        architecture, weights, compile settings and optimizer state."""
+        """Writes the whole model to ``path`` (atomically): architecture,
+        weights, compile settings and optimizer state, as a Keras ``.keras``
+        or legacy ``.h5``/``.hdf5`` file, or a fastconv ``.npz`` file;
+        ValueError for other names."""
         self._require_built("save")
+        extension = _extension(path, (".keras", ".h5", ".hdf5", ".npz"))
+        if extension is None:
+            raise ValueError("Invalid filepath extension for saving. Please add either a "
+                             "`.keras` extension for the native Keras format (recommended), a "
+                             "`.h5` extension (legacy Keras format) or `.npz` (fastconv's "
+                             f"NumPy-only format). Received: filepath={os.fspath(path)}")
+        if extension == ".keras":
+            _write_file(path, keras_format.keras_archive(self))
+            return
+        if extension != ".npz":
+            _write_file(path, keras_format.legacy_h5_file(self))
+            return
         arrays = self._weight_arrays()
         if self.optimizer is not None and self.optimizer.slots:
             for key, slots in zip(self._trained_keys(), self.optimizer.slots):
@@ -120,9 +157,22 @@ class Saving:
 
 
 def load_model(path):
-    """The model saved by ``save``: architecture, weights, compile settings
-    and optimizer state.  ValueError if the file is truncated, corrupted or
-    not a fastconv model."""
+    """The model saved by ``save`` (or by Keras 3): architecture, weights,
+    compile settings and optimizer state.
+    ValueError if the file is truncated, corrupted, describes what fastconv
+    cannot build, or its name ends in none of .keras, .h5, .hdf5, .npz."""
+    extension = _extension(path, (".keras", ".h5", ".hdf5", ".npz"))
+    if extension is None:
+        raise ValueError("File format not supported: filepath={}. load_model reads .keras, "
+                         ".h5, .hdf5 and .npz files.".format(os.fspath(path)))
+    if extension == ".keras":
+        return keras_format.load_keras_model(path)
+    if extension != ".npz":
+        return keras_format.load_legacy_h5_model(path)
+    return _load_npz_model(path)
+
+
+def _load_npz_model(path):
     from .models import Model, Sequential
 
     header, arrays = _read_npz(path)
@@ -147,6 +197,12 @@ def load_model(path):
     if model.optimizer is not None:
         model._load_optimizer_state(arrays, path)
     return model
+
+
+def _extension(path, extensions):
+    """The first of ``extensions`` that the file name ``path`` ends in (any case), or None."""
+    name = os.fspath(path).lower()
+    return next((extension for extension in extensions if name.endswith(extension)), None)
 
 
 def _config(header):
@@ -190,7 +246,14 @@ _writing = set()  # the temporary files this process is writing
 
 
 def _write_npz(path, header, arrays):
-    """Writes ``arrays`` and the JSON ``header`` to ``path`` through a temporary
+    """Writes ``arrays`` and the JSON ``header`` to the .npz file ``path``."""
+    _write_file(path, lambda stream: np.savez(stream, **{HEADER_KEY: np.array(json.dumps(header))},
+                                              **arrays))
+
+
+def _write_file(path, content):
+    """Writes ``content`` (bytes, or a function that writes to a binary
+    stream) to ``path`` through a temporary
     file in the same directory, '.<name>.<pid>.<random>.tmp', then
     ``os.replace``.  Temporary files that killed processes left behind for
     ``path`` are deleted first.  The file gets the permissions open() gives
@@ -204,7 +267,10 @@ def _write_npz(path, header, arrays):
     _writing.add(temporary)
     try:
         with os.fdopen(descriptor, "wb") as stream:
-            np.savez(stream, **{HEADER_KEY: np.array(json.dumps(header))}, **arrays)
+            if isinstance(content, bytes):
+                stream.write(content)
+            else:
+                content(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
