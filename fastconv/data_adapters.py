@@ -4,8 +4,10 @@
 * Arrays (one per model input, and labels): cut into batches of
   ``batch_size``, shuffled each epoch when asked.
 * ``PyDataset`` (``keras.utils.PyDataset``, Keras 2's ``Sequence``): batch
-  ``i`` is ``dataset[i]`` for i < len(dataset); ``on_epoch_end`` runs after
-  each epoch.
+  ``i`` is ``dataset[i]`` for i < len(dataset), read and prepared by a
+  background thread up to ``max_queue_size`` batches ahead (the kernels
+  release the GIL, so decoding images overlaps training); ``on_epoch_end``
+  runs after each epoch.
 * Any other iterable that is not an array or a list of them: a re-iterable
   object (a ``fastconv.dataset.Dataset``, ...) is iterated afresh each
   epoch; a one-shot iterator (a generator) goes on where the last epoch
@@ -23,6 +25,7 @@ import warnings
 import numpy as np
 
 from ._checks import check_int
+from .dataset import prefetched
 
 
 class PyDataset:
@@ -123,10 +126,11 @@ class StreamBatches:
         return int(length) if length is not None else None
 
     def epoch(self):
-        if self.indexed:
+        if self.indexed:  # read and prepared ahead by a thread, as Keras 2's enqueuer did
             count = self.steps if self.steps is not None else self.known
-            for index in range(count):
-                yield self.prepare(*_parts(self.data[index % self.known], self.what))
+            batches = (self.prepare(*_parts(self.data[index % self.known], self.what))
+                       for index in range(count))
+            yield from prefetched(batches, getattr(self.data, "max_queue_size", 10))
             return
         if self._iterator is None or not self.one_shot and self.given_steps is None:
             self._iterator = iter(self.data)

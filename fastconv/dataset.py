@@ -221,7 +221,7 @@ class Dataset:
             buffer_size = AUTOTUNE_PREFETCH
         if buffer_size == 0:
             return self
-        return Dataset(lambda: _prefetched(self, buffer_size), self._cardinality)
+        return Dataset(lambda: prefetched(self, buffer_size), self._cardinality)
 
 
 def _stack(elements):
@@ -255,8 +255,9 @@ def _produce(iterator, buffer, stop):
             close()  # stops upstream prefetch threads too
 
 
-def _prefetched(dataset, buffer_size):
-    """The elements of ``dataset``, produced by a thread ``buffer_size`` ahead."""
+def prefetched(dataset, buffer_size):
+    """The elements of ``dataset`` (any iterable), produced by a thread
+    ``buffer_size`` ahead."""
     buffer = queue.Queue(maxsize=buffer_size)
     stop = threading.Event()
     thread = threading.Thread(target=_produce, args=(iter(dataset), buffer, stop),
