@@ -477,7 +477,9 @@ class ModelCheckpoint(_MonitorCallback):
 
     ``filepath`` may hold format fields filled from the epoch (counted from 1),
     the batch (from 1, when saving by batches) and the logs, e.g.
-    'ckpt-{epoch:02d}-{val_loss:.2f}.npz'; missing directories are created.
+    'ckpt-{epoch:02d}-{val_loss:.2f}.keras'; missing directories are created.
+    It must end in .keras, .h5 or .npz (.weights.h5 or .npz with
+    ``save_weights_only``), as Keras 3 checks.
     With ``save_best_only`` it saves only when ``monitor`` improves on the
     best value so far (at first ``initial_value_threshold``), and whenever the
     value is missing from the logs (with a warning)."""
@@ -491,6 +493,12 @@ class ModelCheckpoint(_MonitorCallback):
         self.save_best_only = check_choice(save_best_only, "save_best_only", (False, True))
         self.save_weights_only = check_choice(save_weights_only, "save_weights_only",
                                               (False, True))
+        endings = (".weights.h5", ".npz") if self.save_weights_only else (".keras", ".h5", ".npz")
+        if not self.filepath.endswith(endings):
+            what = ("When using `save_weights_only=True` in `ModelCheckpoint`, the filepath"
+                    if self.save_weights_only else "The filepath")
+            raise ValueError(f"{what} provided must end in {' or '.join(endings)} (the Keras "
+                             f"and fastconv formats). Received: filepath={self.filepath}")
         if save_freq != "epoch":
             if isinstance(save_freq, str):
                 raise ValueError(f"save_freq must be 'epoch' or a number of batches, "

@@ -32,43 +32,14 @@ SAMPLES = {"keras_io_denoising_autoencoder_upsampling": "2,2",
 # Why each failing program fails: the first missing feature (where it stops
 # today), then the others it needs that fastconv lacks or gets wrong, each
 # checked separately against fastconv.
-FIT_ON_DATA = ("fit/evaluate on a generator or dataset (fastconv's fit takes arrays only: "
-               "'training and evaluation need labels y')")
-UNBUILT_SEQUENTIAL = ("calling a Sequential built without an input shape, symbolically or on "
-                      "a batch (AttributeError 'inputs' / '_single_input' in "
-                      "models/functional.py __call__)")
-AUGMENTATION = "RandomFlip, RandomRotation, RandomZoom layers"
 KERAS_OPS = "keras.ops.expand_dims/sigmoid/softmax (fastconv.ops is the kernel module)"
-IMAGE_FILES = "keras.utils.load_img, img_to_array"
-DATASET_METHODS = "the dataset's take/map/prefetch/cache/shuffle and class_names"
 TENSOR_NUMPY = "batch elements with .numpy(), as the TensorFlow tensors Keras 3's datasets yield"
 
 REASONS = {
-    "dlwp_5_2_cats_dogs_small": [
-        "fastconv.preprocessing.image is missing (ImageDataGenerator, flow_from_directory, "
-        "flow, load_img, img_to_array, array_to_img)",
-        FIT_ON_DATA, "fit(validation_steps=...) raises NotImplementedError"],
-    "dlwp_5_4_visualizing_activations": [
-        "fastconv.preprocessing.image is missing (load_img, img_to_array)"],
-    "dlwp2_8_2_cats_dogs_from_scratch": [
-        "fastconv.utils.image_dataset_from_directory is missing", "layers.Rescaling",
-        FIT_ON_DATA, AUGMENTATION, UNBUILT_SEQUENTIAL, "dataset.take"],
     "keras_io_denoising_autoencoder": ["layers.Conv2DTranspose is missing (the rest runs: "
                                        "see keras_io_denoising_autoencoder_upsampling)"],
-    "dlwp2_9_residual_blocks": ["layers.Rescaling is missing (the rest runs)"],
-    "dlwp2_9_mini_xception": [
-        "fastconv.utils.image_dataset_from_directory is missing", AUGMENTATION,
-        UNBUILT_SEQUENTIAL, "layers.Rescaling", "layers.SeparableConv2D", FIT_ON_DATA],
-    "keras_io_image_classification_from_scratch": [
-        "keras.utils.image_dataset_from_directory is missing (subset='both')",
-        DATASET_METHODS, "RandomFlip, RandomRotation", "layers.Rescaling",
-        "layers.SeparableConv2D", FIT_ON_DATA, IMAGE_FILES, KERAS_OPS],
-    "tf_image_classification_flowers": [
-        "keras.utils.image_dataset_from_directory is missing", DATASET_METHODS, TENSOR_NUMPY,
-        "layers.Rescaling", FIT_ON_DATA, AUGMENTATION,
-        "a Sequential whose first layer is a built Sequential is not built at construction "
-        "(summary() raises 'This model has not yet been built'; Keras 3 builds it from "
-        "the inner model's input_shape)", IMAGE_FILES, KERAS_OPS],
+    "keras_io_image_classification_from_scratch": [KERAS_OPS],
+    "tf_image_classification_flowers": [TENSOR_NUMPY, KERAS_OPS],
 }
 
 
@@ -92,12 +63,11 @@ CASES = [
         "Found 8 images belonging to 2 classes.", "Found 4 images belonging to 2 classes.",
         "data batch shape: (8, 150, 150, 3)", "labels batch shape: (8,)",
         "epochs plotted: 1 1 1 1", "augmented image size: (150, 150)"],
-        id="dlwp_5_2_cats_dogs_small", marks=missing("dlwp_5_2_cats_dogs_small")),
+        id="dlwp_5_2_cats_dogs_small"),
     pytest.param("dlwp_5_4_visualizing_activations", [
         "Total params: 3,453,121", "(1, 150, 150, 3)", "(1, 148, 148, 32)",
         "conv2d (296, 2368)", "max_pooling2d_3 (56, 112)"],
-        id="dlwp_5_4_visualizing_activations",
-        marks=missing("dlwp_5_4_visualizing_activations")),
+        id="dlwp_5_4_visualizing_activations"),
     pytest.param("dlwp2_8_1_functional_mnist", [
         "Total params: 104,202", "Test accuracy: 0.", "Total params: 712,202"],
         id="dlwp2_8_1_functional_mnist"),
@@ -106,16 +76,14 @@ CASES = [
         "Found 4 files belonging to 2 classes.", "data batch shape: (8, 180, 180, 3)",
         "labels batch shape: (8,)", "epochs plotted: 1 1 1 1", "Test accuracy: 0.",
         "augmented image 8 (180, 180, 3)"],
-        id="dlwp2_8_2_cats_dogs_from_scratch",
-        marks=missing("dlwp2_8_2_cats_dogs_from_scratch")),
+        id="dlwp2_8_2_cats_dogs_from_scratch"),
     pytest.param("dlwp2_9_residual_projection", [
         "projected residual: (None, 30, 30, 64)", "strided residual: (None, 15, 15, 64)"],
         id="dlwp2_9_residual_projection"),
     pytest.param("dlwp2_9_residual_blocks", ["Total params: 297,697"],
-                 id="dlwp2_9_residual_blocks",
-                 marks=missing("dlwp2_9_residual_blocks")),
+                 id="dlwp2_9_residual_blocks"),
     pytest.param("dlwp2_9_mini_xception", ["params: 721857", "epochs run: 1"],
-                 id="dlwp2_9_mini_xception", marks=missing("dlwp2_9_mini_xception")),
+                 id="dlwp2_9_mini_xception"),
     pytest.param("keras_io_image_classification_from_scratch", [
         "Found 10 files belonging to 2 classes.", "Using 8 files for training.",
         "Using 2 files for validation.", "params: 2731065", "% cat and"],
@@ -178,19 +146,9 @@ def test_summary_prints_keras3_totals():
 
 
 
-@pytest.mark.xfail(strict=True, reason="fastconv accepts RMSprop(lr=1e-4), the text of DLWP 5.2, "
-                                       "with a DeprecationWarning; Keras 3 raises ValueError")
-def test_optimizer_lr_keyword_rejected_as_in_keras3():
-    import fastconv
-    # Keras 3's base optimizer: ValueError "Argument(s) not recognized: {'lr': 0.0001}".
-    with pytest.raises(ValueError, match="lr"):
-        fastconv.optimizers.RMSprop(lr=1e-4)
-
-
-@pytest.mark.xfail(strict=True, reason="fastconv accepts ModelCheckpoint('model.weights.best.hdf5'), "
-                                       "the text of the Fashion-MNIST notebook; Keras 3 raises "
-                                       "ValueError (a full-model path must end in .keras or .h5)")
 def test_checkpoint_path_extension_checked_as_in_keras3():
+    """The Fashion-MNIST notebook's 'model.weights.best.hdf5' is refused, as Keras 3 does
+    (a full-model path must end in .keras or .h5; fastconv also takes .npz)."""
     import fastconv
     with pytest.raises(ValueError, match=r"\.keras"):
         fastconv.callbacks.ModelCheckpoint(filepath="model.weights.best.hdf5")
