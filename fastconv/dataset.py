@@ -19,6 +19,7 @@ import threading
 import numpy as np
 
 from ._checks import check_int
+from .tensor import Tensor
 
 AUTOTUNE = -1
 INFINITE_CARDINALITY = -1
@@ -31,7 +32,8 @@ AUTOTUNE_PREFETCH = 2
 class Dataset:
     """Elements from ``make_iterator()`` (called once per pass), of which
     there are ``cardinality``: a count, ``INFINITE_CARDINALITY`` or
-    ``UNKNOWN_CARDINALITY``."""
+    ``UNKNOWN_CARDINALITY``.  Iterating gives the elements' arrays as
+    ``Tensor`` views (arrays with ``.numpy()``)."""
 
     def __init__(self, make_iterator, cardinality=UNKNOWN_CARDINALITY):
         self._make_iterator = make_iterator
@@ -57,11 +59,18 @@ class Dataset:
         return Dataset(rows, lengths.pop())
 
     def __iter__(self):
-        return iter(self._make_iterator())
+        elements = iter(self._make_iterator())
+        try:
+            for element in elements:
+                yield _as_tensors(element)
+        finally:
+            close = getattr(elements, "close", None)
+            if close is not None:
+                close()
 
     def as_numpy_iterator(self):
-        """An iterator over the elements (already NumPy arrays)."""
-        return iter(self)
+        """An iterator over the elements as plain NumPy arrays."""
+        return iter(self._make_iterator())
 
     def cardinality(self):
         """The number of elements, or ``INFINITE_CARDINALITY`` (-1) or
@@ -222,6 +231,12 @@ class Dataset:
         if buffer_size == 0:
             return self
         return Dataset(lambda: prefetched(self, buffer_size), self._cardinality)
+
+
+def _as_tensors(element):
+    if isinstance(element, tuple):
+        return tuple(_as_tensors(part) for part in element)
+    return element.view(Tensor) if isinstance(element, np.ndarray) else element
 
 
 def _stack(elements):

@@ -10,6 +10,7 @@ from collections import Counter, OrderedDict
 import numpy as np
 
 from .data_adapters import PyDataset, Sequence  # noqa: F401  (keras.utils.PyDataset)
+from .tensor import Tensor  # noqa: F401
 from .visualize import plot_model  # noqa: F401  (keras.utils.plot_model)
 
 _generator = np.random.default_rng()

@@ -33,13 +33,12 @@ SAMPLES = {"keras_io_denoising_autoencoder_upsampling": "2,2",
 # today), then the others it needs that fastconv lacks or gets wrong, each
 # checked separately against fastconv.
 KERAS_OPS = "keras.ops.expand_dims/sigmoid/softmax (fastconv.ops is the kernel module)"
-TENSOR_NUMPY = "batch elements with .numpy(), as the TensorFlow tensors Keras 3's datasets yield"
 
 REASONS = {
     "keras_io_denoising_autoencoder": ["layers.Conv2DTranspose is missing (the rest runs: "
                                        "see keras_io_denoising_autoencoder_upsampling)"],
     "keras_io_image_classification_from_scratch": [KERAS_OPS],
-    "tf_image_classification_flowers": [TENSOR_NUMPY, KERAS_OPS],
+    "tf_image_classification_flowers": [KERAS_OPS],
 }
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from .. import activations, regularizers, utils
 from .._checks import window_output
 from .._registry import Registry
+from ..tensor import Tensor
 from .symbolic import KerasTensor, Node, flatten, is_symbolic
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -218,7 +219,7 @@ class Layer:
         node of a functional graph."""
         if is_symbolic(inputs):
             return self._call_symbolic(inputs)
-        return self.forward(inputs, training=bool(training)).copy()
+        return self.forward(inputs, training=bool(training)).copy().view(Tensor)
 
     def _call_symbolic(self, inputs):
         tensors = flatten(inputs)

@@ -18,6 +18,7 @@ from ..layers.base import Layer
 from ..layers.symbolic import KerasTensor, flatten
 from ..saving import Saving
 from ..summary import print_summary
+from ..tensor import Tensor
 from ..trainer import Trainer
 
 
@@ -174,8 +175,8 @@ class Model(Trainer, Saving, Layer):
         if not any(isinstance(t, KerasTensor) for t in flatten(inputs)):
             arrays = [np.asarray(a) for a in flatten(inputs)]
             outputs = self.forward(arrays[0] if self._single_input else arrays, bool(training))
-            return ([o.copy() for o in outputs] if isinstance(outputs, list)
-                    else outputs.copy())
+            return ([o.copy().view(Tensor) for o in outputs] if isinstance(outputs, list)
+                    else outputs.copy().view(Tensor))
         return Layer.__call__(self, inputs, training)
 
     # ------------------------------------------------------------ executor
