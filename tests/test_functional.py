@@ -413,3 +413,36 @@ def test_one_model_predicts_in_several_threads_at_once():
             concurrent = list(pool.map(lambda x: model.predict(x, verbose=0), batches))
             for a, b in zip(serial, concurrent):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_batch_norm_folds_into_the_convolution_at_inference():
+    """Conv2D -> BatchNormalization -> ReLU predicts as the unfolded layers do
+    (float64), and training is unaffected by the fold."""
+    utils.set_random_seed(12)
+    inputs = keras.Input(shape=(8, 8, 2), dtype="float64")
+    conv = layers.Conv2D(4, 3, padding="same")
+    norm = layers.BatchNormalization()
+    dense = layers.Dense(3)
+    dense_norm = layers.BatchNormalization()
+    x = layers.Activation("relu")(norm(conv(inputs)))
+    outputs = dense_norm(dense(layers.Flatten()(x)))
+    model = keras.Model(inputs, outputs)
+    assert {n.layer for n in model._inference_folds} == {conv, dense}
+    model.compile("adam", "mse")
+    rng = np.random.default_rng(5)
+    x_data, y_data = rng.standard_normal((16, 8, 8, 2)), rng.standard_normal((16, 3))
+    model.fit(x_data, y_data, epochs=2, batch_size=4, verbose=0)
+    unfolded = x_data
+    for layer in model.layers[1:]:
+        unfolded = layer.forward(unfolded)
+    np.testing.assert_allclose(model.predict(x_data, verbose=0), unfolded, rtol=1e-12,
+                               atol=1e-12)
+    features = conv(inputs)
+    both = keras.Model(inputs, [norm(features), features])  # the conv output is needed too
+    assert not both._inference_folds
+
+
+def test_layer_outputs_have_numpy_as_keras_tensors():
+    x = np.ones((2, 4), np.float32)
+    output = layers.Dense(3)(x)
+    assert type(output.numpy()) is np.ndarray and np.array_equal(output.numpy(), output)

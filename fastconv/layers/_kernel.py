@@ -58,6 +58,20 @@ class KernelLayer(Layer):
                                  dilation_rate=self.dilation_rate, groups=self.groups)
         return y if fused else activation.forward(z, y)
 
+    def call_with_affine(self, x, scale, shift):
+        """(x convolved with the kernel + bias) * scale + shift per output
+        channel, in one pass over the output: the kernel and bias are folded
+        first (what a BatchNormalization after a linear convolution does at
+        inference).  The layer's activation must be linear."""
+        kernel = self._buffers.get("folded_kernel", self.params["kernel"].shape, x.dtype)
+        np.multiply(self.params["kernel"], scale, out=kernel)
+        bias = shift if not self.use_bias else self.params["bias"] * scale + shift
+        y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
+        kernels().conv2d_forward(self.as_images(x), self.as_hwio(kernel), bias.astype(x.dtype),
+                                 self.strides, self.padding, out=self.as_images(y),
+                                 dilation_rate=self.dilation_rate, groups=self.groups)
+        return y
+
     def activation_input(self, x):
         """The pre-activation output convolve(x, kernel) + bias (a buffer)."""
         return self._buffers.get("z", (len(x),) + self.output_shape[1:], x.dtype)

@@ -112,6 +112,18 @@ class BatchNormalization(Layer):
             y += self.params["beta"].reshape(broadcast)
         return y
 
+    def inference_affine(self):
+        """(scale, shift) per feature: at inference the layer computes
+        x * scale + shift along its axis, with the moving statistics."""
+        dtype = self.params["moving_variance"].dtype
+        scale = 1 / np.sqrt(self.params["moving_variance"] + np.asarray(self.epsilon, dtype))
+        if self.scale:
+            scale *= self.params["gamma"]
+        shift = -self.params["moving_mean"] * scale
+        if self.center:
+            shift += self.params["beta"]
+        return scale, shift
+
     def call_backward(self, x, y, dy, activation, need_input_grad):
         mean, inverse_std, batch_statistics = self._statistics
         reduced, broadcast = self._axes(x)

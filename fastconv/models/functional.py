@@ -60,7 +60,35 @@ class Model(Trainer, Saving, Layer):
         for node in self._nodes:
             counts[id(node.layer)] = counts.get(id(node.layer), 0) + 1
         self._shared = {layer_id for layer_id, count in counts.items() if count > 1}
+        self._inference_folds = self._batch_norm_folds()
         self.built = True
+
+    def _batch_norm_folds(self):
+        """{convolution node: BatchNormalization node} of the pairs whose
+        normalisation folds into the convolution at inference: a linear
+        Conv2D or Dense whose output feeds only a channels-last
+        BatchNormalization, neither of them shared nor a model output."""
+        from ..layers import BatchNormalization, Conv2D, Dense
+
+        readers = {}
+        for node in self._nodes:
+            for tensor in node.inputs:
+                readers.setdefault(tensor.id, []).append(node)
+        outputs = {t.id for t in self.outputs}
+        folds = {}
+        for node in self._nodes:
+            norm = node.layer
+            if type(norm) is not BatchNormalization or id(norm) in self._shared \
+                    or len(node.inputs) != 1:
+                continue
+            source = node.inputs[0].node
+            conv = source.layer
+            rank = len(node.inputs[0].shape)
+            if (type(conv) in (Conv2D, Dense) and conv.activation.name == "linear"
+                    and id(conv) not in self._shared and norm.axis % rank == rank - 1
+                    and readers[source.output.id] == [node] and source.output.id not in outputs):
+                folds[source] = node
+        return folds
 
     @property
     def layers(self):
@@ -185,16 +213,25 @@ class Model(Trainer, Saving, Layer):
         """The outputs (a list) for the input ``arrays`` (a list, one per
         input).  Outputs whose index is in ``logits_of`` skip their layer's
         activation.  With ``record`` (default: in training), every layer
-        keeps what backward needs."""
+        keeps what backward needs.  At inference, a BatchNormalization after
+        a linear convolution is folded into it (see _batch_norm_folds)."""
         record = training if record is None else record
         values = {tensor.id: array for tensor, array in zip(self.inputs, arrays)}
         logits = {self.outputs[i].id for i in logits_of}
         node_caches = self._thread_state.node_caches = {}
+        folds = {} if training or record else self._inference_folds
+        folded = set()
         for node in self._nodes:
-            if node.is_input:
+            if node.is_input or node in folded:
                 continue
             layer = node.layer
             args = [values[t.id] for t in node.inputs]
+            if node in folds:  # a convolution and its BatchNormalization in one pass
+                norm = folds[node]
+                x = np.ascontiguousarray(args[0], dtype=layer.dtype)
+                values[norm.output.id] = layer.call_with_affine(x, *norm.layer.inference_affine())
+                folded.add(norm)
+                continue
             y = layer.forward(args[0] if len(args) == 1 else args, training,
                               activate=node.output.id not in logits, record=record)
             if id(layer) in self._shared:  # its buffers and cache serve its next node too
