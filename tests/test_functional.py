@@ -446,3 +446,26 @@ def test_layer_outputs_have_numpy_as_keras_tensors():
     x = np.ones((2, 4), np.float32)
     output = layers.Dense(3)(x)
     assert type(output.numpy()) is np.ndarray and np.array_equal(output.numpy(), output)
+
+
+def test_input_gradients_in_inference_mode_through_dropout_and_batch_norm():
+    """Model.gradients runs the layers in inference mode: dropout is the
+    identity and batch normalisation uses its moving statistics, in the
+    backward pass as in the forward one (finite differences of predict)."""
+    utils.set_random_seed(13)
+    inputs = keras.Input(shape=(6, 6, 2), dtype="float64")
+    x = layers.Conv2D(3, 3, activation="relu")(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.SpatialDropout2D(0.5)(layers.Dropout(0.5)(x))
+    x = layers.GaussianDropout(0.3)(layers.Flatten()(x))
+    outputs = layers.Dense(2, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(6)
+    x_data = rng.standard_normal((4, 6, 6, 2))
+    model.fit(x_data, np.arange(4) % 2, verbose=0)  # leaves training-mode state behind
+    weights = rng.standard_normal((4, 2))
+    grad = model.gradients(x_data, weights)
+    numeric = numeric_gradient(
+        lambda: float((model.predict(x_data, verbose=0) * weights).sum()), x_data)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)

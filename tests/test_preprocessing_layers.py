@@ -391,3 +391,16 @@ def test_sequential_model_with_augmentation_fits_and_reloads(tmp_path):
     assert [type(layer).__name__ for layer in reloaded.layers[:3]] == [
         "RandomFlip", "RandomRotation", "Rescaling"]
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), predictions, rtol=1e-6)
+
+
+def test_backward_after_an_inference_forward_is_the_identity():
+    """Gradients through augmentation layers in inference mode (Grad-CAM on
+    a model that starts with them) pass dy unchanged."""
+    x = np.random.default_rng(0).random((2, 6, 6, 3)).astype(np.float32)
+    dy = np.random.default_rng(1).random((2, 6, 6, 3)).astype(np.float32)
+    for layer in (layers.RandomFlip(), layers.RandomRotation(0.2), layers.RandomZoom(0.2),
+                  layers.RandomTranslation(0.2, 0.2), layers.RandomContrast(0.5),
+                  layers.RandomBrightness(0.2)):
+        layer.forward(x, training=True)
+        layer.forward(x, training=False, record=True)
+        np.testing.assert_array_equal(layer.backward(dy), dy)

@@ -104,8 +104,7 @@ class BatchNormalization(Layer):
             np.subtract(x, mean.reshape(broadcast), out=y)
         inverse_std = 1 / np.sqrt(variance + np.asarray(self.epsilon, x.dtype))
         y *= inverse_std.reshape(broadcast)
-        if training:
-            self._statistics = (mean, inverse_std, batch_statistics)
+        self._statistics = (mean, inverse_std, batch_statistics)  # for backward, in any mode
         if self.scale:
             y *= self.params["gamma"].reshape(broadcast)
         if self.center:

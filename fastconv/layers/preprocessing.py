@@ -276,6 +276,7 @@ class RandomFlip(_Seeded, _ImageLayer):
 
     def call(self, x, training, activation):
         if not training:
+            self._flipped = np.empty(0, np.intp)
             return x
         self._flipped = np.flatnonzero(self.random_generator().random(len(x)) <= 0.5)
         return self.flip(x, self._buffers.get("y", x.shape, x.dtype))
@@ -307,6 +308,7 @@ class _AffineLayer(_Seeded, _ImageLayer):
         raise NotImplementedError
 
     def call(self, x, training, activation):
+        self._sampling = None
         if not training:
             return x
         self._sampling = AffineSampling(self.transforms(*x.shape[:3]), x.shape,
@@ -315,7 +317,9 @@ class _AffineLayer(_Seeded, _ImageLayer):
         return self._sampling.apply(x, out=self._buffers.get("y", x.shape, x.dtype))
 
     def call_backward(self, x, y, dy, activation, need_input_grad):
-        return self._sampling.transpose(dy) if need_input_grad else None
+        if not need_input_grad:
+            return None
+        return dy if self._sampling is None else self._sampling.transpose(dy)
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.fill_mode,
@@ -449,12 +453,24 @@ class _ColorLayer(_Seeded, _ImageLayer):
         raise NotImplementedError
 
     def call(self, x, training, activation):
+        self._inside = None
         if not training:
             return x
         y = self.adjust(x, self._buffers.get("y", x.shape, x.dtype))
         low, high = self.value_range
         self._inside = (y >= low) & (y <= high)
         return np.clip(y, low, high, out=y)
+
+    def adjust_backward(self, grad):
+        """dL/dx from ``grad``, dL/df(x) where nothing was clipped (in place)."""
+        raise NotImplementedError
+
+    def call_backward(self, x, y, dy, activation, need_input_grad):
+        if not need_input_grad:
+            return None
+        if self._inside is None:  # the last forward was the identity of inference
+            return dy
+        return self.adjust_backward(self.inside_gradient(dy))
 
     def inside_gradient(self, dy):
         """dy where the last training forward did not clip, 0 elsewhere."""
@@ -493,14 +509,11 @@ class RandomContrast(_ColorLayer):
         out += mean
         return out
 
-    def call_backward(self, x, y, dy, activation, need_input_grad):
-        if not need_input_grad:
-            return None
-        unclipped = self.inside_gradient(dy)
-        mean_part = unclipped.mean(axis=(1, 2), keepdims=True) * (1 - self._contrast)
-        unclipped *= self._contrast
-        unclipped += mean_part
-        return unclipped
+    def adjust_backward(self, grad):
+        mean_part = grad.mean(axis=(1, 2), keepdims=True) * (1 - self._contrast)
+        grad *= self._contrast
+        grad += mean_part
+        return grad
 
 
 @LAYERS.register()
@@ -523,5 +536,5 @@ class RandomBrightness(_ColorLayer):
         deltas = self.random_generator().uniform(self.lower, self.upper, len(x)) * (high - low)
         return np.add(x, deltas.astype(x.dtype).reshape(-1, 1, 1, 1), out=out)
 
-    def call_backward(self, x, y, dy, activation, need_input_grad):
-        return self.inside_gradient(dy) if need_input_grad else None
+    def adjust_backward(self, grad):
+        return grad

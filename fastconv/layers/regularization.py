@@ -32,7 +32,8 @@ class Dropout(_NoiseLayer):
         return shape
 
     def call(self, x, training, activation):
-        if not training or self.rate == 0:
+        self._dropped = training and self.rate > 0
+        if not self._dropped:
             return x
         mask = self._buffers.get("mask", self.mask_shape(x.shape), x.dtype)
         utils.random_generator().random(dtype=x.dtype, out=mask)
@@ -41,7 +42,7 @@ class Dropout(_NoiseLayer):
         return np.multiply(x, mask, out=self._buffers.get("y", x.shape, x.dtype))
 
     def call_backward(self, x, y, dy, activation, need_input_grad):
-        if not need_input_grad or self.rate == 0:
+        if not need_input_grad or not self._dropped:
             return dy if need_input_grad else None
         mask = self._buffers.get("mask", self.mask_shape(x.shape), x.dtype)
         return np.multiply(dy, mask, out=self._buffers.get("dx", x.shape, x.dtype))
@@ -97,7 +98,8 @@ class GaussianDropout(_NoiseLayer):
         self.rate = check_number(rate, "rate", 0, 1, high_open=True)
 
     def call(self, x, training, activation):
-        if not training or self.rate == 0:
+        self._noisy = training and self.rate > 0
+        if not self._noisy:
             return x
         noise = self._buffers.get("noise", x.shape, x.dtype)
         utils.random_generator().standard_normal(dtype=x.dtype, out=noise)
@@ -106,7 +108,7 @@ class GaussianDropout(_NoiseLayer):
         return np.multiply(x, noise, out=self._buffers.get("y", x.shape, x.dtype))
 
     def call_backward(self, x, y, dy, activation, need_input_grad):
-        if not need_input_grad or self.rate == 0:
+        if not need_input_grad or not self._noisy:
             return dy if need_input_grad else None
         noise = self._buffers.get("noise", x.shape, x.dtype)
         return np.multiply(dy, noise, out=self._buffers.get("dx", x.shape, x.dtype))
