@@ -444,7 +444,7 @@ Model: "residual"
 '''
 
 
-def residual_model():
+def summary_graph():
     inputs = keras.Input(shape=(8, 8, 1), name="image")
     x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
     skip = layers.Conv2D(4, 1, name="skip")(inputs)
@@ -458,7 +458,7 @@ def test_summary_of_a_graph_lists_connections_as_keras_3():
     layers by depth, inputs as 'layer[node][tensor]'; long words cut with '…'.
     print_fn gets the whole text in one call, as Keras 3 gives it."""
     printed = []
-    residual_model().summary(line_length=76, print_fn=printed.append)
+    summary_graph().summary(line_length=76, print_fn=printed.append)
     assert printed == [RESIDUAL_SUMMARY]
 
 
@@ -488,7 +488,7 @@ Model: "outer"
 def test_summary_counts_optimizer_variables_once_training_built_them(capsys):
     """Keras 3 adds the optimizer's variables: the step count (int64), the
     learning rate (float32) and Adam's two slots per weight."""
-    model = residual_model()
+    model = summary_graph()
     model.compile("adam", "sparse_categorical_crossentropy")
     model.summary()
     assert "Optimizer params" not in capsys.readouterr().out
@@ -501,7 +501,7 @@ def test_summary_counts_optimizer_variables_once_training_built_them(capsys):
 
 
 def test_summary_arguments_are_checked():
-    model = residual_model()
+    model = summary_graph()
     with pytest.raises(ValueError, match="Insufficient console width"):
         model.summary(line_length=15)
     with pytest.raises(ValueError, match="positions must have 4 entries"):
