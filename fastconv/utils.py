@@ -170,7 +170,8 @@ class Progbar:
             digits = len(str(self.target))
             sys.stdout.write(f"{current:{digits}d}/{self.target} - {now - self._start:.0f}s -"
                              f"{_per_unit(per_step, self.unit_name)}"
-                             # Keras compares without abs() here: negatives print as 1.0e+00.
+                             # Keras 3 compares without abs() here: negative values
+                             # print in scientific notation.
                              f"{self._metrics(lambda value: value > 1e-3)}\n")
             sys.stdout.flush()
         self._last_update = now
