@@ -344,7 +344,8 @@ class ProgbarLogger(Callback):
 
     def _start_progbar(self):
         self.seen = 0
-        self.progbar = utils.Progbar(self.target, self.verbose)
+        # The logs are the running means already: shown as they are.
+        self.progbar = utils.Progbar(self.target, verbose=self.verbose, stateless_metrics=())
 
     def _update_progbar(self, batch, logs):
         if self.progbar is None:

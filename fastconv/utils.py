@@ -1,6 +1,8 @@
 """Helpers shared by layers and models: seeding, labels, names, reusable
 buffers and Keras's progress bar."""
 
+import math
+import os
 import re
 import sys
 import threading
@@ -102,79 +104,137 @@ class Buffers(threading.local):
 
 
 class Progbar:
-    """Keras 2's progress bar, for ``target`` steps on ``stream`` (stdout by default).
+    """Keras 3's progress bar on stdout, ``target`` steps (None: unknown).
 
-    verbose=1 redraws one line with '\\r' (at most every ``interval`` seconds,
-    and always on the last step); verbose=2 prints one line when finished.
-    ``target`` None (unknown) draws a running count, '     12/Unknown', and
-    finishes only when told to (verbose=2 needs a target by then).
-    ``update`` takes values already averaged, as (name, value) pairs; it only
-    reads them when it draws, so a caller may pass a lazy iterable and an
-    update between redraws costs a clock reading and a comparison.
+    verbose=1 redraws one line, at most every ``interval`` seconds and
+    always when finishing: '\\r' (after backspaces over the last line, as
+    Keras writes it on POSIX systems and terminals; else a new line), then
+    ``  1/469 ━━━━━━━━━━━━━━━━━━━━ 2:13 285ms/step - accuracy: 0.1000``, the
+    count bold, the done part of the bar green and the rest white (ANSI
+    codes, always written, as Keras does), the ETA replaced by the elapsed
+    time once finished; ``     12/Unknown 3s 250ms/step`` without a target.
+    verbose=2 prints ``469/469 - 3s - 6ms/step - accuracy: ...`` once
+    finished.  A value is averaged over the steps since its first update
+    (weighted by the steps each update covers) unless named in
+    ``stateful_metrics``, or not named in ``stateless_metrics`` when that is
+    given; when finishing, the values given are shown as they are.
     """
 
-    width = 30
-
-    def __init__(self, target, verbose=1, interval=0.1, stream=None):
+    def __init__(self, target, width=20, verbose=1, interval=0.05, stateful_metrics=None,
+                 stateless_metrics=None, unit_name="step"):
+        if stateful_metrics is not None and stateless_metrics is not None:
+            raise ValueError("Only one of `stateful_metrics` or `stateless_metrics` can be "
+                             "provided.")
         self.target = target
+        self.width = width
         self.verbose = verbose
         self.interval = interval
-        self.stream = stream or sys.stdout
+        self.unit_name = unit_name
+        self._stateful_metrics = set(stateful_metrics or ())
+        self._stateless_metrics = None if stateless_metrics is None else set(stateless_metrics)
+        self._dynamic_display = (getattr(sys.stdout, "isatty", lambda: False)()
+                                 or "ipykernel" in sys.modules or "posix" in sys.modules
+                                 or "PYCHARM_HOSTED" in os.environ)
+        self._values = {}  # name -> [sum of value * steps, steps], in first-seen order
+        self._seen_so_far = 0
         self._start = time.monotonic()
-        self._last_update = None
-        self._drawn_width = 0
+        self._last_update = -math.inf
+        self._time_after_first_step = None
+        self._prev_total_width = 0
 
-    def update(self, current, values=(), finalize=None):
-        """Shows step ``current`` of ``target`` with ``values``.  ``finalize``
-        (default: current >= target) ends the bar, as Keras's, also before the
-        target (when training stops early)."""
-        now = time.monotonic()
+    def update(self, current, values=None, finalize=None):
+        """Shows step ``current`` with ``values`` ((name, value) pairs);
+        ``finalize`` (default: current >= target) ends the bar, also before
+        the target (when training stops early)."""
         if finalize is None:
-            finished = self.target is not None and current >= self.target
+            finalize = self.target is not None and current >= self.target
+        for name, value in values or ():
+            if self._stateless_metrics is None:
+                averaged = name not in self._stateful_metrics
+            else:
+                averaged = name in self._stateless_metrics
+            if averaged and not finalize:
+                steps = max(current - self._seen_so_far, 1)
+                total = self._values.setdefault(name, [0.0, 0])
+                total[0] += value * steps
+                total[1] += steps
+            else:
+                self._values[name] = [value, 1]
+        self._seen_so_far = current
+        now = time.monotonic()
+        per_step = self._step_duration(current, now)
+        if self.verbose == 1:
+            if now - self._last_update < self.interval and not finalize:
+                return
+            self._draw(current, now, per_step, finalize)
+        elif self.verbose == 2 and finalize and self.target:
+            digits = len(str(self.target))
+            sys.stdout.write(f"{current:{digits}d}/{self.target} - {now - self._start:.0f}s -"
+                             f"{_per_unit(per_step, self.unit_name)}"
+                             # Keras 3 compares without abs() here: negative values
+                             # print in scientific notation.
+                             f"{self._metrics(lambda value: value > 1e-3)}\n")
+            sys.stdout.flush()
+        self._last_update = now
+
+    def add(self, n, values=None):
+        """``update`` ``n`` steps further."""
+        self.update(self._seen_so_far + n, values)
+
+    def _draw(self, current, now, per_step, finalize):
+        if self.target:
+            digits = len(str(self.target))
+            done = int(self.width * current / self.target)
+            line = _bold(f"{current:{digits}d}/{self.target}") + " "
+            if done > 0:
+                line += f"\x1b[32m{'━' * done}\x1b[0m"
+            line += f"\x1b[37m{'━' * (self.width - done)}\x1b[0m"
         else:
-            finished = finalize
-        if self.verbose == 1 and (finished or self._last_update is None
-                                  or now - self._last_update >= self.interval):
-            line = self._bar_line(current, values, now, finished)
-            padding = " " * max(self._drawn_width - len(line), 0)  # erase a longer line
-            self._drawn_width = len(line)
-            self._write("\r" + line + padding, finished)
-            self._last_update = now
-        elif self.verbose == 2 and finished:
-            elapsed = now - self._start
-            per_step = _per_unit(elapsed / max(current, 1), "step")
-            self._write(f"{current}/{self.target} - {elapsed:.0f}s{_metrics(values)} -"
-                        f"{_per_unit(elapsed, 'epoch')} -{per_step}", True)
-
-    def _bar_line(self, current, values, now, finished):
-        per_step = (now - self._start) / max(current, 1)
-        if not self.target:  # None (unknown) or no steps at all
-            return (f"{current:7d}/Unknown - {now - self._start:.0f}s"
-                    f"{_per_unit(per_step, 'step')}{_metrics(values)}")
-        filled = int(self.width * current / self.target)
-        bar = "=" * max(filled - 1, 0)
-        if filled:
-            bar += ">" if current < self.target else "="
-        bar += "." * (self.width - filled)
-        if not finished:
-            timing = f" - ETA: {_format_eta(per_step * (self.target - current))}"
+            line = f"{current:7d}/Unknown"
+        if self.target and not finalize:
+            line += " " + _bold(_format_eta(per_step * (self.target - current)))
         else:
-            timing = f" - {now - self._start:.0f}s{_per_unit(per_step, 'step')}"
-        digits = len(str(self.target))
-        return f"{current:{digits}d}/{self.target} [{bar}]{timing}{_metrics(values)}"
+            line += " " + _bold(f"{now - self._start:.0f}s")
+        line += _per_unit(per_step, self.unit_name) + self._metrics(lambda value: abs(value) > 1e-3)
+        width = len(_ANSI_CODE.sub("", line))
+        start = "\b" * self._prev_total_width + "\r" if self._dynamic_display else "\n"
+        padding = " " * (self._prev_total_width - width)  # erases a longer last line
+        sys.stdout.write(start + line + padding + ("\n" if finalize else ""))
+        sys.stdout.flush()
+        self._prev_total_width = width
 
-    def _write(self, text, end_line):
-        self.stream.write(text + ("\n" if end_line else ""))
-        self.stream.flush()
+    def _metrics(self, fixed_point):
+        """' - loss: 0.1234 - accuracy: 0.9876': 4 decimals, or scientific
+        (1.2345e-04) when ``fixed_point(value)`` is false."""
+        text = ""
+        for name, (total, steps) in self._values.items():
+            value = float(np.mean(total)) / max(1, steps)
+            text += f" - {name}: {value:.4f}" if fixed_point(value) else f" - {name}: {value:.4e}"
+        return text
+
+    def _step_duration(self, current, now):
+        """Seconds a step, leaving out the first step (often slow) once there
+        are others."""
+        if not current:
+            return 0
+        if self._time_after_first_step is not None and current > 1:
+            duration = (now - self._time_after_first_step) / (current - 1)
+        else:
+            duration = (now - self._start) / current
+        if current == 1:
+            self._time_after_first_step = now
+        return duration
 
 
-def _metrics(values):
-    """' - loss: 0.1234 - accuracy: 0.9876' (4 decimals, or scientific when tiny)."""
-    return "".join(f" - {name}: {value:.4f}" if abs(value) > 1e-3 else f" - {name}: {value:.4e}"
-                   for name, value in values)
+_ANSI_CODE = re.compile("\x1b\\[[0-9;]*m")
+
+
+def _bold(text):
+    return f"\x1b[1m{text}\x1b[0m"
 
 
 def _per_unit(seconds, unit):
+    """' 6ms/step': seconds, milliseconds or microseconds."""
     if seconds >= 1 or seconds == 0:
         return f" {seconds:.0f}s/{unit}"
     if seconds >= 1e-3:
@@ -183,12 +243,12 @@ def _per_unit(seconds, unit):
 
 
 def _format_eta(seconds):
-    seconds = int(seconds)
+    """'1:02:03', '2:13' or '45s' (whole seconds, rounded down)."""
     if seconds > 3600:
-        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
     if seconds > 60:
-        return f"{seconds // 60}:{seconds % 60:02d}"
-    return f"{seconds}s"
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{int(seconds)}s"
 
 
 from .image_dataset import image_dataset_from_directory  # noqa: E402

@@ -5,6 +5,7 @@ scripted loop that calls the hooks as the module docstring's contract says
 import csv
 import math
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -535,7 +536,14 @@ def test_lambda_callback_rejects_unknown_hooks_and_non_functions():
 
 # ------------------------------------------------------------- ProgbarLogger
 
-BAR_END = r"\r3/3 \[={30}\] - \d+m?s \d+[mu]?s/step"
+# Keras 3's bar once the ANSI styles and the backspaces before each redraw
+# are taken out: count, 20 '━', the elapsed time (the ETA while running).
+BAR_END = r"\r3/3 ━{20} \d+s \d+[mu]?s/step"
+
+
+def plain(text):
+    """What a terminal shows of the bar's text: no colours, no backspaces."""
+    return re.sub(r"\x1b\[[0-9;]*m|\x08", "", text)
 
 
 def progbar_fit(verbose, epoch_logs, steps=3):
@@ -549,24 +557,38 @@ def test_progbar_logger_draws_a_bar_per_epoch(capsys):
     """Keras 3's output: 'Epoch i/n', a bar from the batch logs finished with
     the epoch logs (sorted names, val_ included); validation draws nothing."""
     progbar_fit(1, [{"loss": 0.5, "accuracy": 0.75, "val_loss": 0.25}] * 2)
-    out = capsys.readouterr().out
+    out = plain(capsys.readouterr().out)
     epoch = BAR_END + r" - accuracy: 0\.7500 - loss: 0\.5000 - val_loss: 0\.2500 *\n"
     assert re.fullmatch(rf"Epoch 1/2\n.*?{epoch}Epoch 2/2\n.*?{epoch}", out, re.S), out
     assert out.count("val_loss") == 2
+
+
+def test_progbar_logger_shows_the_logs_as_given(capsys, monkeypatch):
+    """The logs are running means already: each frame shows the batch's
+    values, not an average of them (Keras 3 passes stateless_metrics=set())."""
+    monkeypatch.setattr(utils.Progbar, "__init__", _redrawing_init)
+    model = FakeModel()
+    callback_list = callbacks.CallbackList(add_progbar=True, model=model, verbose=1,
+                                           epochs=1, steps=3)
+    fit(callback_list, model, [{"loss": 0.25}],
+        batch_logs=lambda epoch, step: {"loss": [1.0, 0.5, 0.75][step]})
+    frames = plain(capsys.readouterr().out).split("\r")[1:]
+    assert [frame.split(" - ")[1].strip() for frame in frames] == [
+        "loss: 1.0000", "loss: 0.5000", "loss: 0.7500", "loss: 0.2500"]
 
 
 def test_progbar_logger_verbose_2_prints_a_line_per_epoch(capsys):
     progbar_fit(2, [{"loss": 0.5}, {"loss": 0.25}])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0::2] == ["Epoch 1/2", "Epoch 2/2"]
-    assert re.fullmatch(r"3/3 - \d+s - loss: 0\.5000 - \d+[mu]?s/epoch - \d+[mu]?s/step",
-                        lines[1])
+    assert re.fullmatch(r"3/3 - \d+s - \d+[mu]?s/step - loss: 0\.5000", lines[1])
+    assert re.fullmatch(r"3/3 - \d+s - \d+[mu]?s/step - loss: 0\.2500", lines[3])
     assert len(lines) == 4
 
 
 def test_progbar_logger_single_epoch_has_no_epoch_line(capsys):
     progbar_fit(1, [{"loss": 0.5}])
-    out = capsys.readouterr().out
+    out = plain(capsys.readouterr().out)
     assert "Epoch" not in out and re.search(BAR_END + r" - loss: 0\.5000 *\n$", out)
 
 
@@ -580,16 +602,17 @@ def test_progbar_logger_counts_unknown_steps(capsys, monkeypatch):
     how many steps it had."""
     monkeypatch.setattr(utils.Progbar, "__init__", _redrawing_init)
     progbar_fit(1, [{"loss": 0.5}, {"loss": 0.5}], steps=None)
-    out = capsys.readouterr().out
-    assert "\r      1/Unknown - " in out and "\r      3/Unknown - " in out
-    assert re.search(BAR_END + r" - loss: 0\.5000 *\nEpoch 2/2\n\r1/3 \[=", out), out
+    out = plain(capsys.readouterr().out)
+    assert re.search(r"\r      1/Unknown \d+s \d+[mu]?s/step - loss: 0\.5000", out), out
+    assert "\r      3/Unknown " in out
+    assert re.search(BAR_END + r" - loss: 0\.5000 *\nEpoch 2/2\n\r1/3 ━{20} ", out), out
 
 
 _original_init = utils.Progbar.__init__
 
 
-def _redrawing_init(self, target, verbose=1, interval=0.1, stream=None):
-    _original_init(self, target, verbose, 0.0, stream)  # draw every update
+def _redrawing_init(self, target, **kwargs):
+    _original_init(self, target, **{**kwargs, "interval": 0.0})  # draw every update
 
 
 def test_progbar_logger_for_evaluate_and_predict(capsys):
@@ -604,10 +627,67 @@ def test_progbar_logger_for_evaluate_and_predict(capsys):
     for step in range(2):
         callback_list.on_predict_batch_end(step, {"outputs": np.zeros((4, 3))})
     callback_list.on_predict_end()
-    lines = capsys.readouterr().out.split("\n")
-    assert re.search(r"\r2/2 \[={30}\] - \d+m?s \d+[mu]?s/step - loss: 0\.5000 *$", lines[0])
-    assert re.search(r"\r2/2 \[={30}\] - \d+m?s \d+[mu]?s/step *$", lines[1])
+    lines = plain(capsys.readouterr().out).split("\n")
+    assert re.search(r"\r2/2 ━{20} \d+s \d+[mu]?s/step - loss: 0\.5000 *$", lines[0])
+    assert re.search(r"\r2/2 ━{20} \d+s \d+[mu]?s/step *$", lines[1])
     assert lines[2] == ""
+
+
+def fake_clock(monkeypatch):
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(utils, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    return clock
+
+
+def test_progbar_frames_are_keras_3s(monkeypatch, capsys):
+    """Keras 3's bytes: backspaces over the last frame and '\\r', the count in
+    bold, 20 '━' green for the steps done and white for the rest, the ETA
+    (whole seconds) in bold, the time a step (the first step left out once
+    there are others), the values; the elapsed time once finished."""
+    clock = fake_clock(monkeypatch)
+    progbar = utils.Progbar(3)
+    for now, step, loss in [(2.0, 1, 0.5), (2.5, 2, 0.25), (3.0, 3, 0.125)]:
+        clock.now = now
+        progbar.update(step, [("loss", loss)])
+    bold, green, white, end = "\x1b[1m", "\x1b[32m", "\x1b[37m", "\x1b[0m"
+    assert capsys.readouterr().out == (
+        f"\r{bold}1/3{end} {green}{'━' * 6}{end}{white}{'━' * 14}{end} {bold}4s{end}"
+        f" 2s/step - loss: 0.5000"
+        f"{chr(8) * 50}\r{bold}2/3{end} {green}{'━' * 13}{end}{white}{'━' * 7}{end} {bold}0s{end}"
+        f" 500ms/step - loss: 0.3750"  # the mean of the two values over the steps
+        f"{chr(8) * 53}\r{bold}3/3{end} {green}{'━' * 20}{end}{white}{end} {bold}3s{end}"
+        f" 500ms/step - loss: 0.1250\n")
+
+
+def test_progbar_unknown_target_pads_a_shorter_line(monkeypatch, capsys):
+    clock = fake_clock(monkeypatch)
+    progbar = utils.Progbar(None, interval=0)
+    clock.now = 0.0005
+    progbar.update(1, [("loss", 0.5)])
+    clock.now = 2.0005
+    progbar.update(2)
+    frames = capsys.readouterr().out.split("\r")
+    assert frames[1] == "      1/Unknown \x1b[1m0s\x1b[0m 500us/step - loss: 0.5000" + "\b" * 44
+    assert frames[2] == "      2/Unknown \x1b[1m2s\x1b[0m 2s/step - loss: 0.5000" + " " * 3
+
+
+def test_progbar_averages_values_unless_stateful(monkeypatch, capsys):
+    """By default a value is averaged over the steps each update covers;
+    when finishing, the values given are shown.  verbose=2 prints one line
+    then, in scientific notation for values not above 1e-3 (negative ones
+    too, as Keras 3's verbose=2 does)."""
+    clock = fake_clock(monkeypatch)
+    progbar = utils.Progbar(4, verbose=2, stateful_metrics=["acc"])
+    clock.now = 1.0
+    progbar.update(1, [("loss", 1.0), ("acc", 0.25)])
+    progbar.update(3, [("loss", 0.5), ("acc", 0.75)])
+    assert progbar._metrics(lambda value: True) == " - loss: 0.6667 - acc: 0.7500"
+    clock.now = 3.0
+    progbar.update(4, [("loss", -0.5), ("acc", 0.0001)])
+    assert capsys.readouterr().out == ("4/4 - 3s - 667ms/step - loss: -5.0000e-01 - "
+                                       "acc: 1.0000e-04\n")
+    with pytest.raises(ValueError, match="Only one of"):
+        utils.Progbar(2, stateful_metrics=["a"], stateless_metrics=["b"])
 
 
 # ------------------------------------------------------------ arguments

@@ -469,3 +469,103 @@ def test_input_gradients_in_inference_mode_through_dropout_and_batch_norm():
     numeric = numeric_gradient(
         lambda: float((model.predict(x_data, verbose=0) * weights).sum()), x_data)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+# --------------------------------------------------------------- summary
+
+RESIDUAL_SUMMARY = '''\
+Model: "residual"
+┏━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┓
+┃ Layer (type)        ┃ Output Shape      ┃    Param # ┃ Connected to      ┃
+┡━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━┩
+│ image (InputLayer)  │ (None, 8, 8, 1)   │          0 │ -                 │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ conv (Conv2D)       │ (None, 8, 8, 4)   │         40 │ image[0][0]       │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ skip (Conv2D)       │ (None, 8, 8, 4)   │          8 │ image[0][0]       │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ add (Add)           │ (None, 8, 8, 4)   │          0 │ conv[0][0],       │
+│                     │                   │            │ skip[0][0]        │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ max_pooling2d_with… │ (None, 4, 4, 4)   │          0 │ add[0][0]         │
+│ (MaxPooling2D)      │                   │            │                   │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ flatten (Flatten)   │ (None, 64)        │          0 │ max_pooling2d_wi… │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ dense (Dense)       │ (None, 3)         │        195 │ flatten[0][0]     │
+└─────────────────────┴───────────────────┴────────────┴───────────────────┘
+ Total params: 243 (972.00 B)
+ Trainable params: 243 (972.00 B)
+ Non-trainable params: 0 (0.00 B)
+'''
+
+
+def summary_graph():
+    inputs = keras.Input(shape=(8, 8, 1), name="image")
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    skip = layers.Conv2D(4, 1, name="skip")(inputs)
+    x = layers.MaxPooling2D(name="max_pooling2d_with_a_long_name")(layers.Add(name="add")([x, skip]))
+    outputs = layers.Dense(3, name="dense")(layers.Flatten(name="flatten")(x))
+    return keras.Model(inputs, outputs, name="residual")
+
+
+def test_summary_of_a_graph_lists_connections_as_keras_3():
+    """Four columns for a graph that is not a chain: the input layer first,
+    layers by depth, inputs as 'layer[node][tensor]'; long words cut with '…'.
+    print_fn gets the whole text in one call, as Keras 3 gives it."""
+    printed = []
+    summary_graph().summary(line_length=76, print_fn=printed.append)
+    assert printed == [RESIDUAL_SUMMARY]
+
+
+def test_summary_of_a_chain_graph_has_three_columns_and_the_input_row(capsys):
+    inputs = keras.Input(shape=(4,), name="features")
+    model = keras.Model(inputs, layers.Dense(2, name="out")(inputs), name="chain")
+    outer = models.Sequential([model], name="outer")
+    outer.summary(line_length=64, expand_nested=True, show_trainable=True)
+    assert capsys.readouterr().out == '''\
+Model: "outer"
+┏━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━┓
+┃ Layer (type)           ┃ Output Shape       ┃ Param # ┃ Tra… ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━┩
+│ chain (Functional)     │ (None, 2)          │      10 │  Y   │
+├────────────────────────┼────────────────────┼─────────┼──────┤
+│    └ features          │ (None, 4)          │       0 │  -   │
+│ (InputLayer)           │                    │         │      │
+├────────────────────────┼────────────────────┼─────────┼──────┤
+│    └ out (Dense)       │ (None, 2)          │      10 │  Y   │
+└────────────────────────┴────────────────────┴─────────┴──────┘
+ Total params: 10 (40.00 B)
+ Trainable params: 10 (40.00 B)
+ Non-trainable params: 0 (0.00 B)
+'''
+
+
+def test_summary_counts_optimizer_variables_once_training_built_them(capsys):
+    """Keras 3 adds the optimizer's variables: the step count (int64), the
+    learning rate (float32) and Adam's two slots per weight."""
+    model = summary_graph()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.summary()
+    assert "Optimizer params" not in capsys.readouterr().out
+    model.fit(images(4)[0], np.zeros(4), verbose=0)
+    model.summary()
+    totals = capsys.readouterr().out.splitlines()[-4:]
+    assert totals == [" Total params: 731 (2.86 KB)", " Trainable params: 243 (972.00 B)",
+                      " Non-trainable params: 0 (0.00 B)",
+                      " Optimizer params: 488 (1.91 KB)"]  # 2 * 243 + 2; 8 + 4 + 2 * 972 bytes
+
+
+def test_summary_arguments_are_checked():
+    model = summary_graph()
+    with pytest.raises(ValueError, match="Insufficient console width"):
+        model.summary(line_length=15)
+    with pytest.raises(ValueError, match="positions must have 4 entries"):
+        model.summary(positions=[0.5, 1.0])
+    with pytest.raises(TypeError, match="line_length"):
+        model.summary(line_length="wide")
+    printed = []
+    model.summary(line_length=76, print_fn=printed.append, layer_range=["conv", "add"])
+    assert [line.split("│")[1].strip() for line in printed[0].splitlines()
+            if line.startswith("│ ") and "(" in line.split("│")[1]] == [
+        "conv (Conv2D)", "skip (Conv2D)", "add (Add)"]

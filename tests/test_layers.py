@@ -132,63 +132,56 @@ def test_loss_gradient_through_probabilities():
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
+# Keras 3's summary of the notebook's model where the output is not a
+# terminal (line length 80 - 4), as rich draws Keras's table.
 NOTEBOOK_SUMMARY = '''\
 Model: "sequential"
-_________________________________________________________________
- Layer (type)                Output Shape              Param #
-=================================================================
- conv2d (Conv2D)             (None, 26, 26, 32)        320
-
- max_pooling2d (MaxPooling2D  (None, 13, 13, 32)       0
- )
-
- conv2d_1 (Conv2D)           (None, 11, 11, 64)        18496
-
- max_pooling2d_1 (MaxPooling  (None, 5, 5, 64)         0
- 2D)
-
- conv2d_2 (Conv2D)           (None, 3, 3, 64)          36928
-
- flatten (Flatten)           (None, 576)               0
-
- dense (Dense)               (None, 64)                36928
-
- dense_1 (Dense)             (None, 10)                650
-
-=================================================================
-Total params: 93,322
-Trainable params: 93,322
-Non-trainable params: 0
-_________________________________________________________________
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓
+┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩
+│ conv2d (Conv2D)                 │ (None, 26, 26, 32)     │           320 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ max_pooling2d (MaxPooling2D)    │ (None, 13, 13, 32)     │             0 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ conv2d_1 (Conv2D)               │ (None, 11, 11, 64)     │        18,496 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ max_pooling2d_1 (MaxPooling2D)  │ (None, 5, 5, 64)       │             0 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ conv2d_2 (Conv2D)               │ (None, 3, 3, 64)       │        36,928 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ flatten (Flatten)               │ (None, 576)            │             0 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ dense (Dense)                   │ (None, 64)             │        36,928 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ dense_1 (Dense)                 │ (None, 10)             │           650 │
+└─────────────────────────────────┴────────────────────────┴───────────────┘
+ Total params: 93,322 (364.54 KB)
+ Trainable params: 93,322 (364.54 KB)
+ Non-trainable params: 0 (0.00 B)
 '''
 
 
 def summary_rows(text):
     """(name, type, output shape, params) of each layer row in a summary table."""
-    lines = text.splitlines()
-    rules = [i for i, line in enumerate(lines) if line.startswith("=")]
     rows = []
-    for line in lines[rules[0] + 1:rules[1]]:
-        if "(None" in line:
-            label, rest = line.split("(None", 1)
-            shape, count = ("(None" + rest).rsplit(")", 1)
-            rows.append([label.strip(), shape + ")", int(count)])
-        elif line.strip():
-            rows[-1][0] += line.strip()  # the rest of a wrapped "name (Type)"
-    return [(label.split(" (")[0], label.split(" (")[1].rstrip(")"), shape, count)
-            for label, shape, count in rows]
+    for line in text.splitlines():
+        if line.startswith("│"):
+            label, shape, count = (cell.strip() for cell in line.strip("│").split("│"))
+            name, kind = label.rstrip(")").split(" (")
+            rows.append((name, kind, shape, int(count.replace(",", ""))))
+    return rows
 
 
-def test_summary_matches_keras(capsys):
-    """The notebook prints Keras's tables: after the conv base, then the whole model."""
+def test_summary_matches_keras(capsys, monkeypatch):
+    """The notebook prints Keras 3's tables: after the conv base, then the whole model."""
+    monkeypatch.setenv("COLUMNS", "80")  # the terminal width Python assumes for a pipe
     utils.clear_session()
     model = notebook_model(show_summaries=True)
-    printed = "".join(line.rstrip() + "\n" for line in capsys.readouterr().out.splitlines())
-    first, text = printed.split('Model: "sequential"')[1:]
-    assert "Total params: 55,744" in first
+    first, text = capsys.readouterr().out.split('Model: "sequential"')[1:]
+    assert " Total params: 55,744 (217.75 KB)\n" in first
     text = 'Model: "sequential"' + text
     assert text == NOTEBOOK_SUMMARY
-    assert summary_rows(text) == summary_rows(NOTEBOOK_SUMMARY) == [
+    assert summary_rows(text) == [
         ("conv2d", "Conv2D", "(None, 26, 26, 32)", 320),
         ("max_pooling2d", "MaxPooling2D", "(None, 13, 13, 32)", 0),
         ("conv2d_1", "Conv2D", "(None, 11, 11, 64)", 18496),
@@ -201,13 +194,28 @@ def test_summary_matches_keras(capsys):
     assert model.count_params() == 93322
 
 
-def test_summary_prints_to_stdout_and_needs_a_built_model(capsys):
-    model = models.Sequential([layers.Dense(2)])
-    with pytest.raises(ValueError, match="not yet been built"):
-        model.summary()
+def test_summary_of_an_unbuilt_model_shows_unbuilt_layers(capsys):
+    """As Keras 3: no error; '?' shapes and '0 (unbuilt)' counts until built.
+    In 40 characters rich wraps the header (aligned to the bottom) and the
+    count (right-aligned, the long word cut with '…')."""
+    model = models.Sequential([layers.Dense(2, name="d")], name="sequential")
+    model.summary(line_length=40)
+    assert capsys.readouterr().out == '''\
+Model: "sequential"
+┏━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━┓
+┃                 ┃ Output     ┃ Param ┃
+┃ Layer (type)    ┃ Shape      ┃     # ┃
+┡━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━┩
+│ d (Dense)       │ ?          │     0 │
+│                 │            │ (unb… │
+└─────────────────┴────────────┴───────┘
+ Total params: 0 (0.00 B)
+ Trainable params: 0 (0.00 B)
+ Non-trainable params: 0 (0.00 B)
+'''
     model.build((None, 3))
     model.summary()
-    assert "Total params: 8" in capsys.readouterr().out
+    assert " Total params: 8 (32.00 B)" in capsys.readouterr().out.splitlines()
 
 
 def test_automatic_names_count_per_class():
@@ -409,3 +417,39 @@ def test_layer_config_round_trip():
     assert clone.get_config() == layer.get_config()
     with pytest.raises(ValueError, match="unknown layer class"):
         layers.deserialize({"class_name": "LSTM", "config": {}})
+
+
+def test_summary_table_is_drawn_as_rich_draws_keras_table():
+    """Keras 3 renders its table with rich (a Table of fixed-width columns,
+    width=line_length, show_lines=True); fastconv draws it without rich.
+    Compared on random cells, widths and alignments when rich is installed."""
+    rich_table = pytest.importorskip("rich.table")
+    rich_console = pytest.importorskip("rich.console")
+    from fastconv import summary
+    rng = np.random.default_rng(0)
+    words = ["conv2d", "(Conv2D)", "max_pooling2d_1", "(None,", "26,", "32)", "a", "18,496",
+             "conv2d_transpose_12[0][0],", "x" * 30, "   └", ""]
+    for _ in range(150):
+        columns = int(rng.integers(3, 6))
+        header = ["Layer (type)", "Output Shape", "Param #", "Connected to", "Trainable"]
+        header = header[:columns]
+        justify = list(rng.choice(["left", "right", "center"], columns))
+        positions = sorted(rng.random(columns - 1)) + [1.0]
+        line_length = int(rng.integers(12, 140))
+        rows = [[" ".join(rng.choice(words, rng.integers(0, 5))) for _ in range(columns)]
+                for _ in range(rng.integers(0, 3))]
+        try:
+            widths = summary._column_widths(positions, line_length)
+        except ValueError:
+            continue  # a column narrower than 4: Keras raises before drawing
+        table = rich_table.Table(
+            *[rich_table.Column(name, justify=how, width=int(end * line_length) - int(start * line_length))
+              for name, how, start, end in zip(header, justify, [0] + positions, positions)],
+            width=line_length, show_lines=True)
+        for row in rows:
+            table.add_row(*row)
+        console = rich_console.Console(width=200, force_terminal=False, color_system=None)
+        with console.capture() as capture:
+            console.print(table)
+        mine = "".join(line + "\n" for line in summary._table(header, rows, widths, justify))
+        assert mine == capture.get(), (positions, line_length, justify, rows)

@@ -157,8 +157,9 @@ def test_lazy_model_builds_on_first_fit():
     model = models.Sequential([layers.Conv2D(2, 3, activation="relu"), layers.Flatten(),
                                layers.Dense(2, activation="softmax")])
     assert not model.built
-    with pytest.raises(ValueError, match="not yet been built"):
-        model.summary()
+    printed = []
+    model.summary(print_fn=printed.append)  # as Keras 3: no error, unbuilt layers
+    assert printed[0].count("0 (unbuilt)") == 3 and " Total params: 0 (0.00 B)" in printed[0]
     model.compile("adam", "sparse_categorical_crossentropy")
     x, y = bars(8)
     with pytest.raises(ValueError, match="larger than the input"):
@@ -488,8 +489,7 @@ def test_verbose_0_prints_nothing(capsys):
 def test_verbose_2_prints_one_line_per_epoch(capsys):
     lines = run_fit(capsys, 2).splitlines()
     assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and len(lines) == 4
-    pattern = (rf"4/4 - \d+s - accuracy: {NUMBER} - loss: {NUMBER} - "
-               rf"\d+(s|ms|us)/epoch - {PER_STEP}")
+    pattern = rf"4/4 - \d+s - {PER_STEP} - accuracy: {NUMBER} - loss: {NUMBER}"
     assert re.fullmatch(pattern, lines[1]) and re.fullmatch(pattern, lines[3])
 
 
@@ -498,13 +498,14 @@ def test_verbose_1_draws_a_progress_bar(capsys, verbose):
     output = run_fit(capsys, verbose, validation_split=0.25)  # 48 samples: 3 steps
     lines = output.split("\n")
     assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and lines[4] == ""
-    frames = lines[1].split("\r")
+    frames = re.sub(r"\x1b\[[0-9;]*m|\x08", "", lines[1]).split("\r")  # no colours
     assert frames[0] == ""
-    assert re.fullmatch(rf"1/3 \[=========>\.{{20}}\] - ETA: \d+s - accuracy: {NUMBER} - "
+    assert re.fullmatch(rf"1/3 ━{{20}} \d+s {PER_STEP} - accuracy: {NUMBER} - "
                         rf"loss: {NUMBER}", frames[1])
-    assert re.fullmatch(rf"3/3 \[={{30}}\] - \d+s {PER_STEP} - accuracy: {NUMBER} - loss: "
+    assert re.fullmatch(rf"3/3 ━{{20}} \d+s {PER_STEP} - accuracy: {NUMBER} - loss: "
                         rf"{NUMBER} - val_accuracy: {NUMBER} - val_loss: {NUMBER} *",
                         frames[-1])
+    assert "\x1b[1m1/3\x1b[0m \x1b[32m━━━━━━\x1b[0m\x1b[37m" + "━" * 14 in lines[1]
 
 
 # --------------------------------------------------------------- the example

@@ -134,8 +134,6 @@ def test_program_runs_and_prints(name, expected):
         assert text in result.stdout, f"{text!r} not printed:\n{result.stdout[-3000:]}"
 
 
-@pytest.mark.xfail(strict=True, reason="summary() prints Keras 2's totals ('Total params: "
-                   "34,826'); Keras 3 adds the size and indents them")
 def test_summary_prints_keras3_totals():
     # Keras 3 counts 4 bytes a float32 parameter: 34,826 * 4 / 1024 = 136.04 KB.
     result = run_program("keras_io_mnist_convnet")

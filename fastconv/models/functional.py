@@ -378,9 +378,11 @@ class Model(Trainer, Saving, Layer):
             layer.set_weights(chunk)
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
-                show_trainable=False):
-        """Prints the table of layers, output shapes and parameter counts."""
-        print_summary(self, line_length, positions, print_fn)
+                show_trainable=False, layer_range=None):
+        """Prints the table of layers, output shapes and parameter counts
+        (see ``fastconv.summary.print_summary``)."""
+        print_summary(self, line_length, positions, print_fn, expand_nested, show_trainable,
+                      layer_range)
 
     def get_config(self):
         """Layers with their inbound nodes, and the model's inputs and outputs
