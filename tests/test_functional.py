@@ -569,3 +569,34 @@ def test_summary_arguments_are_checked():
     assert [line.split("│")[1].strip() for line in printed[0].splitlines()
             if line.startswith("│ ") and "(" in line.split("│")[1]] == [
         "conv (Conv2D)", "skip (Conv2D)", "add (Add)"]
+
+
+def test_training_skips_input_gradients_nothing_trainable_needs():
+    """Layers with nothing trainable before them (augmentation layers, a
+    frozen base) get no gradient at all: the layer after them computes no
+    input gradient."""
+    calls = []
+
+    class Spy(layers.Layer):
+        def compute_output_shape(self, input_shape):
+            return tuple(input_shape)
+
+        def call(self, x, training, activation):
+            return x
+
+        def call_backward(self, x, y, dy, activation, need_input_grad):
+            calls.append(need_input_grad)
+            return dy if need_input_grad else None
+
+    base = keras.Sequential([keras.Input(shape=(8, 8, 1)), Spy(), layers.Conv2D(2, 3)])
+    base.trainable = False
+    model = keras.Sequential([base, Spy(), layers.Flatten(), layers.Dense(2,
+                                                                         activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = images(4)
+    model.fit(x, y, verbose=0)
+    assert calls == []
+    base.trainable = model.trainable = True
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(x, y, verbose=0)
+    assert calls == [True]  # the outer Spy passes dy on to the base; the inner one gets none

@@ -63,6 +63,17 @@ class Model(Trainer, Saving, Layer):
         self._inference_folds = self._batch_norm_folds()
         self.built = True
 
+    def _tensors_after_trainable_weights(self):
+        """The ids of the tensors computed with trainable weights somewhere
+        upstream: the tensors whose gradient training needs (the input
+        gradient of a layer with nothing to train before it, such as an
+        augmentation layer or a frozen convolutional base, is never used)."""
+        after = set()
+        for node in self._nodes:
+            if node.layer.trainable_weights or any(t.id in after for t in node.inputs):
+                after.add(node.output.id)
+        return after
+
     def _batch_norm_folds(self):
         """{convolution node: BatchNormalization node} of the pairs whose
         normalisation folds into the convolution at inference: a linear
@@ -245,15 +256,18 @@ class Model(Trainer, Saving, Layer):
     def run_backward(self, output_grads, need_input_grads=False, wanted=None):
         """Backpropagates dL/d(outputs) (a list, None for an output the loss
         does not use) through the last recorded forward; fills every
-        layer's ``grads`` and returns dL/d(inputs) (a list; None entries
-        unless ``need_input_grads``).  The gradients of the KerasTensors
-        whose ids are in ``wanted`` (a dict) are stored into it."""
+        layer's ``grads``.  With ``need_input_grads`` it computes the
+        gradient of every tensor and returns dL/d(inputs) (a list), and
+        stores the gradients of the KerasTensors whose ids are in ``wanted``
+        (a dict) into it; without, only the gradients training needs (a
+        list of None)."""
         grads = {}
         for tensor, grad in zip(self.outputs, output_grads):
             if grad is not None:
                 _accumulate(grads, tensor.id, grad)
         shared_sums = {}
         node_caches = getattr(self._thread_state, "node_caches", {})
+        trained_upstream = None if need_input_grads else self._tensors_after_trainable_weights()
         for node in reversed(self._nodes):
             if node.is_input:
                 continue
@@ -265,7 +279,7 @@ class Model(Trainer, Saving, Layer):
                 if id(layer) not in self._shared:
                     _zero_grads(layer)
                 continue
-            need = need_input_grads or any(not t.node.is_input for t in node.inputs)
+            need = need_input_grads or any(t.id in trained_upstream for t in node.inputs)
             if node in node_caches:
                 layer._cache = node_caches[node]
             dx = layer.backward(dy, need_input_grad=need)
@@ -315,9 +329,7 @@ class Model(Trainer, Saving, Layer):
                                      f"the output's shape {output.shape}")
             checked.append(grad)
         wanted = {t.id: None for t in tensors}
-        input_ids = {t.id for t in self.inputs}
-        need_inputs = wrt is None or any(t.id in input_ids for t in tensors)
-        input_grads = self.run_backward(checked, need_input_grads=need_inputs, wanted=wanted)
+        input_grads = self.run_backward(checked, need_input_grads=True, wanted=wanted)
         if wrt is not None:
             by_input = {t.id: g for t, g in zip(self.inputs, input_grads)}
             return [by_input[t.id] if t.id in by_input else wanted[t.id] for t in tensors]
