@@ -166,24 +166,25 @@ def test_weights_file_round_trip_and_keras_model_file_weights(tmp_path, make):
 
 def test_optimizer_variables_in_keras_order():
     """Keras 3.15 lists Adam's slots weight by weight (momentum, velocity),
-    RMSprop's slot by slot (all velocities, then all momentums)."""
+    RMSprop's slot by slot (all velocities, then all momentums); it names them
+    by the weights' paths, which a Sequential prefixes with its name."""
     model = fk.Sequential([fk.Input((3,)), layers.Dense(2, name="d")], name="m")
     model.compile(fk.optimizers.Adam(0.5), "mse")
     model.optimizer.build(model.trainable_weights)
     assert [name for name, _ in keras_format.optimizer_variables(model)] == [
-        "iteration", "learning_rate", "d_kernel_momentum", "d_kernel_velocity",
-        "d_bias_momentum", "d_bias_velocity"]
+        "iteration", "learning_rate", "m_d_kernel_momentum", "m_d_kernel_velocity",
+        "m_d_bias_momentum", "m_d_bias_velocity"]
     model.compile(fk.optimizers.RMSprop(momentum=0.5), "mse")
     model.optimizer.build(model.trainable_weights)
     assert [name for name, _ in keras_format.optimizer_variables(model)] == [
-        "iteration", "learning_rate", "d_kernel_velocity", "d_bias_velocity",
-        "d_kernel_momentum", "d_bias_momentum"]
+        "iteration", "learning_rate", "m_d_kernel_velocity", "m_d_bias_velocity",
+        "m_d_kernel_momentum", "m_d_bias_momentum"]
     model.compile(fk.optimizers.Nadam(fk.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)),
                   "mse")
     model.optimizer.build(model.trainable_weights)
     assert [name for name, _ in keras_format.optimizer_variables(model)] == [
-        "iteration", "d_kernel_momentum", "d_kernel_velocity", "d_bias_momentum",
-        "d_bias_velocity", "u_product"]
+        "iteration", "m_d_kernel_momentum", "m_d_kernel_velocity", "m_d_bias_momentum",
+        "m_d_bias_velocity", "u_product"]
 
 
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
@@ -266,11 +267,12 @@ def test_legacy_h5_layout(tmp_path):
         group = store["model_weights"]
         assert [name.decode() if isinstance(name, bytes) else name
                 for name in group.attrs["layer_names"]] == [layer.name for layer in model.layers]
+        # Keras's variable paths: a Sequential builds its layers in its name scope
         dense = model.layers[-1]
-        assert list(group[dense.name].attrs["weight_names"]) in (
-            [f"{dense.name}/kernel", f"{dense.name}/bias"],
-            [f"{dense.name}/kernel".encode(), f"{dense.name}/bias".encode()])
-        np.testing.assert_array_equal(group[f"{dense.name}/{dense.name}/bias"],
+        assert [name.decode() if isinstance(name, bytes) else name
+                for name in group[dense.name].attrs["weight_names"]] == [
+            f"stack/{dense.name}/kernel", f"stack/{dense.name}/bias"]
+        np.testing.assert_array_equal(group[f"{dense.name}/stack/{dense.name}/bias"],
                                       dense.get_weights()[1])
     assert config["class_name"] == "Sequential"
     assert config["config"]["layers"][0]["class_name"] == "InputLayer"
