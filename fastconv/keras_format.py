@@ -269,11 +269,11 @@ def _optimizer_scalars(optimizer):
 
 
 def _slots_by_weight(model):
-    """(KerasWeight, its slots) of the weights the optimizer trains, in Keras's order."""
+    """(weight, its slots) of the weights the optimizer trains, in Keras's order."""
     weights_by_key = {key: (layer, name) for key, layer, name in model._weight_keys()}
     slots = {weights_by_key[key]: slot for key, slot in zip(model._trained_keys(),
                                                              model.optimizer.slots)}
-    return [(weight, slots[weight.layer, weight.name]) for weight in keras_weights(model)
+    return [(weight, slots[weight.layer, weight.name]) for weight in _keras_weights(model)
             if (weight.layer, weight.name) in slots]
 
 
@@ -284,10 +284,10 @@ def _slot_groups(optimizer):
     return [group for group in groups if group]
 
 
-class KerasWeight(namedtuple("KerasWeight", "container layer name trainable")):
+class _KerasWeight(namedtuple("KerasWeight", "container layer name trainable")):
     """A weight as Keras sees it: ``name`` in ``layer.params``, ``container``
-    the model whose layer ``layer`` is (None for a model's own weights),
-    ``trainable`` whether it is among Keras's trainable weights."""
+    the model whose layer ``layer`` is (None if not known), ``trainable``
+    whether it is among Keras's trainable weights."""
 
     @property
     def value(self):
@@ -297,31 +297,33 @@ class KerasWeight(namedtuple("KerasWeight", "container layer name trainable")):
     def path(self):
         """Keras's variable path: ``<layer>/<weight>``, under the name of the
         Sequential model that holds the layer (it builds its layers in its
-        name scope; a functional model's layers are built before it exists)."""
+        name scope; a functional model's layers are built before it exists).
+        It names legacy .h5 datasets and optimizer slots; Keras reads both by
+        position."""
         path = f"{self.layer.name}/{self.name}"
         return f"{self.container.name}/{path}" if _is_sequential(self.container) else path
 
 
-def keras_weights(layer, container=None, trainable=True, seen=None):
-    """The KerasWeights of ``layer`` (a layer, or a model: the weights of its
+def _keras_weights(layer, container=None, trainable=True, seen=None):
+    """The weights (_KerasWeight) of ``layer`` (a layer, or a model: the weights of its
     layers at every depth, each layer once) in the order of Keras's
     ``layer.weights``.  ``trainable``: whether the models around ``layer`` are."""
     seen = set() if seen is None else seen
     trainable = trainable and layer.trainable
     if _is_model(layer):
         return [weight for inner in keras_layer_order(layer)
-                for weight in keras_weights(inner, layer, trainable, seen)]
+                for weight in _keras_weights(inner, layer, trainable, seen)]
     if id(layer) in seen:
         return []
     seen.add(id(layer))
-    return [KerasWeight(container, layer, name, trainable and name in layer.grads)
+    return [_KerasWeight(container, layer, name, trainable and name in layer.grads)
             for name in layer.params]
 
 
 def _legacy_weights(layer, container):
     """The weights of ``layer`` (a layer of ``container``) in the order a
     legacy .h5 file lists them: Keras's trainable weights, then the others."""
-    weights = keras_weights(layer, container)
+    weights = _keras_weights(layer, container)
     return ([weight for weight in weights if weight.trainable]
             + [weight for weight in weights if not weight.trainable])
 
