@@ -140,6 +140,11 @@ def assert_same_optimizer_state(loaded, model):
         np.testing.assert_array_equal(mine, expected)
 
 
+def names(group, attribute):
+    """The list of names an h5py attribute holds (Keras writes them as bytes)."""
+    return [name.decode() if isinstance(name, bytes) else name for name in group.attrs[attribute]]
+
+
 def sample(model, count=5, seed=1):
     return np.random.default_rng(seed).random((count,) + model.input_shape[1:], dtype=np.float32)
 
@@ -306,12 +311,10 @@ def test_legacy_h5_layout(tmp_path):
         config = json.loads(store.attrs["model_config"])
         training = json.loads(store.attrs["training_config"])
         group = store["model_weights"]
-        assert [name.decode() if isinstance(name, bytes) else name
-                for name in group.attrs["layer_names"]] == [layer.name for layer in model.layers]
+        assert names(group, "layer_names") == [layer.name for layer in model.layers]
         # Keras's variable paths: a Sequential builds its layers in its name scope
         dense = model.layers[-1]
-        assert [name.decode() if isinstance(name, bytes) else name
-                for name in group[dense.name].attrs["weight_names"]] == [
+        assert names(group[dense.name], "weight_names") == [
             f"stack/{dense.name}/kernel", f"stack/{dense.name}/bias"]
         np.testing.assert_array_equal(group[f"{dense.name}/stack/{dense.name}/bias"],
                                       dense.get_weights()[1])
@@ -429,10 +432,6 @@ def test_keras_keys_at_their_defaults_are_dropped(tmp_path):
 def test_what_fastconv_cannot_honour_raises_naming_layer_and_key(tmp_path, edit, message):
     with pytest.raises(ValueError, match=message):
         fk.models.load_model(keras_archive_with_layer(tmp_path, edit))
-
-
-def names(group, attribute):
-    return [name.decode() if isinstance(name, bytes) else name for name in group.attrs[attribute]]
 
 
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
