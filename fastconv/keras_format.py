@@ -6,10 +6,15 @@
 * ``.weights.h5``: the weights alone, in the layout of ``model.weights.h5``:
   ``layers/<key>/vars/0``, ``1``, ... where ``<key>`` is the layer's class
   name in snake case, numbered ``_1``, ``_2`` ... for repeats in the order
-  Keras lists the model's layers;
+  Keras lists the model's layers; a nested model's layers are under its
+  own key (``layers/sequential/layers/conv2d/vars/0``);
 * ``.h5``: Keras's legacy HDF5 model file: the config in the
   ``model_config`` attribute, the weights under ``model_weights/<layer
-  name>`` named by the ``weight_names`` attributes.
+  name>`` named by the ``weight_names`` attributes (a nested model's group
+  holds all its weights, the trainable ones first).
+
+Models nest at any depth (a Sequential or functional model used as a
+layer): their configs are nested in the model's, as Keras writes them.
 
 Reading translates Keras's configs to fastconv's constructors: a key
 fastconv lacks is dropped when it holds Keras's default, and ValueError
@@ -28,6 +33,7 @@ import os
 import re
 import warnings
 import zipfile
+from collections import namedtuple
 
 import numpy as np
 
@@ -65,6 +71,7 @@ KERAS_SLOT_GROUPS = {
     "Adadelta": [("accumulated_grad", "accumulated_delta_var")],
     "Adamax": [("momentum", "norm")], "Nadam": [("momentum", "velocity")],
 }
+MODEL_CLASSES = ("Sequential", "Functional", "Model")  # Keras's classes of model configs
 IGNORED_COMPILE_KEYS = ("run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
 
 
@@ -88,7 +95,7 @@ def keras_archive(model):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(METADATA_FILE, json.dumps(metadata))
-        archive.writestr(CONFIG_FILE, json.dumps(model_config(model, compiled=True)))
+        archive.writestr(CONFIG_FILE, json.dumps(model_config(model)))
         archive.writestr(WEIGHTS_FILE, weights_file(model), zipfile.ZIP_STORED)
     return buffer.getvalue()
 
@@ -99,8 +106,8 @@ def weights_file(model):
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as store:
         store.create_group("layers")
-        for key, layer in _weight_keys(model):
-            group = store.create_group(f"layers/{key}/vars")
+        for key, layer in _weight_groups(model):
+            group = store.create_group(f"{key}/vars")
             group.attrs["name"] = layer.name
             for index, value in enumerate(layer.params.values()):
                 group.create_dataset(str(index), data=value)
@@ -116,7 +123,7 @@ def weights_file(model):
 def legacy_h5_file(model):
     """The bytes of ``model`` as a legacy Keras ``.h5`` model file."""
     h5py = require_h5py()
-    config = model_config(model, compiled=False, legacy=True)
+    config = model_config(model, legacy=True)
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as store:
         store.attrs["keras_version"] = KERAS_VERSION
@@ -132,9 +139,9 @@ def legacy_h5_file(model):
         _set_names(weights, "layer_names", [layer.name for layer in layers])
         weights.attrs["keras_version"] = KERAS_VERSION
         weights.attrs["backend"] = "fastconv"
-        for layer in sorted(layers, key=lambda layer: layer.name):
+        for layer in layers:
             _write_named(weights.create_group(layer.name),
-                         [(f"{layer.name}/{name}", value) for name, value in layer.params.items()])
+                         [(weight.path, weight.value) for weight in _legacy_weights(layer, model)])
         _write_named(weights.create_group("top_level_model_weights"), [])
         if model.optimizer is not None:
             prefix = model.optimizer.name
@@ -144,35 +151,32 @@ def legacy_h5_file(model):
     return buffer.getvalue()
 
 
-def model_config(model, compiled, legacy=False):
+def model_config(model, legacy=False):
     """``model`` as Keras serializes it: ``{'module', 'class_name', 'config',
-    'registered_name', 'build_config'}`` plus ``compile_config`` when
-    ``compiled`` (and the model is); ``legacy``: the .h5 file's form, with
-    only ``class_name`` and ``config``."""
-    _check_flat(model)
-    if type(model).__name__ == "Sequential":
+    'registered_name', 'build_config', 'compile_config'}`` (the compile
+    config is ``{}`` unless the model is compiled), its nested models
+    serialized in their entries alike; ``legacy``: the .h5 file's form, each
+    entry with only ``class_name`` and ``config`` (and a functional model's
+    ``name`` and ``inbound_nodes``)."""
+    if _is_sequential(model):
         config = {"name": model.name, "trainable": model.trainable,
                   "dtype": _dtype_policy("float32"),
-                  "layers": [_input_layer_entry(model.inputs[0].node.layer)]
-                  + [_layer_entry(layer) for layer in model.layers],
+                  "layers": [_input_layer_entry(model.inputs[0].node.layer, legacy)]
+                  + [_layer_entry(layer, legacy) for layer in model.layers],
                   "build_input_shape": list(model.input_shape)}
         result = _keras_object("keras", "Sequential", config)
         result["build_config"] = {"input_shape": config["build_input_shape"]}
     else:
         config = {"name": model.name, "trainable": model.trainable,
-                  "layers": [_functional_entry(model, layer) for layer in keras_layer_order(model)],
+                  "layers": [_functional_entry(model, layer, legacy)
+                             for layer in keras_layer_order(model)],
                   "input_layers": _tensor_refs(model, model.inputs, model._single_input),
                   "output_layers": _tensor_refs(model, model.outputs, model._single_output)}
         result = _keras_object("keras.src.models.functional", "Functional", config, "Functional")
         result["build_config"] = {"input_shape": None}
     if legacy:
-        result = {"class_name": result["class_name"], "config": config}
-        config["layers"] = [{key: value for key, value in layer.items()
-                             if key not in ("module", "registered_name", "build_config")}
-                            for layer in config["layers"]]
-    compile_config = _compile_config(model) if compiled else None
-    if compile_config is not None:
-        result["compile_config"] = compile_config
+        return _legacy_entry(result)
+    result["compile_config"] = _compile_config(model) or {}
     return result
 
 
@@ -217,8 +221,8 @@ def optimizer_variables(model):
         return variables
     slots = _slots_by_weight(model)
     for group in _slot_groups(optimizer):
-        for layer, weight in slots:
-            variables.extend((f"{layer.name}_{weight}_{slot}", slots[layer, weight][slot])
+        for weight, values in slots:
+            variables.extend((f"{weight.path.replace('/', '_')}_{slot}", values[slot])
                              for slot in group)
     if type(optimizer).__name__ == "Nadam":
         product = optimizer._u_product_at(optimizer.iterations)
@@ -265,12 +269,12 @@ def _optimizer_scalars(optimizer):
 
 
 def _slots_by_weight(model):
-    """{(layer, weight name): its slots} of the trained weights, in Keras's order."""
-    layers_by_key = {key: (layer, name) for key, layer, name in model._weight_keys()}
-    slots = {layers_by_key[key]: slot for key, slot in zip(model._trained_keys(),
-                                                              model.optimizer.slots)}
-    return {(layer, name): slots[layer, name] for layer in keras_layer_order(model)
-            for name in layer.params if (layer, name) in slots}
+    """(weight, its slots) of the weights the optimizer trains, in Keras's order."""
+    weights_by_key = {key: (layer, name) for key, layer, name in model._weight_keys()}
+    slots = {weights_by_key[key]: slot for key, slot in zip(model._trained_keys(),
+                                                             model.optimizer.slots)}
+    return [(weight, slots[weight.layer, weight.name]) for weight in _keras_weights(model)
+            if (weight.layer, weight.name) in slots]
 
 
 def _slot_groups(optimizer):
@@ -280,15 +284,72 @@ def _slot_groups(optimizer):
     return [group for group in groups if group]
 
 
-def _weight_keys(model):
-    """(key under ``layers/``, layer) of every layer, as Keras's weight store names them."""
-    _check_flat(model)
-    used, keys = {}, []
-    for layer in keras_layer_order(model):
-        key = _snake_case(type(layer).__name__)
-        used[key] = used.get(key, -1) + 1
-        keys.append((key if used[key] == 0 else f"{key}_{used[key]}", layer))
-    return keys
+class _KerasWeight(namedtuple("KerasWeight", "container layer name trainable")):
+    """A weight as Keras sees it: ``name`` in ``layer.params``, ``container``
+    the model whose layer ``layer`` is (None if not known), ``trainable``
+    whether it is among Keras's trainable weights."""
+
+    @property
+    def value(self):
+        return self.layer.params[self.name]
+
+    @property
+    def path(self):
+        """Keras's variable path: ``<layer>/<weight>``, under the name of the
+        Sequential model that holds the layer (it builds its layers in its
+        name scope; a functional model's layers are built before it exists).
+        It names legacy .h5 datasets and optimizer slots; Keras reads both by
+        position."""
+        path = f"{self.layer.name}/{self.name}"
+        return f"{self.container.name}/{path}" if _is_sequential(self.container) else path
+
+
+def _keras_weights(layer, container=None, trainable=True, seen=None):
+    """The weights (_KerasWeight) of ``layer`` (a layer, or a model: the weights of its
+    layers at every depth, each layer once) in the order of Keras's
+    ``layer.weights``.  ``trainable``: whether the models around ``layer`` are."""
+    seen = set() if seen is None else seen
+    trainable = trainable and layer.trainable
+    if _is_model(layer):
+        return [weight for inner in keras_layer_order(layer)
+                for weight in _keras_weights(inner, layer, trainable, seen)]
+    if id(layer) in seen:
+        return []
+    seen.add(id(layer))
+    return [_KerasWeight(container, layer, name, trainable and name in layer.grads)
+            for name in layer.params]
+
+
+def _legacy_weights(layer, container):
+    """The weights of ``layer`` (a layer of ``container``) in the order a
+    legacy .h5 file lists them: Keras's trainable weights, then the others."""
+    weights = _keras_weights(layer, container)
+    return ([weight for weight in weights if weight.trainable]
+            + [weight for weight in weights if not weight.trainable])
+
+
+def _weight_groups(model):
+    """(group path, layer) of ``model``'s layers at every depth, as Keras's
+    weights store names them: ``layers/<key>`` under the group of the model
+    holding the layer, ``<key>`` its class name in snake case, numbered
+    ``_1``, ``_2`` ... for repeats among that model's layers in Keras's
+    order.  A layer met before gets a key but no group, as in Keras."""
+    groups, seen = [], {id(model)}
+
+    def walk(container, prefix):
+        used = {}
+        for layer in keras_layer_order(container):
+            key = _snake_case(_keras_class_name(layer))
+            used[key] = used.get(key, -1) + 1
+            path = f"{prefix}layers/{key}" + (f"_{used[key]}" if used[key] else "")
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                groups.append((path, layer))
+                if _is_model(layer):
+                    walk(layer, path + "/")
+
+    walk(model, "")
+    return groups
 
 
 def _snake_case(class_name):
@@ -297,11 +358,19 @@ def _snake_case(class_name):
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", words).lower()
 
 
-def _check_flat(model):
-    nested = [layer.name for layer in model.layers if hasattr(layer, "leaf_layers")]
-    if nested:
-        raise ValueError(f"model {model.name!r} contains the models {nested}: the Keras file "
-                         "formats of fastconv do not support nested models yet")
+def _is_model(layer):
+    return hasattr(layer, "leaf_layers")
+
+
+def _is_sequential(layer):
+    return type(layer).__name__ == "Sequential"
+
+
+def _keras_class_name(layer):
+    """The class Keras gives ``layer``: a functional model is a 'Functional'."""
+    if _is_model(layer) and not _is_sequential(layer):
+        return "Functional"
+    return type(layer).__name__
 
 
 def _keras_object(module, class_name, config, registered_name=None):
@@ -313,9 +382,12 @@ def _dtype_policy(name):
     return _keras_object("keras", "DTypePolicy", {"name": name})
 
 
-def _layer_entry(layer):
+def _layer_entry(layer, legacy):
     """A layer's Keras serialization: its config with Keras's dtype policy and
-    nested objects (initializers, regularizers) tagged with their module."""
+    nested objects (initializers, regularizers) tagged with their module; a
+    model's is ``model_config``."""
+    if _is_model(layer):
+        return model_config(layer, legacy)
     class_name = type(layer).__name__
     config = {}
     for key, value in layer.get_config().items():
@@ -324,31 +396,41 @@ def _layer_entry(layer):
         elif key != "input_shape" and value not in KERAS_LACKS[class_name, key]:
             raise ValueError(f"layer {layer.name!r}: Keras's {class_name} takes no {key}, so "
                              f"{key}={value!r} cannot be saved in a Keras file")
-    config["dtype"] = _dtype_policy(layer.dtype.name if layer.dtype is not None else "float32")
     for key, value in config.items():
         if isinstance(value, dict) and "class_name" in value:
             config[key] = _tag_module(value, "keras." + key.rsplit("_", 1)[-1] + "s")
+    config["dtype"] = _dtype_policy(layer.dtype.name if layer.dtype is not None else "float32")
     entry = _keras_object("keras.layers", class_name, config)
     if layer.params:
         entry["build_config"] = {"input_shape": list(layer.input_shape)}
-    return entry
+    return _legacy_entry(entry) if legacy else entry
 
 
-def _input_layer_entry(layer):
-    return _keras_object("keras.layers", "InputLayer", {**layer.get_config(), "sparse": False})
+def _input_layer_entry(layer, legacy):
+    entry = _keras_object("keras.layers", "InputLayer", {**layer.get_config(), "sparse": False})
+    return _legacy_entry(entry) if legacy else entry
 
 
-def _functional_entry(model, layer):
+def _legacy_entry(entry):
+    """A serialization in the legacy .h5 form: class name and config only."""
+    return {"class_name": entry["class_name"], "config": entry["config"]}
+
+
+def _functional_entry(model, layer, legacy):
     """A layer of a functional config: its serialization, name and the nodes
-    that call it, with their input tensors as Keras writes them."""
+    that call it, with their input tensors (and for a model, its mask
+    argument) as Keras writes them."""
     if type(layer).__name__ == "InputLayer":
-        return {**_input_layer_entry(layer), "name": layer.name, "inbound_nodes": []}
+        return {**_input_layer_entry(layer, legacy), "name": layer.name, "inbound_nodes": []}
+    several = isinstance(layer, Merge) or (_is_model(layer) and not layer._single_input)
     calls = []
     for node in _own_nodes(model, layer):
         tensors = [_keras_tensor(model, tensor) for tensor in node.inputs]
-        calls.append({"args": [tensors if isinstance(layer, Merge) else tensors[0]],
-                      "kwargs": {}})
-    return {**_layer_entry(layer), "name": layer.name, "inbound_nodes": calls}
+        kwargs = {}
+        if _is_model(layer):
+            kwargs["mask"] = [None] * len(tensors) if several else None
+        calls.append({"args": [tensors if several else tensors[0]], "kwargs": kwargs})
+    return {**_layer_entry(layer, legacy), "name": layer.name, "inbound_nodes": calls}
 
 
 def _own_nodes(model, layer):
@@ -517,27 +599,14 @@ def model_from_keras_config(config, path):
     """The fastconv model a Keras model config describes (``{'class_name',
     'config', ...}``), compiled when it has a compile_config (or a legacy
     training_config)."""
-    from .models import Model, Sequential
+    from .layers import deserialize
 
     class_name = config.get("class_name")
-    classes = {"Sequential": Sequential, "Functional": Model, "Model": Model}
-    if class_name not in classes or not isinstance(config.get("config"), dict):
+    if class_name not in MODEL_CLASSES or not isinstance(config.get("config"), dict):
         raise ValueError(f"{path} describes a {class_name!r}: fastconv reads Sequential and "
                          "functional models")
-    inner = config["config"]
     try:
-        layers = [_fastconv_layer(entry) for entry in inner["layers"]]
-        if class_name == "Sequential":
-            model = Sequential.from_config({"name": inner.get("name"), "layers": layers,
-                                            "build_input_shape": inner.get("build_input_shape")})
-        else:
-            for layer, entry in zip(layers, inner["layers"]):
-                layer["name"] = entry["name"]
-                layer["inbound_nodes"] = [_node_refs(node, entry["name"])
-                                          for node in entry.get("inbound_nodes", [])]
-            model = Model.from_config({"name": inner.get("name"), "layers": layers,
-                                       "input_layers": _refs(inner["input_layers"]),
-                                       "output_layers": _refs(inner["output_layers"])})
+        model = deserialize(_fastconv_model(config))
     except (KeyError, TypeError) as error:
         raise ValueError(f"{path} holds an invalid Keras model config: {error!r}") from None
     if config.get("compile_config"):
@@ -590,13 +659,31 @@ def _fastconv_object(registry, config, owner):
     return cls.from_config(_arguments(cls, arguments, owner))
 
 
+def _fastconv_model(config):
+    """fastconv's ``{'class_name', 'config'}`` for a Keras model's
+    serialization (Sequential or functional; its nested models translated alike)."""
+    inner = config["config"]
+    layers = [_fastconv_layer(entry) for entry in inner["layers"]]
+    if config["class_name"] == "Sequential":
+        return {"class_name": "Sequential",
+                "config": {"name": inner.get("name"), "layers": layers,
+                           "build_input_shape": inner.get("build_input_shape")}}
+    for layer, entry in zip(layers, inner["layers"]):
+        layer["name"] = entry["name"]
+        layer["inbound_nodes"] = [_node_refs(node, entry["name"])
+                                  for node in entry.get("inbound_nodes", [])]
+    return {"class_name": "Functional",
+            "config": {"name": inner.get("name"), "layers": layers,
+                       "input_layers": _refs(inner["input_layers"]),
+                       "output_layers": _refs(inner["output_layers"])}}
+
+
 def _fastconv_layer(entry):
     """A fastconv ``{'class_name', 'config'}`` for a Keras layer entry."""
     class_name, config = entry["class_name"], dict(entry["config"])
+    if class_name in MODEL_CLASSES:
+        return _fastconv_model(entry)
     name = config.get("name", entry.get("name"))
-    if class_name in ("Sequential", "Functional", "Model"):
-        raise ValueError(f"layer {name!r} is a nested {class_name} model: fastconv does not "
-                         "read nested models from Keras files yet")
     if class_name not in LAYERS.names():
         raise ValueError(f"layer {name!r}: Keras layer class {class_name!r} has no fastconv "
                          f"counterpart; fastconv has {', '.join(LAYERS.names())}")
@@ -661,9 +748,10 @@ def _node_refs(node, layer_name):
     ``[layer, node, tensor, kwargs]``) as fastconv's list of [layer, node, tensor]."""
     if isinstance(node, list):
         return [list(ref[:3]) for ref in node]
-    # Keras records the training flag of symbolic calls, but fit and predict override it.
+    # Keras records the training flag of symbolic calls, but fit and predict override it,
+    # and a model's mask argument, None for each input (fastconv has no masks).
     kwargs = {key: value for key, value in node.get("kwargs", {}).items()
-              if value is not None and key != "training"}
+              if key != "training" and not _all_none(value)}
     if kwargs:
         raise ValueError(f"layer {layer_name!r} is called with {kwargs}: fastconv layers take "
                          "no call arguments")
@@ -682,6 +770,10 @@ def _node_refs(node, layer_name):
     return refs
 
 
+def _all_none(value):
+    return value is None or isinstance(value, list) and all(_all_none(item) for item in value)
+
+
 def _refs(value):
     """Keras's input_layers/output_layers (one [name, node, tensor] or a list of them)."""
     return [value] if value and isinstance(value[0], str) else list(value)
@@ -692,17 +784,19 @@ def load_weights_store(model, store, path, optimizer=False):
     state, when both are there) from an open ``.weights.h5`` store;
     ValueError (no weight changes) if it does not fit."""
     weights = {}
-    for key, layer in _weight_keys(model):
-        group = store.get(f"layers/{key}/vars")
+    for key, layer in _weight_groups(model):
+        if _is_model(layer):
+            continue  # its layers have their own groups
+        group = store.get(f"{key}/vars")
         if group is None:
             if layer.params:
                 raise ValueError(f"{path} has no weights for layer {layer.name!r} "
-                                 f"(layers/{key}/vars): it does not fit model {model.name!r}")
+                                 f"({key}/vars): it does not fit model {model.name!r}")
             continue
         saved = [np.asarray(group[str(index)]) for index in range(len(group))
                  if str(index) in group]
         if len(saved) != len(group) or len(saved) != len(layer.params):
-            raise ValueError(f"{path}: layers/{key}/vars holds {len(group)} arrays, layer "
+            raise ValueError(f"{path}: {key}/vars holds {len(group)} arrays, layer "
                              f"{layer.name!r} has {len(layer.params)} weights")
         weights[layer] = saved
     _set_weights(model, weights, path)
@@ -723,17 +817,25 @@ def load_legacy_optimizer(model, store, path):
 def load_legacy_weights(model, group, path):
     """Sets ``model``'s weights from the ``model_weights`` group of a legacy
     .h5 file: the saved layers that have weights, in order, to the model's
-    (as Keras matches them); ValueError (nothing changes) if they do not fit."""
-    _check_flat(model)
+    (as Keras matches them; a nested model takes all its weights in
+    ``_legacy_weights`` order); ValueError (nothing changes) if they do not fit."""
     saved = [group[name] for name in _names(group, "layer_names")
              if name in group and _names(group[name], "weight_names")]
-    ours = [layer for layer in keras_layer_order(model) if layer.params]
+    ours = [(layer, weights) for layer in keras_layer_order(model)
+            for weights in [_legacy_weights(layer, model)] if weights]
     if len(saved) != len(ours):
         raise ValueError(f"{path} holds the weights of {len(saved)} layers, model "
                          f"{model.name!r} has {len(ours)} layers with weights")
-    _set_weights(model, {layer: [np.asarray(layer_group[name])
-                                 for name in _names(layer_group, "weight_names")]
-                         for layer, layer_group in zip(ours, saved)}, path)
+    arrays = {}  # {leaf layer: {weight name: array}}
+    for (layer, weights), layer_group in zip(ours, saved):
+        names = _names(layer_group, "weight_names")
+        if len(names) != len(weights):
+            raise ValueError(f"{path}: {layer_group.name} holds {len(names)} weights, layer "
+                             f"{layer.name!r} of model {model.name!r} has {len(weights)}")
+        for weight, name in zip(weights, names):
+            arrays.setdefault(weight.layer, {})[weight.name] = np.asarray(layer_group[name])
+    _set_weights(model, {leaf: [values[name] for name in leaf.params]
+                         for leaf, values in arrays.items()}, path)
 
 
 def _names(group, attribute):

@@ -79,6 +79,45 @@ def every_layer(layers, Input, Model):  # noqa: N803 (fastconv's or Keras's name
     return Model(inputs, layers.Softmax()(layers.Dense(3)(c)))
 
 
+def nested(layers, Input, Model, Sequential):  # noqa: N803 (fastconv's or Keras's namespace)
+    """Models nested two deep in a functional model: DLwP 8.2's augmentation
+    Sequential, a conv block Sequential (BatchNormalization between convs, so
+    the legacy .h5 order of its weights, trainable ones first, is not its
+    layers' order) and a functional head holding a Sequential."""
+    augmentation = Sequential([layers.RandomFlip("horizontal"), layers.RandomRotation(0.1),
+                               layers.RandomZoom(0.2)], name="augmentation")
+    block = Sequential([layers.Conv2D(3, 3, padding="same", activation="relu"),
+                        layers.BatchNormalization(), layers.Conv2D(3, 1)], name="block")
+    head_inputs = Input((6, 6, 3))
+    deeper = Sequential([layers.Conv2D(2, 1, name="deep")], name="deeper")
+    head = Model(head_inputs, layers.Flatten()(deeper(head_inputs)), name="head")
+    inputs = Input((8, 8, 2), name="image")
+    x = block(layers.Conv2D(3, 3)(augmentation(inputs)))
+    return Model(inputs, layers.Dense(2, activation="softmax")(head(x)), name="nested")
+
+
+def sequential_in_sequential(layers, Input, Sequential):  # noqa: N803
+    """A Sequential whose first layer is a built, frozen Sequential (as DLwP
+    8.3 extracts features with a frozen convolutional base)."""
+    inner = Sequential([Input((6, 6, 2)), layers.Conv2D(3, 3), layers.BatchNormalization()],
+                       name="inner")
+    inner.trainable = False
+    return Sequential([inner, layers.Flatten(), layers.Dense(2, activation="softmax")],
+                      name="outer")
+
+
+def nested_model():
+    model = nested(layers, fk.Input, fk.Model, fk.Sequential)
+    model.compile(fk.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def sequential_in_sequential_model():
+    model = sequential_in_sequential(layers, fk.Input, fk.Sequential)
+    model.compile(fk.optimizers.SGD(0.05, momentum=0.9), "categorical_crossentropy")
+    return model
+
+
 def trained(model, epochs=2):
     """``model`` after a few steps (same data and dropout masks each call), so
     BatchNormalization's statistics and the optimizer's state moved."""
@@ -99,6 +138,11 @@ def assert_same_optimizer_state(loaded, model):
     assert len(ours) > 2  # the slots are there
     for (_, mine), (_, expected) in zip(ours, theirs):
         np.testing.assert_array_equal(mine, expected)
+
+
+def names(group, attribute):
+    """The list of names an h5py attribute holds (Keras writes them as bytes)."""
+    return [name.decode() if isinstance(name, bytes) else name for name in group.attrs[attribute]]
 
 
 def sample(model, count=5, seed=1):
@@ -130,7 +174,8 @@ def every_layer_model():
     return model
 
 
-@pytest.mark.parametrize("make", [sequential_model, functional_model, every_layer_model])
+@pytest.mark.parametrize("make", [sequential_model, functional_model, every_layer_model,
+                                  nested_model, sequential_in_sequential_model])
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_round_trip_keeps_architecture_weights_and_compile_settings(tmp_path, make, extension):
     model = trained(make())
@@ -152,7 +197,8 @@ def test_round_trip_keeps_architecture_weights_and_compile_settings(tmp_path, ma
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("make", [sequential_model, functional_model])
+@pytest.mark.parametrize("make", [sequential_model, functional_model, nested_model,
+                                  sequential_in_sequential_model])
 def test_weights_file_round_trip_and_keras_model_file_weights(tmp_path, make):
     model = trained(make())
     model.save_weights(tmp_path / "model.weights.h5")
@@ -166,24 +212,25 @@ def test_weights_file_round_trip_and_keras_model_file_weights(tmp_path, make):
 
 def test_optimizer_variables_in_keras_order():
     """Keras 3.15 lists Adam's slots weight by weight (momentum, velocity),
-    RMSprop's slot by slot (all velocities, then all momentums)."""
+    RMSprop's slot by slot (all velocities, then all momentums); it names them
+    by the weights' paths, which a Sequential prefixes with its name."""
     model = fk.Sequential([fk.Input((3,)), layers.Dense(2, name="d")], name="m")
     model.compile(fk.optimizers.Adam(0.5), "mse")
     model.optimizer.build(model.trainable_weights)
     assert [name for name, _ in keras_format.optimizer_variables(model)] == [
-        "iteration", "learning_rate", "d_kernel_momentum", "d_kernel_velocity",
-        "d_bias_momentum", "d_bias_velocity"]
+        "iteration", "learning_rate", "m_d_kernel_momentum", "m_d_kernel_velocity",
+        "m_d_bias_momentum", "m_d_bias_velocity"]
     model.compile(fk.optimizers.RMSprop(momentum=0.5), "mse")
     model.optimizer.build(model.trainable_weights)
     assert [name for name, _ in keras_format.optimizer_variables(model)] == [
-        "iteration", "learning_rate", "d_kernel_velocity", "d_bias_velocity",
-        "d_kernel_momentum", "d_bias_momentum"]
+        "iteration", "learning_rate", "m_d_kernel_velocity", "m_d_bias_velocity",
+        "m_d_kernel_momentum", "m_d_bias_momentum"]
     model.compile(fk.optimizers.Nadam(fk.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)),
                   "mse")
     model.optimizer.build(model.trainable_weights)
     assert [name for name, _ in keras_format.optimizer_variables(model)] == [
-        "iteration", "d_kernel_momentum", "d_kernel_velocity", "d_bias_momentum",
-        "d_bias_velocity", "u_product"]
+        "iteration", "m_d_kernel_momentum", "m_d_kernel_velocity", "m_d_bias_momentum",
+        "m_d_bias_velocity", "u_product"]
 
 
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
@@ -264,13 +311,12 @@ def test_legacy_h5_layout(tmp_path):
         config = json.loads(store.attrs["model_config"])
         training = json.loads(store.attrs["training_config"])
         group = store["model_weights"]
-        assert [name.decode() if isinstance(name, bytes) else name
-                for name in group.attrs["layer_names"]] == [layer.name for layer in model.layers]
+        assert names(group, "layer_names") == [layer.name for layer in model.layers]
+        # Keras's variable paths: a Sequential builds its layers in its name scope
         dense = model.layers[-1]
-        assert list(group[dense.name].attrs["weight_names"]) in (
-            [f"{dense.name}/kernel", f"{dense.name}/bias"],
-            [f"{dense.name}/kernel".encode(), f"{dense.name}/bias".encode()])
-        np.testing.assert_array_equal(group[f"{dense.name}/{dense.name}/bias"],
+        assert names(group[dense.name], "weight_names") == [
+            f"stack/{dense.name}/kernel", f"stack/{dense.name}/bias"]
+        np.testing.assert_array_equal(group[f"{dense.name}/stack/{dense.name}/bias"],
                                       dense.get_weights()[1])
     assert config["class_name"] == "Sequential"
     assert config["config"]["layers"][0]["class_name"] == "InputLayer"
@@ -388,12 +434,83 @@ def test_what_fastconv_cannot_honour_raises_naming_layer_and_key(tmp_path, edit,
         fk.models.load_model(keras_archive_with_layer(tmp_path, edit))
 
 
-def test_nested_models_raise_a_clear_error(tmp_path):
-    inner = fk.Sequential([fk.Input((3,)), layers.Dense(2)], name="inner")
-    outer = fk.Sequential([fk.Input((3,)), inner, layers.Dense(1)])
-    for save in (outer.save, outer.save_weights):
-        with pytest.raises(ValueError, match=r"contains the models \['inner'\].*nested"):
-            save(tmp_path / ("m.keras" if save == outer.save else "m.weights.h5"))
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_nested_models_load_as_nested_models(tmp_path, extension):
+    model = trained(nested_model())
+    model.save(tmp_path / f"model{extension}")
+    loaded = fk.models.load_model(tmp_path / f"model{extension}")
+    assert [type(layer).__name__ for layer in loaded.layers] == [
+        "InputLayer", "Sequential", "Conv2D", "Sequential", "Model", "Dense"]
+    head = loaded.get_layer("head")
+    assert [layer.name for layer in head.get_layer("deeper").layers] == ["deep"]
+    assert [type(layer).__name__ for layer in loaded.get_layer("augmentation").layers] == [
+        "RandomFlip", "RandomRotation", "RandomZoom"]
+    assert loaded.get_layer("augmentation").get_layer(index=1).get_config()["factor"] == 0.1
+    model = sequential_in_sequential_model()
+    model.save(tmp_path / f"outer{extension}")
+    loaded = fk.models.load_model(tmp_path / f"outer{extension}")
+    assert [type(layer).__name__ for layer in loaded.layers] == ["Sequential", "Flatten", "Dense"]
+    assert [weight.shape for weight in loaded.trainable_weights] == [(48, 2), (2,)]
+
+
+def test_nested_model_layout_matches_keras_3(tmp_path):
+    """The nested entries, weight groups and legacy weight lists Keras 3.15.1
+    writes for the same models (read from files real Keras saved)."""
+    model = nested_model()
+    model.save(tmp_path / "model.keras")
+    model.save(tmp_path / "model.h5")
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+        weights = archive.read("model.weights.h5")
+    entries = {entry["name"]: entry for entry in config["config"]["layers"]}
+    block = entries["block"]
+    assert (block["module"], block["class_name"], block["registered_name"]) == (
+        "keras", "Sequential", None)
+    assert block["build_config"] == {"input_shape": [None, 6, 6, 3]}
+    assert block["compile_config"] == {}
+    assert block["inbound_nodes"][0]["kwargs"] == {"mask": None}
+    assert [entry["class_name"] for entry in block["config"]["layers"]] == [
+        "InputLayer", "Conv2D", "BatchNormalization", "Conv2D"]
+    assert block["config"]["build_input_shape"] == [None, 6, 6, 3]
+    head = entries["head"]
+    assert (head["module"], head["class_name"], head["registered_name"]) == (
+        "keras.src.models.functional", "Functional", "Functional")
+    assert head["build_config"] == {"input_shape": None}
+    assert head["config"]["layers"][1]["class_name"] == "Sequential"
+    assert head["config"]["layers"][1]["inbound_nodes"][0]["args"][0]["config"][
+        "keras_history"] == [head["config"]["layers"][0]["name"], 0, 0]
+    assert config["config"]["layers"][-1]["config"]["dtype"]["module"] == "keras"
+    with h5py.File(io.BytesIO(weights), "r") as store:
+        assert sorted(store["layers"]) == ["conv2d", "dense", "functional", "input_layer",
+                                           "sequential", "sequential_1"]
+        assert sorted(store["layers/sequential/layers"]) == [
+            "random_flip", "random_rotation", "random_zoom"]
+        assert store["layers/sequential/vars"].attrs["name"] == "augmentation"
+        assert sorted(store["layers/sequential_1/layers"]) == [
+            "batch_normalization", "conv2d", "conv2d_1"]
+        np.testing.assert_array_equal(store["layers/sequential_1/layers/conv2d_1/vars/0"],
+                                      model.get_layer("block").layers[2].get_weights()[0])
+        assert sorted(store["layers/functional/layers"]) == [
+            "flatten", "input_layer", "sequential"]
+        np.testing.assert_array_equal(
+            store["layers/functional/layers/sequential/layers/conv2d/vars/1"],
+            model.get_layer("head").get_layer("deeper").get_layer("deep").get_weights()[1])
+    with h5py.File(tmp_path / "model.h5", "r") as store:
+        legacy = json.loads(store.attrs["model_config"])
+        group = store["model_weights"]
+        conv, norm, last = (layer.name for layer in model.get_layer("block").layers)
+        assert names(group["block"], "weight_names") == [
+            f"block/{conv}/kernel", f"block/{conv}/bias", f"block/{norm}/gamma",
+            f"block/{norm}/beta", f"block/{last}/kernel", f"block/{last}/bias",
+            f"block/{norm}/moving_mean", f"block/{norm}/moving_variance"]
+        np.testing.assert_array_equal(group[f"block/block/{norm}/moving_variance"],
+                                      model.get_layer("block").layers[1].get_weights()[3])
+        assert names(group["head"], "weight_names")[:2] == ["deeper/deep/kernel",
+                                                            "deeper/deep/bias"]
+        assert names(group["augmentation"], "weight_names") == []
+    block = next(entry for entry in legacy["config"]["layers"] if entry["name"] == "block")
+    assert sorted(block) == ["class_name", "config", "inbound_nodes", "name"]
+    assert all(sorted(entry) == ["class_name", "config"] for entry in block["config"]["layers"])
 
 
 def test_float64_models_round_trip(tmp_path):
@@ -450,7 +567,7 @@ KERAS_SCRIPT = textwrap.dedent("""
     def optimizer_state(model):
         return {str(i): keras.ops.convert_to_numpy(v)
                 for i, v in enumerate(model.optimizer.variables)}
-    for name in ("seq", "fun", "all"):
+    for name in ("seq", "fun", "all", "nest", "seqseq"):
         x = np.load(join(name + "_x.npy"))
         for extension in (".keras", ".h5"):
             with warnings.catch_warnings(record=True) as caught:
@@ -480,14 +597,20 @@ KERAS_SCRIPT = textwrap.dedent("""
                                    keras.layers.ReLU(), keras.layers.Flatten(),
                                    keras.layers.Dense(2)])
     every = every_layer(keras.layers, keras.Input, keras.Model)
-    for name, model in (("keras_fun", model), ("keras_seq", sequential), ("keras_all", every)):
+    nest = nested(keras.layers, keras.Input, keras.Model, keras.Sequential)
+    nest.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy")
+    x = np.random.default_rng(0).random((6, 8, 8, 2), dtype=np.float32)
+    nest.fit(x, np.eye(2)[np.arange(6) % 2], epochs=2, verbose=0)
+    seqseq = sequential_in_sequential(keras.layers, keras.Input, keras.Sequential)
+    for name, model in (("keras_fun", model), ("keras_seq", sequential), ("keras_all", every),
+                        ("keras_nest", nest), ("keras_seqseq", seqseq)):
         x = np.random.default_rng(1).random((5,) + model.input_shape[1:], dtype=np.float32)
         np.save(join(name + "_x.npy"), x)
         np.save(join(name + "_pred.npy"), model.predict(x, verbose=0))
         model.save(join(name + ".keras"))
         model.save(join(name + ".h5"))
         model.save_weights(join(name + ".weights.h5"))
-        if name == "keras_fun":
+        if name in ("keras_fun", "keras_nest"):
             np.savez(join(name + "_optimizer.npz"), **optimizer_state(model))
 """)
 
@@ -499,13 +622,16 @@ def keras_exchange(tmp_path_factory):
     directory = tmp_path_factory.mktemp("keras")
     for name, model in (("seq", trained(sequential_model())),
                         ("fun", trained(functional_model())),
-                        ("all", trained(every_layer_model()))):
+                        ("all", trained(every_layer_model())),
+                        ("nest", trained(nested_model())),
+                        ("seqseq", trained(sequential_in_sequential_model()))):
         np.save(directory / f"{name}_x.npy", sample(model))
         np.save(directory / f"{name}_pred.npy", model.predict(sample(model), verbose=0))
         model.save(directory / f"{name}.keras")
         model.save(directory / f"{name}.h5")
     environment = {**os.environ, "KERAS_BACKEND": "torch"}
-    script = inspect.getsource(every_layer) + KERAS_SCRIPT
+    script = "".join(inspect.getsource(builder) for builder in (
+        every_layer, nested, sequential_in_sequential)) + KERAS_SCRIPT
     result = subprocess.run([sys.executable, "-c", script, str(directory)],
                             capture_output=True, text=True, env=environment, timeout=600)
     if result.returncode == 3:
@@ -514,13 +640,14 @@ def keras_exchange(tmp_path_factory):
     return directory
 
 
-@pytest.mark.parametrize("name", ["seq", "fun", "all"])
+@pytest.mark.parametrize("name", ["seq", "fun", "all", "nest", "seqseq"])
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_keras_loads_fastconv_files_and_predicts_the_same(keras_exchange, name, extension):
     np.testing.assert_allclose(np.load(keras_exchange / f"{name}{extension}_keras.npy"),
                                np.load(keras_exchange / f"{name}_pred.npy"), atol=1e-5)
     optimizer, *warnings = (keras_exchange / f"{name}{extension}_keras.txt").read_text().split("\n")
-    assert optimizer == {"seq": "SGD", "fun": "Adam", "all": "RMSprop"}[name]
+    assert optimizer == {"seq": "SGD", "fun": "Adam", "all": "RMSprop", "nest": "Adam",
+                         "seqseq": "SGD"}[name]
     assert not any("optimizer" in warning for warning in warnings), warnings
     model = fk.models.load_model(keras_exchange / f"{name}.keras")
     with np.load(keras_exchange / f"{name}{extension}_optimizer.npz") as keras_state:
@@ -533,7 +660,8 @@ def test_keras_loads_fastconv_files_and_predicts_the_same(keras_exchange, name, 
         np.testing.assert_allclose(mine, expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["keras_seq", "keras_fun", "keras_all"])
+@pytest.mark.parametrize("name", ["keras_seq", "keras_fun", "keras_all", "keras_nest",
+                                  "keras_seqseq"])
 @pytest.mark.parametrize("extension", [".keras", ".h5"])
 def test_fastconv_loads_keras_files_and_predicts_the_same(keras_exchange, name, extension):
     model = fk.models.load_model(keras_exchange / f"{name}{extension}")
@@ -550,9 +678,18 @@ def test_fastconv_loads_keras_files_and_predicts_the_same(keras_exchange, name, 
         assert len(ours) == len(theirs) == 2 + 2 * 8  # Adam: 2 slots of 8 weights
         for mine, expected in zip(ours, theirs):
             np.testing.assert_allclose(mine, expected, rtol=1e-6)
+    if name == "keras_nest" and extension == ".keras":
+        assert isinstance(model.get_layer("block"), fk.Sequential)
+        with np.load(keras_exchange / "keras_nest_optimizer.npz") as keras_state:
+            theirs = [keras_state[str(i)] for i in range(len(keras_state.files))]
+        ours = [value for _, value in keras_format.optimizer_variables(model)]
+        assert len(ours) == len(theirs) == 2 + 2 * 12  # Adam: 2 slots of 12 weights
+        for mine, expected in zip(ours, theirs):
+            np.testing.assert_allclose(mine, expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["keras_seq", "keras_fun", "keras_all"])
+@pytest.mark.parametrize("name", ["keras_seq", "keras_fun", "keras_all", "keras_nest",
+                                  "keras_seqseq"])
 def test_fastconv_loads_keras_weights_files(keras_exchange, name):
     model = fk.models.load_model(keras_exchange / f"{name}.keras")
     for weights in model.weights:
