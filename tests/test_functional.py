@@ -600,3 +600,13 @@ def test_training_skips_input_gradients_nothing_trainable_needs():
     model.compile("sgd", "sparse_categorical_crossentropy")
     model.fit(x, y, verbose=0)
     assert calls == [True]  # the outer Spy passes dy on to the base; the inner one gets none
+
+
+def test_a_graph_with_a_cycle_is_refused():
+    """Layer calls cannot make a cycle, but a hand-edited graph can."""
+    inputs = keras.Input(shape=(4,))
+    first = layers.Dense(4)(inputs)
+    second = layers.Dense(4)(first)
+    first.node.inputs = [second]  # first <- second <- first
+    with pytest.raises(ValueError, match="cycle"):
+        keras.Model(inputs, second)
