@@ -53,8 +53,6 @@ REASONS = {
     "dlwp2_8_2_cats_dogs_from_scratch": [
         "fastconv.utils.image_dataset_from_directory is missing", "layers.Rescaling",
         FIT_ON_DATA, AUGMENTATION, UNBUILT_SEQUENTIAL, "dataset.take"],
-    "keras_io_denoising_autoencoder": ["layers.Conv2DTranspose is missing (the rest runs: "
-                                       "see keras_io_denoising_autoencoder_upsampling)"],
     "dlwp2_9_residual_blocks": ["layers.Rescaling is missing (the rest runs)"],
     "dlwp2_9_mini_xception": [
         "fastconv.utils.image_dataset_from_directory is missing", AUGMENTATION,
@@ -138,8 +136,7 @@ CASES = [
         id="keras_io_denoising_autoencoder_upsampling"),
     pytest.param("keras_io_denoising_autoencoder", [
         "Total params: 28,353", "displayed 10 pairs"],
-        id="keras_io_denoising_autoencoder",
-        marks=missing("keras_io_denoising_autoencoder")),
+        id="keras_io_denoising_autoencoder"),
     pytest.param("tf_blog_fashion_mnist_cnn", [
         "x_train shape: (32, 28, 28) y_train shape: (32,)", "16 train set",
         "16 validation set", "Total params: 412,778",
