@@ -30,7 +30,7 @@ import threading
 
 import numpy as np
 
-from . import _conv, _depthwise, _pool, reference
+from . import _conv, _depthwise, _pool, keras_ops, reference
 from ._checks import (Geometry, check_activation, check_activation_output, check_bias,
                       check_conv2d, check_depthwise_conv2d, check_out, check_output_gradient,
                       check_pool, group_channels)
@@ -432,3 +432,17 @@ def avg_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
                            geo.pad_top, geo.pad_left, _threads_for(dy.size * pool_size[0]
                                                                    * pool_size[1]))
     return dx
+
+
+def __getattr__(name):
+    """Keras's ``keras.ops`` functions (``fastconv.keras_ops``, NumPy), served
+    here since ``import fastconv as keras`` makes this module ``keras.ops``.
+    Looked up on demand rather than imported, so that ``max``, ``min``,
+    ``sum`` and ``abs`` do not shadow the builtins this module uses."""
+    if name in keras_ops.__all__:
+        return getattr(keras_ops, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(keras_ops.__all__))
