@@ -280,9 +280,8 @@ def _grouped_forward(x, kernel, bias, geo, groups, relu, y):
 
 
 def _grouped_backward(x, kernel, dy, geo, groups, dx, dkernel, dbias):
-    """Fills dkernel and dbias (unless None) and dx (unless None) for an
-    undilated convolution given dy (ReLU already undone), one compiled call
-    per group."""
+    """Fills dx, dkernel and dbias (each unless None) for an undilated
+    convolution given dy (ReLU already undone), one compiled call per group."""
     if groups == 1:
         _backward(x, kernel, dy, geo, dx, dkernel, dbias)
         return
@@ -308,9 +307,8 @@ def _forward(x, kernel, bias, geo, relu, y):
 
 
 def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
-    """Fills dkernel and dbias (arrays or views, unless None) and dx
-    (C-contiguous, unless None) for an undilated, ungrouped convolution with
-    a finite kernel."""
+    """Fills dkernel, dbias (arrays or views) and dx (C-contiguous), each
+    unless None, for an undilated, ungrouped convolution with a finite kernel."""
     kh, kw, cin, cout = kernel.shape
     threads = _threads_for(dy.size * kh * kw * cin)
     if dkernel is not None:

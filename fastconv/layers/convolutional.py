@@ -90,9 +90,8 @@ class Conv2D(ConvWindow, KernelLayer):
 
 
 def transposed_output_size(size, kernel, stride, padding, output_padding):
-    """Keras's output length of a transposed convolution along one axis
-    (TensorFlow's padding rules); output_padding None picks the smallest
-    length whose convolution gives ``size`` back."""
+    """Keras's output length of a transposed convolution along one axis of
+    ``size`` cells (TensorFlow's padding rules; output_padding None or an int)."""
     if padding == "valid":
         extra = max(kernel, stride) - kernel if output_padding is None else output_padding
         return (size - 1) * stride + kernel + extra
@@ -119,7 +118,8 @@ class Conv2DTranspose(ConvWindow, KernelLayer):
         padding: 'valid' or 'same' (TensorFlow's).
         output_padding: None, or int or pair below the strides: cells added
             at the end of each axis.  With 'same' and an even kernel it must
-            not be 0 on that axis (fastconv has no convolution to run then).
+            not be 0 on that axis (no convolution of that output size gives
+            the input's size back: fastconv refuses it with a ValueError).
         data_format: None or 'channels_last'.
         dilation_rate: (1, 1) only (others are not supported yet).
         activation: activation name or None (linear).
