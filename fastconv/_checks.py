@@ -26,8 +26,9 @@ Geometry.__doc__ = ("Output size, strides, leading padding and kernel dilation o
                     "window operation.")
 
 
-def as_pair(value, name):
-    """``value`` as two positive ints; an int stands for both (as in Keras)."""
+def as_pair(value, name, allow_zero=False):
+    """``value`` as two positive (or, with ``allow_zero``, non-negative) ints;
+    an int stands for both (as in Keras)."""
     items = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
     if len(items) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -39,8 +40,9 @@ def as_pair(value, name):
             number = operator.index(item)
         except TypeError:
             raise TypeError(f"{name} must be integers, got {value!r}") from None
-        if number <= 0:
-            raise ValueError(f"{name} must be positive, got {value!r}")
+        if number < (0 if allow_zero else 1):
+            raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, "
+                             f"got {value!r}")
         if number > MAX_ELEMENTS:
             raise ValueError(f"{name} is too large: {value!r}")
         pair.append(number)

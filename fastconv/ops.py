@@ -30,7 +30,7 @@ import threading
 
 import numpy as np
 
-from . import _conv, _depthwise, _pool, reference
+from . import _conv, _depthwise, _pool, keras_ops, reference
 from ._checks import (Geometry, check_activation, check_activation_output, check_bias,
                       check_conv2d, check_depthwise_conv2d, check_out, check_output_gradient,
                       check_pool, group_channels)
@@ -142,22 +142,27 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
 
 
 def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=True,
-                    activation=None, y=None, out=None, dilation_rate=(1, 1), groups=1):
+                    activation=None, y=None, out=None, dilation_rate=(1, 1), groups=1,
+                    compute_dkernel=True):
     """Gradients of ``conv2d_forward`` given dy = dL/dy.
 
     With activation='relu', dy is the gradient of the activated output and
     ``y`` that output (as conv2d_forward returned it): dy counts where y > 0.
     Returns (dx, dkernel, dbias) shaped like x, kernel and (CO,); dx is None
-    when ``compute_dx`` is False (a first layer needs no input gradient).
-    ``out`` may give the three arrays to fill (dx may be None).
+    when ``compute_dx`` is False (a first layer needs no input gradient),
+    dkernel and dbias are None when ``compute_dkernel`` is False (a transposed
+    convolution's forward pass needs dx only).  ``out`` may give the three
+    arrays to fill (None for those not computed).
     """
     x, kernel, geo = check_conv2d(x, kernel, strides, padding, dilation_rate, groups)
     cout = kernel.shape[3]
     dy = check_output_gradient(dy, x, cout, geo)
     y = check_activation_output(activation, y, dy)
     dx_out, dk_out, db_out = (None, None, None) if out is None else out
-    dkernel = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype, (x, kernel, dy))
-    dbias = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype, (x, kernel, dy, dkernel))
+    dkernel = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype,
+                        (x, kernel, dy)) if compute_dkernel else None
+    dbias = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype,
+                      (x, kernel, dy, dkernel)) if compute_dkernel else None
     dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
                    (x, kernel, dy, dkernel, dbias)) if compute_dx else None
     if y is not None:
@@ -173,7 +178,8 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
         _dilated_backward(x, kernel, dy, geo, groups, compiled_dx, dkernel, dbias)
     if compute_dx and not finite:
         dx[...] = reference.conv2d_backward(x, kernel, dy, strides, padding,
-                                            dilation_rate=dilation_rate, groups=groups)[0]
+                                            dilation_rate=dilation_rate, groups=groups,
+                                            compute_dkernel=False)[0]
     return dx, dkernel, dbias
 
 
@@ -231,11 +237,13 @@ def _dilated_backward(x, kernel, dy, geo, groups, dx, dkernel, dbias):
     """conv2d_backward of a dilated convolution, phase by phase (see
     _dilation_phases): the kernel and bias gradients are the phases' sums;
     each cell of x is in one phase, which gives its gradient (zero for the
-    cells of phases without outputs)."""
-    phase_dkernel = _workspace.get("phase_dkernel", kernel.shape, x.dtype)
-    phase_dbias = _workspace.get("phase_dbias", dbias.shape, x.dtype)
-    dkernel.fill(0)
-    dbias.fill(0)
+    cells of phases without outputs).  dkernel and dbias may be None."""
+    weights = dkernel is not None
+    phase_dkernel = _workspace.get("phase_dkernel", kernel.shape, x.dtype) if weights else None
+    phase_dbias = _workspace.get("phase_dbias", dbias.shape, x.dtype) if weights else None
+    if weights:
+        dkernel.fill(0)
+        dbias.fill(0)
     if dx is not None:
         dx.fill(0)
     for phase in _dilation_phases(x.shape, kernel.shape, geo):
@@ -243,8 +251,9 @@ def _dilated_backward(x, kernel, dy, geo, groups, dx, dkernel, dbias):
         _grouped_backward(_phase_input(x, phase), kernel,
                           np.ascontiguousarray(dy[:, phase.out_rows, phase.out_cols]),
                           phase.geo, groups, phase_dx, phase_dkernel, phase_dbias)
-        dkernel += phase_dkernel
-        dbias += phase_dbias
+        if weights:
+            dkernel += phase_dkernel
+            dbias += phase_dbias
         if dx is not None:
             dx[:, phase.x_rows, phase.x_cols] = phase_dx[:, phase.in_rows, phase.in_cols]
 
@@ -271,8 +280,8 @@ def _grouped_forward(x, kernel, bias, geo, groups, relu, y):
 
 
 def _grouped_backward(x, kernel, dy, geo, groups, dx, dkernel, dbias):
-    """Fills dkernel, dbias and dx (unless None) for an undilated convolution
-    given dy (ReLU already undone), one compiled call per group."""
+    """Fills dx, dkernel and dbias (each unless None) for an undilated
+    convolution given dy (ReLU already undone), one compiled call per group."""
     if groups == 1:
         _backward(x, kernel, dy, geo, dx, dkernel, dbias)
         return
@@ -281,8 +290,9 @@ def _grouped_backward(x, kernel, dy, geo, groups, dx, dkernel, dbias):
                                                           dx.dtype)
         _backward(_channel_block(x, inputs, "group_x"),
                   _channel_block(kernel, outputs, "group_kernel"),
-                  _channel_block(dy, outputs, "group_dy"), geo, group_dx, dkernel[..., outputs],
-                  dbias[outputs])
+                  _channel_block(dy, outputs, "group_dy"), geo, group_dx,
+                  None if dkernel is None else dkernel[..., outputs],
+                  None if dbias is None else dbias[outputs])
         if dx is not None:
             dx[..., inputs] = group_dx
 
@@ -297,18 +307,20 @@ def _forward(x, kernel, bias, geo, relu, y):
 
 
 def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
-    """Fills dkernel, dbias (arrays or views) and dx (C-contiguous, unless
-    None) for an undilated, ungrouped convolution with a finite kernel."""
+    """Fills dkernel, dbias (arrays or views) and dx (C-contiguous), each
+    unless None, for an undilated, ungrouped convolution with a finite kernel."""
     kh, kw, cin, cout = kernel.shape
     threads = _threads_for(dy.size * kh * kw * cin)
-    padded_dy = _padded_channels(dy, "dy")
-    parts = _workspace.get("parts", (threads, kh * kw * cin + 1, padded_dy.shape[3]), x.dtype)
-    parts.fill(0)
-    _conv.weight_gradient(x, padded_dy, parts, geo.stride_h, geo.stride_w, geo.pad_top,
-                          geo.pad_left, kh, kw, threads)
-    summed = parts[0] if threads == 1 else np.sum(parts, axis=0)
-    dkernel[...] = summed[:-1, :cout].reshape(kernel.shape)
-    dbias[...] = summed[-1, :cout]
+    if dkernel is not None:
+        padded_dy = _padded_channels(dy, "dy")
+        parts = _workspace.get("parts", (threads, kh * kw * cin + 1, padded_dy.shape[3]),
+                               x.dtype)
+        parts.fill(0)
+        _conv.weight_gradient(x, padded_dy, parts, geo.stride_h, geo.stride_w, geo.pad_top,
+                              geo.pad_left, kh, kw, threads)
+        summed = parts[0] if threads == 1 else np.sum(parts, axis=0)
+        dkernel[...] = summed[:-1, :cout].reshape(kernel.shape)
+        dbias[...] = summed[-1, :cout]
     if dx is None:
         return
     # dx is the convolution of dy, dilated by the strides and padded by
@@ -418,3 +430,17 @@ def avg_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
                            geo.pad_top, geo.pad_left, _threads_for(dy.size * pool_size[0]
                                                                    * pool_size[1]))
     return dx
+
+
+def __getattr__(name):
+    """Keras's ``keras.ops`` functions (``fastconv.keras_ops``, NumPy), served
+    here since ``import fastconv as keras`` makes this module ``keras.ops``.
+    Looked up on demand rather than imported, so that ``max``, ``min``,
+    ``sum`` and ``abs`` do not shadow the builtins this module uses."""
+    if name in keras_ops.__all__:
+        return getattr(keras_ops, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(keras_ops.__all__))

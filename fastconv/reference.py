@@ -87,18 +87,21 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
 
 
 def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=True,
-                    activation=None, y=None, out=None, dilation_rate=(1, 1), groups=1):
+                    activation=None, y=None, out=None, dilation_rate=(1, 1), groups=1,
+                    compute_dkernel=True):
     """Gradients (dx, dkernel, dbias) of conv2d_forward given dy = dL/dy
-    (of the activated output y with activation='relu')."""
+    (of the activated output y with activation='relu'); dx is None unless
+    ``compute_dx``, dkernel and dbias are None unless ``compute_dkernel``."""
     x, kernel, geo = check_conv2d(x, kernel, strides, padding, dilation_rate, groups)
     kh, kw, cin, cout = kernel.shape
     dy = check_output_gradient(dy, x, cout, geo)
     y = check_activation_output(activation, y, dy)
     dx_out, dk_out, db_out = (None, None, None) if out is None else out
-    dk_out = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype, (x, kernel, dy),
-                       allocate=False)
-    db_out = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype, (x, kernel, dy, dk_out),
-                       allocate=False)
+    if compute_dkernel:
+        dk_out = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype, (x, kernel, dy),
+                           allocate=False)
+        db_out = check_out(db_out, "out[2] (dbias)", (cout,), x.dtype, (x, kernel, dy, dk_out),
+                           allocate=False)
     if compute_dx:
         dx_out = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
                            (x, kernel, dy, dk_out, db_out), allocate=False)
@@ -107,21 +110,24 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     padded = _pad(x, (kh, kw), geo)
     dy_rows = dy.reshape(-1, cout)
     columns = _windows(padded, (kh, kw), geo).reshape(-1, kh, kw, x.shape[3])
-    dkernel = np.empty(kernel.shape, x.dtype)
+    dkernel = np.empty(kernel.shape, x.dtype) if compute_dkernel else None
     dcolumns = np.empty(columns.shape, x.dtype) if compute_dx else None
     for inputs, outputs in group_channels(kernel.shape, groups):
         group_columns = columns[..., inputs].reshape(len(dy_rows), kh * kw * cin)
-        dkernel[..., outputs] = (group_columns.T @ dy_rows[:, outputs]).reshape(kh, kw, cin, -1)
+        if compute_dkernel:
+            dkernel[..., outputs] = (group_columns.T @ dy_rows[:, outputs]).reshape(
+                kh, kw, cin, -1)
         if compute_dx:
             dcolumns[..., inputs] = (dy_rows[:, outputs] @ kernel[..., outputs].reshape(
                 -1, cout // groups).T).reshape(-1, kh, kw, cin)
-    dbias = dy_rows.sum(axis=0)
     dx = None
     if compute_dx:
         dcolumns = dcolumns.reshape(x.shape[0], geo.out_h, geo.out_w, kh, kw, x.shape[3])
         dx = _result(_crop(_scatter_windows(dcolumns, padded.shape, (kh, kw), geo), x.shape,
                            geo), dx_out)
-    return dx, _result(dkernel, dk_out), _result(dbias, db_out)
+    if not compute_dkernel:
+        return dx, None, None
+    return dx, _result(dkernel, dk_out), _result(dy_rows.sum(axis=0), db_out)
 
 
 def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid",

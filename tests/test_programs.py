@@ -6,8 +6,8 @@ substitutes small generated stand-ins for the datasets it cannot download,
 and must exit 0 and print what Keras prints at its key points: the parameter
 counts below are computed from each architecture (Keras counts
 BatchNormalization's moving statistics in "Total params").  Programs that
-need a feature fastconv lacks are strict xfails naming the feature, so the
-list of gaps flips to passes as the features land.
+needed a feature fastconv lacked were strict xfails naming the feature
+until it landed; all of them run now.
 """
 
 import functools
@@ -28,23 +28,6 @@ SHORT_RUN = {"FASTCONV_PROGRAM_EPOCHS": "1", "FASTCONV_PROGRAM_STEPS": "1",
 # Stand-in sizes ("train,test") for programs that train for 150 epochs.
 SAMPLES = {"keras_io_denoising_autoencoder_upsampling": "2,2",
            "keras_io_denoising_autoencoder": "2,2"}
-
-# Why each failing program fails: the first missing feature (where it stops
-# today), then the others it needs that fastconv lacks or gets wrong, each
-# checked separately against fastconv.
-KERAS_OPS = "keras.ops.expand_dims/sigmoid/softmax (fastconv.ops is the kernel module)"
-
-REASONS = {
-    "keras_io_denoising_autoencoder": ["layers.Conv2DTranspose is missing (the rest runs: "
-                                       "see keras_io_denoising_autoencoder_upsampling)"],
-    "keras_io_image_classification_from_scratch": [KERAS_OPS],
-    "tf_image_classification_flowers": [KERAS_OPS],
-}
-
-
-def missing(name):
-    return pytest.mark.xfail(strict=True, reason="; then: ".join(REASONS[name]))
-
 
 CASES = [
     pytest.param("keras_io_mnist_convnet", [
@@ -84,18 +67,16 @@ CASES = [
     pytest.param("dlwp2_9_mini_xception", ["params: 721857", "epochs run: 1"],
                  id="dlwp2_9_mini_xception"),
     pytest.param("keras_io_image_classification_from_scratch", [
-        "Found 10 files belonging to 2 classes.", "Using 8 files for training.",
-        "Using 2 files for validation.", "params: 2731065", "% cat and"],
-        id="keras_io_image_classification_from_scratch",
-        marks=missing("keras_io_image_classification_from_scratch")),
+        "Found 16 files belonging to 2 classes.", "Using 13 files for training.",
+        "Using 3 files for validation.", "params: 2731065", "% cat and"],
+        id="keras_io_image_classification_from_scratch"),
     pytest.param("tf_image_classification_flowers", [
         "Found 20 files belonging to 5 classes.", "Using 16 files for training.",
         "Using 4 files for validation.", "['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips']",
         "(180, 180, 3)",
         "(16, 180, 180, 3)", "(16,)", "Total params: 3,989,285",
         "epochs plotted: 1 1 1 1", "percent confidence."],
-        id="tf_image_classification_flowers",
-        marks=missing("tf_image_classification_flowers")),
+        id="tf_image_classification_flowers"),
     pytest.param("keras_examples_mnist_cnn", [
         "x_train shape: (32, 28, 28, 1)", "Test loss:", "Test accuracy:",
         "params: 1199882"],
@@ -105,8 +86,7 @@ CASES = [
         id="keras_io_denoising_autoencoder_upsampling"),
     pytest.param("keras_io_denoising_autoencoder", [
         "Total params: 28,353", "displayed 10 pairs"],
-        id="keras_io_denoising_autoencoder",
-        marks=missing("keras_io_denoising_autoencoder")),
+        id="keras_io_denoising_autoencoder"),
     pytest.param("tf_blog_fashion_mnist_cnn", [
         "x_train shape: (32, 28, 28) y_train shape: (32,)", "16 train set",
         "16 validation set", "Total params: 412,778",

@@ -10,7 +10,7 @@ preprocessing and augmentation), and ``input_layer`` (Input);
 
 from .advanced_activations import ELU, LeakyReLU, ReLU, Softmax
 from .base import LAYERS, Layer, deserialize, serialize
-from .convolutional import Conv2D, DepthwiseConv2D, SeparableConv2D
+from .convolutional import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense
 from .global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
 from .input_layer import Input, InputLayer

@@ -1,4 +1,5 @@
-"""The base of the layers that run on the compiled convolution: Conv2D and Dense."""
+"""The base of the layers that run on the compiled convolution: Conv2D, Dense
+and Conv2DTranspose."""
 
 import numpy as np
 
@@ -12,13 +13,15 @@ class KernelLayer(Layer):
     run on the compiled kernels (a ReLU activation fused into them).
 
     Subclasses give ``kernel_shape`` and may view arrays as NHWC images and the
-    kernel as HWIO (``as_images``, ``as_hwio``), as Dense does.
+    kernel as HWIO (``as_images``, ``as_hwio``), as Dense does.  Conv2DTranspose
+    keeps the arguments and weights but runs passes of its own.
     """
 
     strides = (1, 1)
     padding = "valid"
     dilation_rate = (1, 1)
     groups = 1
+    filters_axis = -1  # the kernel's axis of output channels, the bias's length
     fused_activations = (activations.relu,)
 
     def __init__(self, activation, use_bias, kernel_initializer, bias_initializer,
@@ -44,7 +47,7 @@ class KernelLayer(Layer):
         shape = self.kernel_shape(input_shape)
         params = {"kernel": self.kernel_initializer(shape, dtype)}
         if self.use_bias:
-            params["bias"] = self.bias_initializer(shape[-1:], dtype)
+            params["bias"] = self.bias_initializer((shape[self.filters_axis],), dtype)
         return params
 
     def call(self, x, training, activation):

@@ -1,12 +1,15 @@
-"""Convolution layers on NHWC images: Conv2D (HWIO kernels), DepthwiseConv2D
-and SeparableConv2D, with Keras's arguments, weights and output shapes."""
+"""Convolution layers on NHWC images: Conv2D (HWIO kernels), Conv2DTranspose,
+DepthwiseConv2D and SeparableConv2D, with Keras's arguments, weights and
+output shapes."""
+
+import numpy as np
 
 from .. import activations, initializers, regularizers
 from .._checks import (as_pair, check_data_format, check_dilation, check_int, check_padding,
                        dilated_window)
 from ..backend import kernels
 from ._kernel import KernelLayer
-from .base import LAYERS, Layer, regularizer_for, window_output_shape
+from .base import LAYERS, Layer, check_image_shape, regularizer_for, window_output_shape
 
 
 class ConvWindow:
@@ -84,6 +87,120 @@ class Conv2D(ConvWindow, KernelLayer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, **self.window_config(),
                 "groups": self.groups}
+
+
+def transposed_output_size(size, kernel, stride, padding, output_padding):
+    """Keras's output length of a transposed convolution along one axis of
+    ``size`` cells (TensorFlow's padding rules; output_padding None or an int)."""
+    if padding == "valid":
+        extra = max(kernel, stride) - kernel if output_padding is None else output_padding
+        return (size - 1) * stride + kernel + extra
+    if output_padding is None:
+        return size * stride
+    return (size - 1) * stride + kernel % 2 + output_padding
+
+
+@LAYERS.register()
+class Conv2DTranspose(ConvWindow, KernelLayer):
+    """Transposed 2-D convolution of NHWC images (the input gradient of a
+    Conv2D that shares its kernel; 'deconvolution').
+
+    (batch, height, width, channels) -> (batch, out_height, out_width, filters),
+    with kernel (kernel_h, kernel_w, filters, channels) and bias (filters,).
+    Along each axis the output has (size - 1) * stride + kernel + output_padding
+    cells ('valid'; output_padding None: max(kernel, stride) - kernel) or
+    size * stride ('same', output_padding None), as Keras.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: int or pair (height, width).
+        strides: int or pair.
+        padding: 'valid' or 'same' (TensorFlow's).
+        output_padding: None, or int or pair below the strides: cells added
+            at the end of each axis.  With 'same' and an even kernel it must
+            not be 0 on that axis (no convolution of that output size gives
+            the input's size back: fastconv refuses it with a ValueError).
+        data_format: None or 'channels_last'.
+        dilation_rate: (1, 1) only (others are not supported yet).
+        activation: activation name or None (linear).
+        use_bias: whether to add a bias.
+        kernel_initializer, bias_initializer: initializers (names, configs or objects).
+        kernel_regularizer, bias_regularizer: regularizers or None.
+    """
+
+    filters_axis = -2
+    fused_activations = ()
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=(1, 1), activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, **kwargs)
+        self.filters = check_int(filters, "filters")
+        self.init_window(kernel_size, strides, padding, data_format, dilation_rate)
+        if self.dilation_rate != (1, 1):
+            raise ValueError(f"Conv2DTranspose with dilation_rate={self.dilation_rate} is not "
+                             "supported yet: fastconv runs dilation_rate=(1, 1) only")
+        self.output_padding = (None if output_padding is None
+                               else as_pair(output_padding, "output_padding", allow_zero=True))
+        if self.output_padding is not None:
+            if any(extra >= stride for extra, stride in zip(self.output_padding, self.strides)):
+                raise ValueError(f"`output_padding` must be < `strides`. "
+                                 f"output_padding={self.output_padding}, strides={self.strides}")
+            if self.padding == "same" and any(
+                    kernel % 2 == 0 and extra == 0
+                    for kernel, extra in zip(self.kernel_size, self.output_padding)):
+                raise ValueError(f"output_padding={self.output_padding} with padding='same' "
+                                 f"and the even kernel_size={self.kernel_size} is not "
+                                 "supported: give output_padding >= 1 along the even axes, "
+                                 "or None")
+
+    def compute_output_shape(self, input_shape):
+        check_image_shape(self, input_shape)
+        extras = self.output_padding or (None, None)
+        return (None,) + tuple(
+            transposed_output_size(size, kernel, stride, self.padding, extra)
+            for size, kernel, stride, extra in zip(input_shape[1:3], self.kernel_size,
+                                                   self.strides, extras)) + (self.filters,)
+
+    def kernel_shape(self, input_shape):
+        return self.kernel_size + (self.filters, input_shape[-1])
+
+    # The layer's kernel is that of the Conv2D from its output to its input:
+    # the forward pass is that convolution's input gradient given dy = the
+    # layer's input, and the backward pass that convolution's forward pass
+    # (input gradient) and kernel gradient (with the roles of x and dy swapped).
+
+    def call(self, x, training, activation):
+        y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
+        z = self.activation_input(x) if activation.needs_input else y
+        # The convolution's input only gives dx its shape: its kernel gradient is skipped.
+        kernels().conv2d_backward(np.zeros(z.shape, x.dtype), self.params["kernel"], x,
+                                  self.strides, self.padding, compute_dkernel=False,
+                                  out=(z, None, None))
+        if self.use_bias:
+            z += self.params["bias"]
+        return activation.forward(z, y)
+
+    def call_backward(self, x, y, dy, activation, need_input_grad):
+        kernel = self.params["kernel"]
+        # That convolution's bias gradient would be the sum of x: not the layer's.
+        kernels().conv2d_backward(dy, kernel, x, self.strides, self.padding, compute_dx=False,
+                                  out=(None, self.grads["kernel"],
+                                       self._buffers.get("unused_dbias", x.shape[-1:],
+                                                         x.dtype)))
+        if self.use_bias:
+            np.sum(dy, axis=(0, 1, 2), out=self.grads["bias"])
+        if not need_input_grad:
+            return None
+        return kernels().conv2d_forward(dy, kernel, None, self.strides, self.padding,
+                                        out=self._buffers.get("dx", x.shape, x.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, **self.window_config(),
+                "output_padding": (None if self.output_padding is None
+                                   else list(self.output_padding))}
 
 
 @LAYERS.register()
