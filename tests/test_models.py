@@ -540,11 +540,17 @@ def test_example_runs_the_notebook(monkeypatch, tmp_path, capsys, restore_backen
     assert fastconv.get_backend() == "numpy"
 
 
-@pytest.mark.parametrize("line_length", [5, 1, 0, -5])
-def test_summary_narrower_than_its_columns_raises_instead_of_printing_forever(line_length):
+@pytest.mark.parametrize("line_length, message", [
+    (5, "Insufficient console width to print summary"),
+    (1, "Insufficient console width to print summary"),
+    (0, "line_length must be an int >= 1, got 0"),
+    (-5, "line_length must be an int >= 1, got -5"),
+])
+def test_summary_narrower_than_its_columns_raises_instead_of_printing_forever(line_length,
+                                                                             message):
     model = models.Sequential([layers.Dense(2, input_shape=(3,))])
     printed = []
-    with pytest.raises(ValueError, match="Insufficient console width to print summary"):
+    with pytest.raises(ValueError, match=message):
         model.summary(line_length=line_length, print_fn=printed.append)
     assert printed == []
 
