@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import layers, models, optimizers, utils
+from fastconv import layers, models, optimizers, saving, utils
 from model_subprocess import wide_model
 
 HELPER = Path(__file__).with_name("model_subprocess.py")
@@ -282,17 +282,53 @@ def test_killed_saves_keep_the_earlier_file(tmp_path):
 
 
 def test_save_removes_only_abandoned_temporary_files(tmp_path):
-    """Temporary files of this process that it is not writing (its pid reused
-    after a restart) go; those of running processes and other files stay."""
+    """Temporary files of this pid space whose writer is gone (a dead pid, or
+    this process's pid reused after a restart and not writing them) go; those
+    of running processes go not, nor those of other pid spaces (containers
+    sharing the volume) or of older versions unless they are a day old."""
     model = small_model()
-    ours = tmp_path / f".model.npz.{os.getpid()}.0123abcd.tmp"
-    running = tmp_path / ".model.npz.1.0123abcd.tmp"        # pid 1 always runs
-    others = [tmp_path / ".other.npz.999999999.0123abcd.tmp", tmp_path / "notes.tmp"]
-    for file in [ours, running, *others]:
-        file.write_bytes(b"PK")
+    space = saving._pid_space()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    abandoned = [f".model.npz.{space}.{os.getpid()}.0123abcd.tmp",
+                 f".model.npz.{space}.{dead}.0123abcd.tmp",
+                 f".model.npz.0123456789ab.{os.getpid()}.0123abcd.tmp",  # a day old
+                 ".model.npz.999999999.0123abcd.tmp"]  # an older version's, a day old
+    kept = [f".model.npz.{space}.1.0123abcd.tmp",  # pid 1 always runs
+            f".model.npz.0123456789ab.{dead}.0123abcd.tmp",  # another container's, new
+            ".model.npz.999999999.4567cdef.tmp",  # an older version's, new
+            ".other.npz.999999999.0123abcd.tmp", "notes.tmp"]
+    a_day_ago = time.time() - saving.FOREIGN_TEMPORARY_AGE - 60
+    for name in abandoned + kept:
+        (tmp_path / name).write_bytes(b"PK")
+    for name in abandoned[2:]:
+        os.utime(tmp_path / name, (a_day_ago, a_day_ago))
     model.save(tmp_path / "model.npz")
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        ["model.npz", running.name] + [file.name for file in others])
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.npz"] + kept)
+
+
+def test_saves_from_two_pid_namespaces_keep_each_others_temporary_files(tmp_path, monkeypatch):
+    """A process of another PID namespace (another container) is writing a
+    temporary file whose pid is dead here: a save from this namespace leaves
+    it alone, and the other one's own save then succeeds."""
+    model = small_model()
+    path = tmp_path / "model.npz"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.setattr(saving, "_pid_space", lambda: "0123456789ab")
+    monkeypatch.setattr(os, "getpid", lambda: int(dead))
+    other_writes = []
+
+    def save_in_the_other_namespace(stream):
+        other_writes.extend(name for name in os.listdir(tmp_path) if name.endswith(".tmp"))
+        monkeypatch.undo()  # back in this namespace
+        model.save(path)  # while the other one writes
+        stream.write(b"the other container's model")
+
+    saving._write_file(path, save_in_the_other_namespace)
+    assert other_writes == [f".model.npz.0123456789ab.{dead}.{other_writes[0].split('.')[-2]}.tmp"]
+    assert path.read_bytes() == b"the other container's model"
+    assert os.listdir(tmp_path) == ["model.npz"]
 
 
 # -------------------------------------------------------------------- 3. threads
