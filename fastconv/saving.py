@@ -32,7 +32,7 @@ import zlib
 
 import numpy as np
 
-from . import keras_format, losses, metrics, optimizers
+from . import initializers, keras_format, losses, metrics, optimizers
 
 HEADER_KEY = "__fastconv__"
 FORMAT_VERSION = 2
@@ -83,10 +83,11 @@ class Saving:
             shape = _build_input_shape(archive.header)
             if not self.built and shape is not None:
                 try:
-                    self.build(shape)
-                except (TypeError, ValueError, OverflowError) as error:
-                    raise ValueError(f"{path} has an invalid build_input_shape {shape!r}: "
-                                     f"{error}") from None
+                    with archive.weight_budget():
+                        self.build(shape)
+                except DESCRIPTION_ERRORS as error:
+                    raise ValueError(f"{path} does not fit model {self.name!r} built for its "
+                                     f"input shape {shape!r}: {error}") from None
             self._require_built("load_weights")
             weights = [archive.array(key, layer.params[name].shape, f"model {self.name!r}")
                        for key, layer, name in self._weight_keys()]
@@ -161,7 +162,7 @@ class Saving:
         iterations = archive.array("optimizer/iterations", (), "an optimizer's iteration count")
         if iterations.dtype.kind not in "iu" or iterations < 0:
             raise ValueError(f"{archive.path}: optimizer/iterations must be an integer >= 0, "
-                             f"got {iterations.dtype} {iterations[()]!r}")
+                             f"got {iterations.dtype} {iterations.item()!r}")
         keys, names = self._trained_keys(), self.optimizer.slot_names
         if keys and names and f"optimizer/{keys[0]}/{names[0]}" in archive:
             weights = self._weight_arrays()
@@ -205,11 +206,12 @@ def _load_npz_model(path):
             raise ValueError(f"{path} holds only weights (written by save_weights): build the "
                              "model and call load_weights")
         try:
-            if header["version"] == 1:
-                model = Sequential.from_config(header["model"])
-            else:
-                classes = {"Sequential": Sequential, "Functional": Model, "Model": Model}
-                model = classes[header["model"]["class_name"]].from_config(_config(header))
+            with archive.weight_budget():
+                if header["version"] == 1:
+                    model = Sequential.from_config(header["model"])
+                else:
+                    classes = {"Sequential": Sequential, "Functional": Model, "Model": Model}
+                    model = classes[header["model"]["class_name"]].from_config(_config(header))
             compile_config = header.get("compile")
             if compile_config:
                 model.compile(optimizers.deserialize(compile_config["optimizer"]),
@@ -453,6 +455,17 @@ class NpzArchive:
                 raise ValueError(f"{self.path} does not fit {of}: {key} has shape {declared} "
                                  f"in the file, {tuple(shape)} in {of}")
             return self._read_data(key, stream, declared, dtype, fortran)
+
+    def weight_budget(self):
+        """A context (``initializers.weight_budget``) in which building a model
+        creates no more weight values than the file's ``layer_*`` members
+        declare (their declared sizes fill the members)."""
+        values = 0
+        for key in self._members:
+            if key.startswith("layer_"):
+                with self._open(key) as stream:
+                    values += math.prod(self._array_header(key, stream)[0])
+        return initializers.weight_budget(values, self.path)
 
     def _read_header(self):
         if HEADER_KEY not in self._members:

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -490,3 +491,230 @@ def test_verbose_fit_redraws_at_most_every_twentieth_of_a_second(capsys):
     elapsed = time.monotonic() - start
     frames = capsys.readouterr().out.count("\r")
     assert frames <= elapsed / 0.05 + 3 * 2, (frames, elapsed)
+
+
+# ------------------------------------------------------- 7. weights and files
+
+
+def tiny_model(units=2, build=True):
+    """A compiled Conv2D-Flatten-Dense model for 6x6 images (unbuilt unless ``build``)."""
+    model = models.Sequential([
+        layers.Conv2D(2, 3, activation="relu", **({"input_shape": (6, 6, 1)} if build else {})),
+        layers.Flatten(),
+        layers.Dense(units),
+    ])
+    model.compile("adam", "mse")
+    return model
+
+
+def assert_weights_equal(model, weights):
+    for a, b in zip(model.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("last, error, message", [
+    (np.zeros(3), ValueError, r"'dense\w*' bias has shape \(2,\), the given array has shape"),
+    (np.array([1 + 2j, 0j]), TypeError, r"'dense\w*' bias takes an array of bools, ints or "
+                                         r"floats, the given array has dtype complex128"),
+    (np.array(["1", "2"]), TypeError, "dtype <U1"),
+    (np.array([1.0, None]), TypeError, "dtype object"),
+])
+def test_set_weights_changes_nothing_unless_every_array_fits(last, error, message):
+    """One bad array, the last one: nothing is assigned; strings, objects and
+    complex numbers (which would lose their imaginary part) are refused."""
+    model = tiny_model()
+    before = model.get_weights()
+    new = [np.ones_like(w) for w in before[:-1]] + [last]
+    with pytest.raises(error, match=message):
+        model.set_weights(new)
+    assert_weights_equal(model, before)
+    with pytest.raises(error, match=message):
+        model.layers[-1].set_weights(new[-2:])
+    assert_weights_equal(model, before)
+
+
+def test_set_weights_casts_bools_ints_and_floats_to_the_weights_dtype():
+    model = tiny_model()
+    kernel, bias, dense_kernel, _ = model.get_weights()
+    model.set_weights([np.ones(kernel.shape, np.int64), np.array([True, False]),
+                       np.full(dense_kernel.shape, 0.5, np.float64), np.array([3, -4], np.int8)])
+    assert [w.dtype for w in model.get_weights()] == [np.float32] * 4
+    np.testing.assert_array_equal(model.get_weights()[1], [1, 0])
+    np.testing.assert_array_equal(model.get_weights()[3], [3, -4])
+
+
+def test_failed_load_weights_leaves_an_unbuilt_model_unbuilt(tmp_path):
+    """The file's Dense has 2 units, the model's 3: the model, built for the
+    file's input shape to compare, is unbuilt again, and builds and loads
+    its own weights afterwards."""
+    path = tmp_path / "weights.npz"
+    tiny_model().save_weights(path)
+    model = tiny_model(units=3, build=False)
+    with pytest.raises(ValueError, match=r"does not fit model .* holds fewer weight values "
+                                         r"than a model with weights of shape \(32, 3\) "
+                                         r"needs"):
+        model.load_weights(path)
+    assert not model.built and not any(layer.built for layer in model.layers)
+    assert all(layer.inbound_nodes == [] and layer.params == {} for layer in model.layers)
+    model.build((None, 6, 6, 1))
+    model.save_weights(path)
+    saved = model.get_weights()
+    model.set_weights([np.zeros_like(w) for w in saved])
+    model.load_weights(path)
+    assert_weights_equal(model, saved)
+
+
+def rewrite_npz(path, members):
+    """Rewrites the .npz file ``path`` (deflated) with ``members`` replacing
+    or joining its own: key -> array, or key -> (.npy header dict, number of
+    zero bytes that follow it)."""
+    with zipfile.ZipFile(path) as archive:
+        kept = {info.filename: archive.read(info) for info in archive.infolist()
+                if info.filename[:-len(".npy")] not in members}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in kept.items():
+            archive.writestr(name, data)
+        for key, member in members.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as stream:
+                if isinstance(member, np.ndarray):
+                    np.lib.format.write_array(stream, member)
+                    continue
+                header, zeros = member
+                np.lib.format.write_array_header_1_0(stream, header)
+                for start in range(0, zeros, MB):
+                    stream.write(bytes(min(MB, zeros - start)))
+
+
+def header_of(path):
+    with zipfile.ZipFile(path) as archive, archive.open(f"{saving.HEADER_KEY}.npy") as stream:
+        return json.loads(str(np.lib.format.read_array(stream)[()]))
+
+
+def peak_memory_of(function, *args):
+    """(what ``function(*args)`` raised or returned, the peak bytes it traced)."""
+    tracemalloc.start()
+    try:
+        try:
+            outcome = function(*args)
+        except Exception as error:  # noqa: BLE001 - the caller checks it
+            outcome = error
+        return outcome, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_loading_never_reads_unknown_members(tmp_path):
+    """A 64 MB member (of zeros: 64 KB in the file) that the model does not
+    know is never decompressed."""
+    path = tmp_path / "model.npz"
+    model = tiny_model()
+    model.save(path)
+    rewrite_npz(path, {"notes": ({"descr": "|u1", "fortran_order": False,
+                                  "shape": (64 * MB,)}, 64 * MB)})
+    assert path.stat().st_size < MB
+    loaded, peak = peak_memory_of(models.load_model, path)
+    assert_weights_equal(loaded, model.get_weights())
+    assert peak < 8 * MB
+
+
+@pytest.mark.parametrize("member, message", [
+    (np.zeros((3, 3, 1, 2), np.float64), None),  # another dtype: cast, as set_weights does
+    (np.zeros((3, 3, 1, 3), np.float32), r"layer_0/kernel has shape \(3, 3, 1, 3\) in the "
+                                         r"file, \(3, 3, 1, 2\) in model"),
+    (({"descr": "<f4", "fortran_order": False, "shape": (4096, 4096)}, 64 * MB),
+     r"layer_0/kernel has shape \(4096, 4096\) in the file"),  # a zip bomb
+    (({"descr": "<f4", "fortran_order": False, "shape": (3, 3, 1, 2)}, 64 * MB),
+     r"layer_0/kernel declares float32 \(3, 3, 1, 2\) but holds 67108992 bytes"),  # a zip bomb
+    (({"descr": "<f4", "fortran_order": False, "shape": (3, 3, 1, 2)}, 8),
+     r"layer_0/kernel declares float32 \(3, 3, 1, 2\) but holds 136 bytes"),  # truncated
+    (np.array(["abc"] * 18).reshape(3, 3, 1, 2), "dtype <U3"),
+])
+def test_members_are_checked_against_the_model_before_they_are_read(tmp_path, member, message):
+    path = tmp_path / "model.npz"
+    model = tiny_model()
+    model.save(path)
+    rewrite_npz(path, {"layer_0/kernel": member})
+    before = model.get_weights()
+    for load in (models.load_model, model.load_weights):
+        outcome, peak = peak_memory_of(load, path)
+        assert peak < 8 * MB
+        if message is None:
+            assert not isinstance(outcome, Exception), outcome
+            continue
+        assert isinstance(outcome, ValueError) and str(path) in str(outcome), repr(outcome)
+        assert re.search(message, str(outcome)), outcome
+    if message is not None:
+        assert_weights_equal(model, before)
+
+
+def test_header_declaring_a_huge_layer_is_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    tiny_model().save(path)
+    header = header_of(path)
+    header["model"]["config"]["layers"][2]["config"]["units"] = 10**12
+    rewrite_npz(path, {saving.HEADER_KEY: np.array(json.dumps(header))})
+    outcome, peak = peak_memory_of(models.load_model, path)
+    assert isinstance(outcome, ValueError) and str(path) in str(outcome), repr(outcome)
+    assert peak < 8 * MB
+
+
+@pytest.mark.parametrize("iterations, message", [
+    (np.array(-1), r"optimizer/iterations must be an integer >= 0, got int64 -1"),
+    (np.array(2.5), r"optimizer/iterations must be an integer >= 0, got float64 2.5"),
+    (np.array([3]), r"optimizer/iterations has shape \(1,\) in the file, \(\) in"),
+])
+def test_invalid_optimizer_iterations_are_refused(tmp_path, iterations, message):
+    path = tmp_path / "model.npz"
+    tiny_model().save(path)
+    rewrite_npz(path, {"optimizer/iterations": iterations})
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
+        models.load_model(path)
+
+
+def mutations(value, rng):
+    """Malformed versions of the JSON ``value``: one node replaced by
+    another type, a huge number or deep nesting, or a key removed."""
+    nodes = []
+
+    def walk(node, path):
+        nodes.append(path)
+        children = node.items() if isinstance(node, dict) else (
+            enumerate(node) if isinstance(node, list) else ())
+        for key, child in children:
+            walk(child, path + (key,))
+
+    walk(value, ())
+    replacements = [None, True, "x", -1, 0, 1.5, 10**30, -10**30, 1e308, [], {}, [1, "x"],
+                    {"class_name": "Dense"}, "DEEP"]
+    for _ in range(200):
+        path = nodes[rng.integers(len(nodes))]
+        if not path:
+            continue
+        mutated = json.loads(json.dumps(value))
+        parent = mutated
+        for key in path[:-1]:
+            parent = parent[key]
+        if isinstance(parent, dict) and rng.random() < 0.25:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = replacements[rng.integers(len(replacements))]
+        text = json.dumps(mutated)
+        yield text.replace('"DEEP"', "[" * 10000 + "]" * 10000)  # nesting depth 10000
+
+
+def test_fuzzed_headers_and_optimizer_state_raise_only_value_error(tmp_path):
+    """200 mutations of a saved model's header: each loads or raises a
+    ValueError naming the file, never another error."""
+    path = tmp_path / "model.npz"
+    tiny_model().save(path)
+    header = header_of(path)
+    outcomes = {}
+    for text in mutations(header, np.random.default_rng(0)):
+        rewrite_npz(path, {saving.HEADER_KEY: np.array(text)})
+        try:
+            models.load_model(path)
+            outcomes["loaded"] = outcomes.get("loaded", 0) + 1
+        except ValueError as error:
+            assert str(path) in str(error), error
+            outcomes["ValueError"] = outcomes.get("ValueError", 0) + 1
+    assert outcomes["ValueError"] > 50, outcomes
