@@ -445,8 +445,9 @@ class NpzArchive:
         return key in self._members
 
     def array(self, key, shape, of):
-        """The array stored under ``key``, which must have ``shape`` (that of
-        ``of``'s array, e.g. "model 'mnist'", named in the error)."""
+        """The array of bools, ints or floats stored under ``key``, which must
+        have ``shape`` (that of ``of``'s array, e.g. "model 'mnist'", named in
+        the error)."""
         if key not in self._members:
             raise ValueError(f"{self.path} has no array {key!r}: it does not fit {of}")
         with self._open(key) as stream:
@@ -454,6 +455,9 @@ class NpzArchive:
             if declared != tuple(shape):
                 raise ValueError(f"{self.path} does not fit {of}: {key} has shape {declared} "
                                  f"in the file, {tuple(shape)} in {of}")
+            if dtype.kind not in "biuf":
+                raise ValueError(f"{self.path}: {key} holds dtype {dtype}, not bools, ints or "
+                                 "floats")
             return self._read_data(key, stream, declared, dtype, fortran)
 
     def weight_budget(self):

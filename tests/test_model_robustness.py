@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import warnings
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -550,9 +551,7 @@ def test_failed_load_weights_leaves_an_unbuilt_model_unbuilt(tmp_path):
     path = tmp_path / "weights.npz"
     tiny_model().save_weights(path)
     model = tiny_model(units=3, build=False)
-    with pytest.raises(ValueError, match=r"does not fit model .* holds fewer weight values "
-                                         r"than a model with weights of shape \(32, 3\) "
-                                         r"needs"):
+    with pytest.raises(ValueError, match="does not fit model"):
         model.load_weights(path)
     assert not model.built and not any(layer.built for layer in model.layers)
     assert all(layer.inbound_nodes == [] and layer.params == {} for layer in model.layers)
@@ -702,19 +701,41 @@ def mutations(value, rng):
         yield text.replace('"DEEP"', "[" * 10000 + "]" * 10000)  # nesting depth 10000
 
 
+def optimizer_state_mutations(rng):
+    """(member, malformed array) replacing one optimizer state array."""
+    keys = ["optimizer/iterations", "optimizer/layer_0/kernel/momentum",
+            "optimizer/layer_2/bias/velocity"]
+    values = [np.array(-5), np.array(2**62), np.array(1.5), np.array("x"), np.array(True),
+              np.zeros((3, 3, 1, 2), np.complex64), np.zeros((3, 3, 1, 2), "U1"),
+              np.zeros(2, np.float64), np.zeros((3, 3, 1, 2), np.float64), np.zeros(0),
+              np.zeros((2, 0)), np.array([np.nan, np.inf])]
+    for _ in range(40):
+        yield keys[rng.integers(len(keys))], values[rng.integers(len(values))]
+
+
 def test_fuzzed_headers_and_optimizer_state_raise_only_value_error(tmp_path):
-    """200 mutations of a saved model's header: each loads or raises a
-    ValueError naming the file, never another error."""
+    """200 mutations of a saved model's header and 40 of its optimizer
+    state: each loads or raises a ValueError naming the file, never another
+    error (nor a warning: a complex array would lose its imaginary part)."""
     path = tmp_path / "model.npz"
-    tiny_model().save(path)
+    model = tiny_model()
+    model.fit(np.ones((2, 6, 6, 1), np.float32), np.ones((2, 2), np.float32), verbose=0)
+    model.save(path)
+    saved = path.read_bytes()
     header = header_of(path)
+    rng = np.random.default_rng(0)
+    changes = [{saving.HEADER_KEY: np.array(text)} for text in mutations(header, rng)]
+    changes += [{key: value} for key, value in optimizer_state_mutations(rng)]
     outcomes = {}
-    for text in mutations(header, np.random.default_rng(0)):
-        rewrite_npz(path, {saving.HEADER_KEY: np.array(text)})
+    for change in changes:
+        path.write_bytes(saved)
+        rewrite_npz(path, change)
         try:
-            models.load_model(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                models.load_model(path)
             outcomes["loaded"] = outcomes.get("loaded", 0) + 1
         except ValueError as error:
             assert str(path) in str(error), error
             outcomes["ValueError"] = outcomes.get("ValueError", 0) + 1
-    assert outcomes["ValueError"] > 50, outcomes
+    assert outcomes["ValueError"] > 100, outcomes
