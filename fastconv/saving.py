@@ -16,6 +16,15 @@ name's extension asks for:
 Other extensions raise ValueError.  Files are written to a temporary file
 in the same directory and moved into place, so an interrupted save never
 damages an earlier file.
+
+Loading checks everything before it changes anything: a failed
+``load_weights`` leaves the model as it was (unbuilt, if it was), and
+``load_model`` returns only a complete model.  An ``.npz`` file is read
+member by member (``NpzArchive``): the header, then only the arrays the
+model needs, each checked against the model's shape and its member's size
+before its data is read; a model described by the header may create no more
+weight values than the file holds.  Every problem with a file is a
+ValueError naming it.
 """
 
 import contextlib
