@@ -11,6 +11,12 @@
 5. batches too large for memory raise MemoryError (in a subprocess with a
    capped address space), and the model stays usable
 6. the progress bar redraws at most every 0.1 s and reads the logs only then
+7. weights and files: ``set_weights`` and ``load_weights`` change nothing
+   unless everything fits (an unbuilt model stays unbuilt); a loaded .npz
+   file's members are read only when the model needs them, after their
+   declared shape and size are checked; forged, fuzzed or bomb-like files
+   raise ValueError naming the file; concurrent saves from other PID
+   namespaces keep each other's temporary files
 
 The subprocesses run ``tests/model_subprocess.py``.  The kernels run on one
 thread here: with OpenMP threads spinning at barriers, small calls slow down
