@@ -7,6 +7,8 @@ unless given their own ``seed``.  Layers take an initializer object, a name
 ('glorot_uniform', 'he_normal', 'zeros', ...) or a config dict.
 """
 
+import contextlib
+import contextvars
 import math
 
 import numpy as np
@@ -16,11 +18,38 @@ from ._checks import check_number
 from ._registry import Registry
 
 
+# The number of weight values initializers may still create (None: any).
+_budget = contextvars.ContextVar("weight_budget", default=None)
+
+
+@contextlib.contextmanager
+def weight_budget(values, what):
+    """Within the block, an initializer asked for more than ``values`` weight
+    values in all raises ValueError, before allocating them: a model
+    described by ``what`` (e.g. a file) is checked against the weights it
+    holds before a forged description builds a huge layer."""
+    token = _budget.set([values, what])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _spend(shape):
+    budget = _budget.get()
+    if budget is not None:
+        if math.prod(shape) > budget[0]:
+            raise ValueError(f"{budget[1]} holds fewer weight values than a model with "
+                             f"weights of shape {shape} needs")
+        budget[0] -= math.prod(shape)
+
+
 class Initializer:
     """Base class: subclasses define ``sample(shape, rng)`` (float64 values)."""
 
     def __call__(self, shape, dtype=None):
         shape = tuple(int(d) for d in shape)
+        _spend(shape)
         return np.asarray(self.sample(shape), dtype=np.dtype(dtype or np.float32))
 
     def sample(self, shape):

@@ -11,6 +11,7 @@ import re
 import struct
 import tarfile
 import threading
+import tracemalloc
 import urllib.error
 import urllib.request
 
@@ -327,6 +328,28 @@ def test_download_of_damaged_gzip_caches_nothing(monkeypatch):
     with pytest.raises(mnist.MNISTNotFoundError, match="train-images-idx3-ubyte.gz: Compressed file ended"):
         mnist.load_data()
     assert cached_files() == []
+
+
+def test_gzip_bomb_from_a_mirror_is_discarded_unread_and_the_next_mirror_used(tiny, monkeypatch):
+    """The first mirror serves each file followed by 64 MB of zeros (a 64 KB
+    download): the download decompresses no more than the file's known size,
+    fails, and the second mirror's copy is cached."""
+    bomb, good = "https://bomb.example/", "https://good.example/"
+    payloads = {}
+    for key, spec in mnist.FILES.items():
+        content = idx_bytes(tiny[key])
+        payloads[f"{bomb}{spec.name}.gz"] = gzip.compress(content + bytes(64 * 2**20), 1)
+        payloads[f"{good}{spec.name}.gz"] = gzip.compress(content)
+    monkeypatch.setattr(mnist, "MIRRORS", (bomb, good))
+    monkeypatch.setattr(mnist, "urlopen", FakeMirrors(payloads))
+    tracemalloc.start()
+    try:
+        assert_loaded(mnist.load_data(), tiny)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20
+    assert cached_files() == sorted(f"{spec.name}.gz" for spec in mnist.FILES.values())
 
 
 def test_offline_without_local_data_explains_where_to_put_files(tmp_path, monkeypatch):

@@ -11,6 +11,12 @@
 5. batches too large for memory raise MemoryError (in a subprocess with a
    capped address space), and the model stays usable
 6. the progress bar redraws at most every 0.1 s and reads the logs only then
+7. weights and files: ``set_weights`` and ``load_weights`` change nothing
+   unless everything fits (an unbuilt model stays unbuilt); a loaded .npz
+   file's members are read only when the model needs them, after their
+   declared shape and size are checked; forged, fuzzed or bomb-like files
+   raise ValueError naming the file; concurrent saves from other PID
+   namespaces keep each other's temporary files
 
 The subprocesses run ``tests/model_subprocess.py``.  The kernels run on one
 thread here: with OpenMP threads spinning at barriers, small calls slow down
@@ -29,6 +35,8 @@ import sys
 import threading
 import time
 import tracemalloc
+import warnings
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,7 +44,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import layers, models, optimizers, utils
+from fastconv import layers, models, optimizers, saving, utils
 from model_subprocess import wide_model
 
 HELPER = Path(__file__).with_name("model_subprocess.py")
@@ -282,17 +290,53 @@ def test_killed_saves_keep_the_earlier_file(tmp_path):
 
 
 def test_save_removes_only_abandoned_temporary_files(tmp_path):
-    """Temporary files of this process that it is not writing (its pid reused
-    after a restart) go; those of running processes and other files stay."""
+    """Temporary files of this pid space whose writer is gone (a dead pid, or
+    this process's pid reused after a restart and not writing them) go; those
+    of running processes go not, nor those of other pid spaces (containers
+    sharing the volume) or of older versions unless they are a day old."""
     model = small_model()
-    ours = tmp_path / f".model.npz.{os.getpid()}.0123abcd.tmp"
-    running = tmp_path / ".model.npz.1.0123abcd.tmp"        # pid 1 always runs
-    others = [tmp_path / ".other.npz.999999999.0123abcd.tmp", tmp_path / "notes.tmp"]
-    for file in [ours, running, *others]:
-        file.write_bytes(b"PK")
+    space = saving._pid_space()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    abandoned = [f".model.npz.{space}.{os.getpid()}.0123abcd.tmp",
+                 f".model.npz.{space}.{dead}.0123abcd.tmp",
+                 f".model.npz.0123456789ab.{os.getpid()}.0123abcd.tmp",  # a day old
+                 ".model.npz.999999999.0123abcd.tmp"]  # an older version's, a day old
+    kept = [f".model.npz.{space}.1.0123abcd.tmp",  # pid 1 always runs
+            f".model.npz.0123456789ab.{dead}.0123abcd.tmp",  # another container's, new
+            ".model.npz.999999999.4567cdef.tmp",  # an older version's, new
+            ".other.npz.999999999.0123abcd.tmp", "notes.tmp"]
+    a_day_ago = time.time() - saving.FOREIGN_TEMPORARY_AGE - 60
+    for name in abandoned + kept:
+        (tmp_path / name).write_bytes(b"PK")
+    for name in abandoned[2:]:
+        os.utime(tmp_path / name, (a_day_ago, a_day_ago))
     model.save(tmp_path / "model.npz")
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        ["model.npz", running.name] + [file.name for file in others])
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.npz"] + kept)
+
+
+def test_saves_from_two_pid_namespaces_keep_each_others_temporary_files(tmp_path, monkeypatch):
+    """A process of another PID namespace (another container) is writing a
+    temporary file whose pid is dead here: a save from this namespace leaves
+    it alone, and the other one's own save then succeeds."""
+    model = small_model()
+    path = tmp_path / "model.npz"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.setattr(saving, "_pid_space", lambda: "0123456789ab")
+    monkeypatch.setattr(os, "getpid", lambda: int(dead))
+    other_writes = []
+
+    def save_in_the_other_namespace(stream):
+        other_writes.extend(name for name in os.listdir(tmp_path) if name.endswith(".tmp"))
+        monkeypatch.undo()  # back in this namespace
+        model.save(path)  # while the other one writes
+        stream.write(b"the other container's model")
+
+    saving._write_file(path, save_in_the_other_namespace)
+    assert other_writes == [f".model.npz.0123456789ab.{dead}.{other_writes[0].split('.')[-2]}.tmp"]
+    assert path.read_bytes() == b"the other container's model"
+    assert os.listdir(tmp_path) == ["model.npz"]
 
 
 # -------------------------------------------------------------------- 3. threads
@@ -454,3 +498,250 @@ def test_verbose_fit_redraws_at_most_every_twentieth_of_a_second(capsys):
     elapsed = time.monotonic() - start
     frames = capsys.readouterr().out.count("\r")
     assert frames <= elapsed / 0.05 + 3 * 2, (frames, elapsed)
+
+
+# ------------------------------------------------------- 7. weights and files
+
+
+def tiny_model(units=2, build=True):
+    """A compiled Conv2D-Flatten-Dense model for 6x6 images (unbuilt unless ``build``)."""
+    model = models.Sequential([
+        layers.Conv2D(2, 3, activation="relu", **({"input_shape": (6, 6, 1)} if build else {})),
+        layers.Flatten(),
+        layers.Dense(units),
+    ])
+    model.compile("adam", "mse")
+    return model
+
+
+def assert_weights_equal(model, weights):
+    for a, b in zip(model.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("last, error, message", [
+    (np.zeros(3), ValueError, r"'dense\w*' bias has shape \(2,\), the given array has shape"),
+    (np.array([1 + 2j, 0j]), TypeError, r"'dense\w*' bias takes an array of bools, ints or "
+                                         r"floats, the given array has dtype complex128"),
+    (np.array(["1", "2"]), TypeError, "dtype <U1"),
+    (np.array([1.0, None]), TypeError, "dtype object"),
+])
+def test_set_weights_changes_nothing_unless_every_array_fits(last, error, message):
+    """One bad array, the last one: nothing is assigned; strings, objects and
+    complex numbers (which would lose their imaginary part) are refused."""
+    model = tiny_model()
+    before = model.get_weights()
+    new = [np.ones_like(w) for w in before[:-1]] + [last]
+    with pytest.raises(error, match=message):
+        model.set_weights(new)
+    assert_weights_equal(model, before)
+    with pytest.raises(error, match=message):
+        model.layers[-1].set_weights(new[-2:])
+    assert_weights_equal(model, before)
+
+
+def test_set_weights_casts_bools_ints_and_floats_to_the_weights_dtype():
+    model = tiny_model()
+    kernel, bias, dense_kernel, _ = model.get_weights()
+    model.set_weights([np.ones(kernel.shape, np.int64), np.array([True, False]),
+                       np.full(dense_kernel.shape, 0.5, np.float64), np.array([3, -4], np.int8)])
+    assert [w.dtype for w in model.get_weights()] == [np.float32] * 4
+    np.testing.assert_array_equal(model.get_weights()[1], [1, 0])
+    np.testing.assert_array_equal(model.get_weights()[3], [3, -4])
+
+
+def test_failed_load_weights_leaves_an_unbuilt_model_unbuilt(tmp_path):
+    """The file's Dense has 2 units, the model's 3: the model, built for the
+    file's input shape to compare, is unbuilt again, and builds and loads
+    its own weights afterwards."""
+    path = tmp_path / "weights.npz"
+    tiny_model().save_weights(path)
+    model = tiny_model(units=3, build=False)
+    with pytest.raises(ValueError, match="does not fit model"):
+        model.load_weights(path)
+    assert not model.built and not any(layer.built for layer in model.layers)
+    assert all(layer.inbound_nodes == [] and layer.params == {} for layer in model.layers)
+    model.build((None, 6, 6, 1))
+    model.save_weights(path)
+    saved = model.get_weights()
+    model.set_weights([np.zeros_like(w) for w in saved])
+    model.load_weights(path)
+    assert_weights_equal(model, saved)
+
+
+def rewrite_npz(path, members):
+    """Rewrites the .npz file ``path`` (deflated) with ``members`` replacing
+    or joining its own: key -> array, or key -> (.npy header dict, number of
+    zero bytes that follow it)."""
+    with zipfile.ZipFile(path) as archive:
+        kept = {info.filename: archive.read(info) for info in archive.infolist()
+                if info.filename[:-len(".npy")] not in members}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in kept.items():
+            archive.writestr(name, data)
+        for key, member in members.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as stream:
+                if isinstance(member, np.ndarray):
+                    np.lib.format.write_array(stream, member)
+                    continue
+                header, zeros = member
+                np.lib.format.write_array_header_1_0(stream, header)
+                for start in range(0, zeros, MB):
+                    stream.write(bytes(min(MB, zeros - start)))
+
+
+def header_of(path):
+    with zipfile.ZipFile(path) as archive, archive.open(f"{saving.HEADER_KEY}.npy") as stream:
+        return json.loads(str(np.lib.format.read_array(stream)[()]))
+
+
+def peak_memory_of(function, *args):
+    """(what ``function(*args)`` raised or returned, the peak bytes it traced)."""
+    tracemalloc.start()
+    try:
+        try:
+            outcome = function(*args)
+        except Exception as error:  # noqa: BLE001 - the caller checks it
+            outcome = error
+        return outcome, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_loading_never_reads_unknown_members(tmp_path):
+    """A 64 MB member (of zeros: 64 KB in the file) that the model does not
+    know is never decompressed."""
+    path = tmp_path / "model.npz"
+    model = tiny_model()
+    model.save(path)
+    rewrite_npz(path, {"notes": ({"descr": "|u1", "fortran_order": False,
+                                  "shape": (64 * MB,)}, 64 * MB)})
+    assert path.stat().st_size < MB
+    loaded, peak = peak_memory_of(models.load_model, path)
+    assert_weights_equal(loaded, model.get_weights())
+    assert peak < 8 * MB
+
+
+@pytest.mark.parametrize("member, message", [
+    (np.zeros((3, 3, 1, 2), np.float64), None),  # another dtype: cast, as set_weights does
+    (np.zeros((3, 3, 1, 3), np.float32), r"layer_0/kernel has shape \(3, 3, 1, 3\) in the "
+                                         r"file, \(3, 3, 1, 2\) in model"),
+    (({"descr": "<f4", "fortran_order": False, "shape": (4096, 4096)}, 64 * MB),
+     r"layer_0/kernel has shape \(4096, 4096\) in the file"),  # a zip bomb
+    (({"descr": "<f4", "fortran_order": False, "shape": (3, 3, 1, 2)}, 64 * MB),
+     r"layer_0/kernel declares float32 \(3, 3, 1, 2\) but holds 67108992 bytes"),  # a zip bomb
+    (({"descr": "<f4", "fortran_order": False, "shape": (3, 3, 1, 2)}, 8),
+     r"layer_0/kernel declares float32 \(3, 3, 1, 2\) but holds 136 bytes"),  # truncated
+    (np.array(["abc"] * 18).reshape(3, 3, 1, 2), "dtype <U3"),
+])
+def test_members_are_checked_against_the_model_before_they_are_read(tmp_path, member, message):
+    path = tmp_path / "model.npz"
+    model = tiny_model()
+    model.save(path)
+    rewrite_npz(path, {"layer_0/kernel": member})
+    before = model.get_weights()
+    for load in (models.load_model, model.load_weights):
+        outcome, peak = peak_memory_of(load, path)
+        assert peak < 8 * MB
+        if message is None:
+            assert not isinstance(outcome, Exception), outcome
+            continue
+        assert isinstance(outcome, ValueError) and str(path) in str(outcome), repr(outcome)
+        assert re.search(message, str(outcome)), outcome
+    if message is not None:
+        assert_weights_equal(model, before)
+
+
+def test_header_declaring_a_huge_layer_is_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    tiny_model().save(path)
+    header = header_of(path)
+    header["model"]["config"]["layers"][2]["config"]["units"] = 10**12
+    rewrite_npz(path, {saving.HEADER_KEY: np.array(json.dumps(header))})
+    outcome, peak = peak_memory_of(models.load_model, path)
+    assert isinstance(outcome, ValueError) and str(path) in str(outcome), repr(outcome)
+    assert peak < 8 * MB
+
+
+@pytest.mark.parametrize("iterations, message", [
+    (np.array(-1), r"optimizer/iterations must be an integer >= 0, got int64 -1"),
+    (np.array(2.5), r"optimizer/iterations must be an integer >= 0, got float64 2.5"),
+    (np.array([3]), r"optimizer/iterations has shape \(1,\) in the file, \(\) in"),
+])
+def test_invalid_optimizer_iterations_are_refused(tmp_path, iterations, message):
+    path = tmp_path / "model.npz"
+    tiny_model().save(path)
+    rewrite_npz(path, {"optimizer/iterations": iterations})
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
+        models.load_model(path)
+
+
+def mutations(value, rng):
+    """Malformed versions of the JSON ``value``: one node replaced by
+    another type, a huge number or deep nesting, or a key removed."""
+    nodes = []
+
+    def walk(node, path):
+        nodes.append(path)
+        children = node.items() if isinstance(node, dict) else (
+            enumerate(node) if isinstance(node, list) else ())
+        for key, child in children:
+            walk(child, path + (key,))
+
+    walk(value, ())
+    replacements = [None, True, "x", -1, 0, 1.5, 10**30, -10**30, 1e308, [], {}, [1, "x"],
+                    {"class_name": "Dense"}, "DEEP"]
+    for _ in range(200):
+        path = nodes[rng.integers(len(nodes))]
+        if not path:
+            continue
+        mutated = json.loads(json.dumps(value))
+        parent = mutated
+        for key in path[:-1]:
+            parent = parent[key]
+        if isinstance(parent, dict) and rng.random() < 0.25:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = replacements[rng.integers(len(replacements))]
+        text = json.dumps(mutated)
+        yield text.replace('"DEEP"', "[" * 10000 + "]" * 10000)  # nesting depth 10000
+
+
+def optimizer_state_mutations(rng):
+    """(member, malformed array) replacing one optimizer state array."""
+    keys = ["optimizer/iterations", "optimizer/layer_0/kernel/momentum",
+            "optimizer/layer_2/bias/velocity"]
+    values = [np.array(-5), np.array(2**62), np.array(1.5), np.array("x"), np.array(True),
+              np.zeros((3, 3, 1, 2), np.complex64), np.zeros((3, 3, 1, 2), "U1"),
+              np.zeros(2, np.float64), np.zeros((3, 3, 1, 2), np.float64), np.zeros(0),
+              np.zeros((2, 0)), np.array([np.nan, np.inf])]
+    for _ in range(40):
+        yield keys[rng.integers(len(keys))], values[rng.integers(len(values))]
+
+
+def test_fuzzed_headers_and_optimizer_state_raise_only_value_error(tmp_path):
+    """200 mutations of a saved model's header and 40 of its optimizer
+    state: each loads or raises a ValueError naming the file, never another
+    error (nor a warning: a complex array would lose its imaginary part)."""
+    path = tmp_path / "model.npz"
+    model = tiny_model()
+    model.fit(np.ones((2, 6, 6, 1), np.float32), np.ones((2, 2), np.float32), verbose=0)
+    model.save(path)
+    saved = path.read_bytes()
+    header = header_of(path)
+    rng = np.random.default_rng(0)
+    changes = [{saving.HEADER_KEY: np.array(text)} for text in mutations(header, rng)]
+    changes += [{key: value} for key, value in optimizer_state_mutations(rng)]
+    outcomes = {}
+    for change in changes:
+        path.write_bytes(saved)
+        rewrite_npz(path, change)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                models.load_model(path)
+            outcomes["loaded"] = outcomes.get("loaded", 0) + 1
+        except ValueError as error:
+            assert str(path) in str(error), error
+            outcomes["ValueError"] = outcomes.get("ValueError", 0) + 1
+    assert outcomes["ValueError"] > 100, outcomes

@@ -3,6 +3,8 @@ optimizers, losses, the example script and (when the data is there) MNIST."""
 
 import os
 import re
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -536,6 +538,48 @@ def test_example_runs_the_notebook(monkeypatch, tmp_path, capsys, restore_backen
     assert re.search(r"^test_loss: [\d.]+ - test_acc: [\d.]+$", printed.out, re.MULTILINE)
     assert models.load_model(output).count_params() == 93322
     assert fastconv.get_backend() == "numpy"
+
+
+@pytest.mark.parametrize("line_length, message", [
+    (5, "Insufficient console width to print summary"),
+    (1, "Insufficient console width to print summary"),
+    (0, "line_length must be an int >= 1, got 0"),
+    (-5, "line_length must be an int >= 1, got -5"),
+])
+def test_summary_narrower_than_its_columns_raises_instead_of_printing_forever(line_length,
+                                                                             message):
+    model = models.Sequential([layers.Dense(2, input_shape=(3,))])
+    printed = []
+    with pytest.raises(ValueError, match=message):
+        model.summary(line_length=line_length, print_fn=printed.append)
+    assert printed == []
+
+
+def run_mnist_example(args, tmp_path):
+    """(exit status, stderr) of ``fastconv-mnist args`` run offline, with no
+    MNIST anywhere: the cache and home are empty and every URL goes to a
+    proxy that refuses connections."""
+    env = {key: value for key, value in os.environ.items()
+           if key.lower() not in ("no_proxy", "fastconv_data", "keras_home")}
+    env.update(HOME=str(tmp_path), FASTCONV_CACHE_DIR=str(tmp_path / "cache"),
+               http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
+               OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+                   [os.path.dirname(os.path.dirname(fastconv.__file__)),
+                    env.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "fastconv.examples.mnist", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "fastconv-mnist: error: argument --seed: must be an integer >= 0, got -1"),
+    (["--epochs", "1"], "fastconv-mnist: error: MNIST is not available locally and "
+                        "train-images-idx3-ubyte.gz could not be downloaded: https://"),
+])
+def test_example_reports_bad_arguments_and_missing_data_in_one_line(tmp_path, args, message):
+    status, errors = run_mnist_example(args, tmp_path)
+    assert status == 2 and "Traceback" not in errors, errors
+    assert errors.splitlines()[-1].startswith(message), errors
 
 
 # ---------------------------------------------------------------- real MNIST

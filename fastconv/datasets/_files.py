@@ -164,6 +164,19 @@ def _temporary_file_beside(path):
             os.unlink(temporary)
 
 
+def read_gzip(path, size):
+    """The decompressed content of the gzip file at ``path``, which must be
+    ``size`` bytes: ValueError as soon as it is longer (a decompression bomb
+    is never held in memory) or when it is shorter; gzip's errors (EOFError,
+    zlib.error, gzip.BadGzipFile) when it is damaged."""
+    with gzip.open(path, "rb") as stream:
+        content = stream.read(size + 1)
+    if len(content) != size:
+        longer = "more" if len(content) > size else f"only {len(content)}"
+        raise ValueError(f"decompresses to {longer} bytes, expected {size}")
+    return content
+
+
 def file_digest(path, algorithm="sha256"):
     """Hex digest of the file at ``path`` ("sha256" or "md5"), read in chunks."""
     digest = hashlib.new(algorithm)

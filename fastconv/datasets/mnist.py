@@ -195,7 +195,7 @@ def _download_missing():
 
 
 def _check_download(spec, path):
-    """ValueError unless the gzipped file at ``path`` decompresses to ``spec``'s content."""
-    with open(path, "rb") as stream:
-        content = gzip.decompress(stream.read())
+    """ValueError unless the gzipped file at ``path`` decompresses to ``spec``'s
+    content (decompressing no more than that content's size)."""
+    content = _files.read_gzip(path, 4 + 4 * len(spec.shape) + math.prod(spec.shape))
     _files.check_digest(hashlib.sha256(content).hexdigest(), spec.sha256, of="content")

@@ -3,7 +3,9 @@
 Only the imports differ from the Keras notebook.  Run it as
 ``fastconv-mnist`` or ``python -m fastconv.examples.mnist``; ``--help``
 lists the options.  Exit status 1 when ``--min-accuracy`` is not reached,
-2 when ``--plots`` cannot plot (matplotlib missing), checked before training.
+2 with a one-line ``fastconv-mnist: error: ...`` when an option is invalid,
+MNIST cannot be found or downloaded, or ``--plots`` cannot plot (matplotlib
+missing); these are checked before training.
 """
 
 import argparse
@@ -16,11 +18,19 @@ from fastconv.datasets import mnist
 from fastconv.utils import set_random_seed, to_categorical
 
 
-def _positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _int_at_least(minimum):
+    """An argparse type: the argument as an int >= ``minimum``."""
+    def parse(text):
+        value = int(text)  # argparse reports a ValueError as "invalid int value"
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def notebook_model(show_summaries=False):
@@ -59,7 +69,8 @@ def parse_args(argv=None):
                         help="write the training curves (history.png) and the feature maps of "
                              "the first test digit (feature_maps.png) into DIR (needs "
                              "matplotlib)")
-    parser.add_argument("--seed", type=int, help="seed of initialisation and shuffling")
+    parser.add_argument("--seed", type=_int_at_least(0),
+                        help="seed of initialisation and shuffling (an integer >= 0)")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2],
                         help="0 silent, 1 progress bar, 2 one line per epoch "
                              "(default: 1 on a terminal, else 2)")
@@ -81,12 +92,13 @@ def main(argv=None):
             visualize.require_matplotlib()  # before training, not after
             os.makedirs(args.plots, exist_ok=True)
         except (ImportError, OSError) as error:
-            print(f"fastconv-mnist: --plots: {error}", file=sys.stderr)
-            return 2
+            return _error(f"--plots: {error}")
+    try:
+        (train_images, train_labels), (test_images, test_labels) = mnist.load_data(args.data_dir)
+    except (OSError, ValueError) as error:  # not found, not downloadable, or damaged
+        return _error(error)
 
     model = notebook_model(show_summaries=True)
-
-    (train_images, train_labels), (test_images, test_labels) = mnist.load_data(args.data_dir)
     train_images, train_labels = train_images[:args.train_size], train_labels[:args.train_size]
     train_images = train_images.reshape((len(train_images), 28, 28, 1)).astype('float32') / 255
     test_images = test_images.reshape((len(test_images), 28, 28, 1)).astype('float32') / 255
@@ -111,6 +123,12 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     return 0
+
+
+def _error(message):
+    """Prints ``message`` as one argparse-style error line; returns exit status 2."""
+    print(f"fastconv-mnist: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

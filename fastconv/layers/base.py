@@ -285,7 +285,9 @@ class Layer:
 
     def check_weights(self, weights):
         """``weights`` as arrays once their number and shapes fit the layer's
-        (ValueError otherwise); nothing is assigned."""
+        (ValueError otherwise) and they hold bools, ints or floats, which
+        assigning casts to the weights' dtype as Keras does (TypeError for
+        strings, objects and complex numbers); nothing is assigned."""
         if not self.built:
             raise ValueError(f"layer {self.name!r} is not built yet: give it an input_shape "
                              "or call it on data before setting its weights")
@@ -297,6 +299,9 @@ class Layer:
             if new.shape != current.shape:
                 raise ValueError(f"layer {self.name!r} {key} has shape {current.shape}, "
                                  f"the given array has shape {new.shape}")
+            if new.dtype.kind not in "biuf":
+                raise TypeError(f"layer {self.name!r} {key} takes an array of bools, ints or "
+                                f"floats, the given array has dtype {new.dtype}")
         return arrays
 
     # -- functional graph
