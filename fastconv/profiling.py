@@ -19,23 +19,27 @@ import numpy as np
 
 from ._checks import check_int, check_number
 from .layers import Conv2D, Dense, DepthwiseConv2D, SeparableConv2D
+from .ops import get_num_threads
 
 
 class Profile:
     """The result of ``profile``: ``rows`` (one dict per layer, in the
     order the layers run: "layer", "type", "forward_ms", "backward_ms",
-    "macs" (of the forward pass), "backward_macs", "forward_gflops", "backward_gflops", "forward_peak_percent",
-    "backward_peak_percent"; GFLOP/s are None for a layer without
+    "macs" (of the forward pass), "backward_macs", "forward_gflops",
+    "backward_gflops", "forward_peak_percent", "backward_peak_percent";
+    GFLOP/s are None for a layer without
     multiply-adds, percentages None without ``peak_gflops``),
     ``forward_ms``/``backward_ms``/``macs``/``backward_macs`` (the sums
     over the rows), ``forward_gflops``/``backward_gflops`` (of the sums),
     ``step_ms`` (the median whole step), ``batch_size``, ``repeat``,
-    ``peak_gflops`` and ``step`` (what a timed step ran).  ``str()`` gives
+    ``peak_gflops``, ``step`` (what a timed step ran) and ``threads``
+    (fastconv's thread count).  ``str()`` gives
     the printed table."""
 
-    def __init__(self, rows, step_ms, batch_size, repeat, peak_gflops, step):
+    def __init__(self, rows, step_ms, batch_size, repeat, peak_gflops, step, threads):
         self.rows, self.step_ms, self.batch_size = rows, step_ms, batch_size
         self.repeat, self.peak_gflops, self.step = repeat, peak_gflops, step
+        self.threads = threads
         self.forward_ms = sum(row["forward_ms"] for row in rows)
         self.backward_ms = sum(row["backward_ms"] for row in rows)
         self.macs = sum(row["macs"] for row in rows)
@@ -63,7 +67,8 @@ class Profile:
                                      for i, (cell, width) in enumerate(zip(row, widths)))
         rule = "-" * len(line(headers))
         outside = self.step_ms - layers_ms
-        lines = [f"Profile: batch {self.batch_size}, median of {self.repeat} timed steps"
+        lines = [f"Profile: batch {self.batch_size}, {self.threads} threads, median of "
+                 f"{self.repeat} timed steps"
                  + (f", peak {self.peak_gflops:g} GFLOP/s" if peak else ""),
                  rule, line(headers), rule] + [line(row) for row in rows[:-1]]
         lines += [rule, line(rows[-1]), rule,
@@ -89,6 +94,10 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
     models: the sum of theirs); other layers count 0.  Do not use the model
     from another thread meanwhile.
     """
+    from .models.functional import Model  # it imports this module
+
+    if not isinstance(model, Model):
+        raise TypeError(f"profile needs a fastconv Model, got {type(model).__name__}")
     batch_size, repeat = check_int(batch_size, "batch_size"), check_int(repeat, "repeat")
     if peak_gflops is not None:
         peak_gflops = check_number(peak_gflops, "peak_gflops", 0, low_open=True)
@@ -105,8 +114,10 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
     layers = list(dict.fromkeys(node.layer for node in nodes))  # a shared layer once
     weights = model.get_weights()
     optimizer_state = _optimizer_state(model.optimizer)
+    timers = {}
     try:
-        timers = {id(layer): _LayerTimer(layer) for layer in layers}
+        for layer in layers:
+            timers[id(layer)] = _LayerTimer(layer)
         passes = []
         for timed in [False] + [True] * repeat:
             for timer in timers.values():
@@ -134,7 +145,7 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
         rows.append(_row(layer, forward_ms, backward_ms, macs[id(layer)], backward_macs,
                          peak_gflops))
     result = Profile(rows, 1e3 * statistics.median(p[0] for p in passes), count, repeat,
-                     peak_gflops, name)
+                     peak_gflops, name, get_num_threads())
     (print_fn or print)(str(result))
     return result
 

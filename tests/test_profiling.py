@@ -48,6 +48,7 @@ def test_one_row_per_layer_with_hand_counted_multiply_adds():
     # conv: 4 images x 6x6x4 outputs x 3x3x2 taps; dense: 4 x 3 outputs x 3x3x4 inputs
     assert [row["macs"] for row in result.rows] == [4 * 6 * 6 * 4 * 18, 0, 0, 4 * 3 * 36]
     assert result.batch_size == 4 and result.repeat == 2 and result.step == "train_on_batch"
+    assert result.threads == fastconv.get_num_threads()
     for row in result.rows:
         assert row["forward_ms"] > 0 and row["backward_ms"] > 0
     conv, dense = result.rows[0], result.rows[3]
@@ -129,6 +130,8 @@ def test_bad_arguments_raise(kwargs, error):
 
 def test_labels_need_a_compiled_model_and_inputs_must_fit():
     x, y = data()
+    with pytest.raises(TypeError, match="Model"):
+        fastconv.profiling.profile(layers.Dense(2), x)
     with pytest.raises(RuntimeError, match="compile"):
         small_model(compiled=False).profile(x, y)
     with pytest.raises(ValueError, match="expects inputs of shape"):
