@@ -31,13 +31,18 @@ class Profile:
     multiply-adds, percentages None without ``peak_gflops``),
     ``forward_ms``/``backward_ms``/``macs``/``backward_macs`` (the sums
     over the rows), ``forward_gflops``/``backward_gflops`` (of the sums),
-    ``step_ms`` (the median whole step), ``batch_size``, ``repeat``,
+    ``step_ms`` (the median whole step), ``outside_ms`` (the median over
+    the steps of a step's time outside its layers' calls: loss, optimizer,
+    checks, the executor; the medians of the rows need not add up to
+    ``step_ms`` on a noisy machine), ``batch_size``, ``repeat``,
     ``peak_gflops``, ``step`` (what a timed step ran) and ``threads``
     (fastconv's thread count).  ``str()`` gives
     the printed table."""
 
-    def __init__(self, rows, step_ms, batch_size, repeat, peak_gflops, step, threads):
-        self.rows, self.step_ms, self.batch_size = rows, step_ms, batch_size
+    def __init__(self, rows, step_ms, outside_ms, batch_size, repeat, peak_gflops, step,
+                 threads):
+        self.rows, self.step_ms, self.outside_ms = rows, step_ms, outside_ms
+        self.batch_size = batch_size
         self.repeat, self.peak_gflops, self.step = repeat, peak_gflops, step
         self.threads = threads
         self.forward_ms = sum(row["forward_ms"] for row in rows)
@@ -66,15 +71,14 @@ class Profile:
         line = lambda row: "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
                                      for i, (cell, width) in enumerate(zip(row, widths)))
         rule = "-" * len(line(headers))
-        outside = self.step_ms - layers_ms
         lines = [f"Profile: batch {self.batch_size}, {self.threads} threads, median of "
                  f"{self.repeat} timed steps"
                  + (f", peak {self.peak_gflops:g} GFLOP/s" if peak else ""),
                  rule, line(headers), rule] + [line(row) for row in rows[:-1]]
         lines += [rule, line(rows[-1]), rule,
                   f"Step ({self.step}): {_ms(self.step_ms)} ms; layers' forward + backward "
-                  f"{_ms(layers_ms)} ms; outside the layers {_ms(outside)} ms "
-                  f"({100 * outside / self.step_ms:.0f}% of the step)"]
+                  f"{_ms(layers_ms)} ms; outside the layers {_ms(self.outside_ms)} ms "
+                  f"per step ({100 * self.outside_ms / self.step_ms:.0f}% of the step)"]
         return "\n".join(lines)
 
 
@@ -144,8 +148,11 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
         backward_macs = macs[id(layer)] * timers[id(layer)].products
         rows.append(_row(layer, forward_ms, backward_ms, macs[id(layer)], backward_macs,
                          peak_gflops))
-    result = Profile(rows, 1e3 * statistics.median(p[0] for p in passes), count, repeat,
-                     peak_gflops, name, get_num_threads())
+    step_ms = 1e3 * statistics.median(elapsed for elapsed, _ in passes)
+    outside_ms = 1e3 * statistics.median(elapsed - sum(map(sum, totals))
+                                         for elapsed, totals in passes)
+    result = Profile(rows, step_ms, outside_ms, count, repeat, peak_gflops, name,
+                     get_num_threads())
     (print_fn or print)(str(result))
     return result
 

@@ -65,7 +65,7 @@ def test_one_row_per_layer_with_hand_counted_multiply_adds():
     assert result.macs == 4 * 6 * 6 * 4 * 18 + 4 * 3 * 36
     assert result.backward_macs == 4 * 6 * 6 * 4 * 18 + 2 * 4 * 3 * 36
     assert result.forward_gflops == pytest.approx(2 * result.macs / result.forward_ms / 1e6)
-    assert result.step_ms > 0
+    assert result.step_ms > 0 and 0 < result.outside_ms < result.step_ms
     assert printed == [str(result)]
     text = printed[0]
     for name in ["conv (Conv2D)", "pool (MaxPooling2D)", "dense (Dense)", "Total",
