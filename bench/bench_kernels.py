@@ -3,9 +3,10 @@ PyTorch when installed) at the shapes of the MNIST convnet, batch 64.
 
     OMP_NUM_THREADS=2 python bench/bench_kernels.py
 
-Times are medians of repeated calls after warm-up, all in one run; GFLOP/s
-and "% peak" compare the compiled conv kernels with a 2048^3 float32
-numpy.matmul measured in the same run.
+Times are medians of repeated calls after warm-up, all in one run.  The
+compiled conv kernels' GFLOP/s are compared with two peaks measured in the
+same run: "% of FMA peak" with the FMA throughput of bench/fma_probe.c (the
+hardware's limit), "% of matmul peak" with a 2048^3 float32 numpy.matmul.
 """
 
 import argparse
@@ -14,7 +15,9 @@ import numpy as np
 
 import fastconv
 from fastconv import ops, reference
-from common import describe_machine, import_torch, matmul_gflops, median_ms, print_table
+from common import (describe_machine, import_torch, matmul_gflops, median_ms, percent_cell,
+                    percent_of_peaks, print_table)
+from fma_peak import fma_line, fma_probe
 
 # name: (input shape NHWC, output channels); all 3x3 'valid' stride 1.
 CONVS = {
@@ -105,10 +108,11 @@ def cases(rng, torch):
                lambda x=x, dy=dy: reference.max_pool2d_backward(x, dy), bwd_t)
 
 
-def measure_kernels(repeat, torch, peak, rng):
+def measure_kernels(repeat, torch, peaks, rng):
     """One dict per kernel: its name, flops (None for pooling), median ms per
     backend ("fastconv", "numpy", "pytorch" when torch is given), and the
-    figures derived from them against the matmul ``peak`` (GFLOP/s)."""
+    figures derived from them: fastconv's GFLOP/s and its "percent_of_peak"
+    against each of ``peaks`` ({"fma": GFLOP/s or None, "matmul": GFLOP/s})."""
     records = []
     for name, flops, compiled, ref, torch_fn in cases(rng, torch):
         ms = {"fastconv": median_ms(compiled, repeat), "numpy": median_ms(ref, repeat)}
@@ -120,7 +124,7 @@ def measure_kernels(repeat, torch, peak, rng):
             record["pytorch_over_fastconv"] = ms["pytorch"] / ms["fastconv"]
         if flops:
             record["gflops"] = flops / ms["fastconv"] / 1e6
-            record["percent_of_peak"] = 100 * record["gflops"] / peak
+            record["percent_of_peak"] = percent_of_peaks(record["gflops"], peaks)
         records.append(record)
     return records
 
@@ -131,7 +135,7 @@ def kernel_table(records):
     headers = ["kernel (batch 64, float32)", "fastconv ms", "NumPy ms", "speed-up"]
     if with_torch:
         headers += ["PyTorch ms", "PyTorch / fastconv"]
-    headers += ["GFLOP/s", "% of matmul peak"]
+    headers += ["GFLOP/s", "% of FMA peak", "% of matmul peak"]
     rows = []
     for r in records:
         ms = r["ms"]
@@ -140,9 +144,10 @@ def kernel_table(records):
         if with_torch:
             row += [f"{ms['pytorch']:.3f}", f"{r['pytorch_over_fastconv']:.2f}x"]
         if r["flops"]:
-            row += [f"{r['gflops']:.0f}", f"{r['percent_of_peak']:.0f}%"]
+            row += [f"{r['gflops']:.0f}", percent_cell(r["percent_of_peak"]["fma"]),
+                    percent_cell(r["percent_of_peak"]["matmul"])]
         else:
-            row += ["-", "-"]
+            row += ["-", "-", "-"]
         rows.append(row)
     return headers, rows
 
@@ -160,12 +165,14 @@ def main():
     fastconv.set_num_threads(args.threads)
     torch = import_torch(args.threads)
     rng = np.random.default_rng(0)
-    peak = matmul_gflops()
-    records = measure_kernels(args.repeat, torch, peak, rng)
+    probe = fma_probe(args.threads)
+    peaks = {"fma": probe and probe["gflops"], "matmul": matmul_gflops()}
+    records = measure_kernels(args.repeat, torch, peaks, rng)
 
     for line in describe_machine(torch):
         print(line)
-    print(peak_line(peak))
+    print(fma_line(probe))
+    print(peak_line(peaks["matmul"]))
     print()
     print_table(*kernel_table(records))
 

@@ -40,6 +40,16 @@ def matmul_gflops(repeat=7):
     return 2 * 2048**3 / median_ms(lambda: a @ a, repeat, warmup=2) / 1e6
 
 
+def percent_of_peaks(gflops, peaks):
+    """{"fma": %, "matmul": %} of ``gflops`` against ``peaks`` (GFLOP/s by
+    the same keys; a peak that is None gives None)."""
+    return {name: None if peak is None else 100 * gflops / peak for name, peak in peaks.items()}
+
+
+def percent_cell(percent):
+    return "-" if percent is None else f"{percent:.0f}%"
+
+
 def import_torch(threads):
     """torch limited to ``threads`` threads, or None when it is not installed."""
     try:

@@ -5,6 +5,10 @@ and PNG plots (kernels.png, scaling.png, training.png) to ``--out``.
     OMP_NUM_THREADS=2 python bench/report.py
     python bench/report.py --quick --out /tmp/fastconv-results   # smoke test
 
+Kernel and sweep figures are given as "% of FMA peak" (against the FMA
+throughput of bench/fma_probe.c, compiled and run here: the hardware's
+limit) and "% of matmul peak" (against a 2048^3 float32 numpy.matmul).
+
 Needs matplotlib for the plots (``pip install fastconv[bench]``); without it
 only results.json and results.md are written.  PyTorch is optional: without
 it its columns and series are left out.
@@ -26,7 +30,8 @@ from bench_kernels import conv_functions, kernel_table, measure_kernels, peak_li
 from bench_training import (measure_training, notebook_model, random_data, training_entries,
                             training_note, training_table)
 from common import (budget_median_ms, describe_machine, format_table, import_torch,
-                    machine_info, matmul_gflops)
+                    machine_info, matmul_gflops, percent_cell, percent_of_peaks)
+from fma_peak import fma_line, fma_probe
 
 # Plot label and colour per backend key, in plotting order.
 BACKENDS = {
@@ -91,8 +96,8 @@ def log(message):
 
 # ---------------------------------------------------------------- measuring
 
-def measure_point(rng, torch, shape, cout, peak, repeat, budget_s):
-    """Forward + backward time, GFLOP/s and % of the matmul peak per backend
+def measure_point(rng, torch, shape, cout, peaks, repeat, budget_s):
+    """Forward + backward time, GFLOP/s and % of each of ``peaks`` per backend
     of the conv of a ``shape`` input to ``cout`` channels (its arrays are
     freed on return, before the next, larger point)."""
     fwd_flops, bwd_flops, forward, backward = conv_functions(rng, torch, shape, cout)
@@ -104,11 +109,11 @@ def measure_point(rng, torch, shape, cout, peak, repeat, budget_s):
         ms, calls = budget_median_ms(step, repeat, budget_s)
         point["ms"][backend], point["calls"][backend] = ms, calls
         point["gflops"][backend] = flops / ms / 1e6
-        point["percent_of_peak"][backend] = 100 * point["gflops"][backend] / peak
+        point["percent_of_peak"][backend] = percent_of_peaks(point["gflops"][backend], peaks)
     return point
 
 
-def measure_sweep(name, torch, peak, repeat, budget_s, quick):
+def measure_sweep(name, torch, peaks, repeat, budget_s, quick):
     """``measure_point`` at each value of sweep ``name``."""
     _, values, quick_values, shape_of = SWEEPS[name]
     rng = np.random.default_rng(0)
@@ -117,7 +122,7 @@ def measure_sweep(name, torch, peak, repeat, budget_s, quick):
         shape, cout = shape_of(value)
         log(f"  {name} = {value}: input {shape}, {cout} output channels")
         points.append({"value": value,
-                       **measure_point(rng, torch, shape, cout, peak, repeat, budget_s)})
+                       **measure_point(rng, torch, shape, cout, peaks, repeat, budget_s)})
     return points
 
 
@@ -160,16 +165,19 @@ def run(args):
     torch = import_torch(args.threads)
     results = {"machine": machine_info(torch),
                "settings": {k: v for k, v in vars(args).items() if k != "out"}}
+    log("FMA peak...")
+    results["fma_probe"] = probe = fma_probe(args.threads, runs=1 if args.quick else 3)
     log("matmul peak...")
-    results["matmul_peak_gflops"] = peak = matmul_gflops(repeat=2 if args.quick else 7)
+    results["matmul_peak_gflops"] = matmul_gflops(repeat=2 if args.quick else 7)
+    peaks = {"fma": probe and probe["gflops"], "matmul": results["matmul_peak_gflops"]}
     log("kernels...")
-    results["kernels"] = measure_kernels(args.repeat, torch, peak, np.random.default_rng(0))
+    results["kernels"] = measure_kernels(args.repeat, torch, peaks, np.random.default_rng(0))
     results["sweeps"] = {}
     for name in SWEEPS:
         log(f"sweep over {SWEEPS[name][0]}...")
         results["sweeps"][name] = {
             "axis": SWEEPS[name][0], "title": SWEEP_TITLES[name],
-            "points": measure_sweep(name, torch, peak, args.repeat, args.sweep_budget,
+            "points": measure_sweep(name, torch, peaks, args.repeat, args.sweep_budget,
                                     args.quick)}
     log("training...")
     x, labels = random_data(args.images)
@@ -185,13 +193,15 @@ def run(args):
 
 def sweep_table(sweep):
     """(headers, rows): one row per sweep point, ms per backend, then
-    GFLOP/s and % of peak for fastconv."""
+    GFLOP/s and % of the FMA and matmul peaks for fastconv."""
     backends = [b for b in BACKENDS if b in sweep["points"][0]["ms"]]
     headers = ([sweep["axis"], "GFLOP"] + [f"{BACKENDS[b][0]} ms" for b in backends]
-               + ["fastconv GFLOP/s", "fastconv % of matmul peak"])
+               + ["fastconv GFLOP/s", "fastconv % of FMA peak", "fastconv % of matmul peak"])
     rows = [[p["value"], f"{p['flops'] / 1e9:.3g}"]
             + [f"{p['ms'][b]:.3f}" for b in backends]
-            + [f"{p['gflops']['fastconv']:.0f}", f"{p['percent_of_peak']['fastconv']:.0f}%"]
+            + [f"{p['gflops']['fastconv']:.0f}",
+               percent_cell(p["percent_of_peak"]["fastconv"]["fma"]),
+               percent_cell(p["percent_of_peak"]["fastconv"]["matmul"])]
             for p in sweep["points"]]
     return headers, rows
 
@@ -214,7 +224,8 @@ def markdown(results, plots):
              + (" (--quick: smoke-test settings, figures not meaningful)" if s["quick"] else ""),
              ""]
     lines += [f"- {line}" for line in describe_machine(info=results["machine"])]
-    lines += [f"- {peak_line(results['matmul_peak_gflops'])}", ""]
+    lines += [f"- {fma_line(results['fma_probe'])}",
+              f"- {peak_line(results['matmul_peak_gflops'])}", ""]
     lines += ["## Kernels (MNIST convnet shapes)", "",
               f"Median of {s['repeat']} calls after warm-up.", ""]
     lines += format_table(*kernel_table(results["kernels"])) + [""]
@@ -276,8 +287,11 @@ def plot_kernels(plt, results, path):
 
 def plot_scaling(plt, results, path):
     """Top row: forward + backward time per sweep, log-log, one line per
-    backend; bottom row: GFLOP/s, with % of the matmul peak on the right axis."""
-    peak = results["matmul_peak_gflops"]
+    backend; bottom row: GFLOP/s, with % of the FMA peak (of the matmul peak
+    when the probe could not run) on the right axis."""
+    probe = results["fma_probe"]
+    peak_name, peak = (("FMA", probe["gflops"]) if probe
+                       else ("matmul", results["matmul_peak_gflops"]))
     sweeps = results["sweeps"]
     fig, axes = plt.subplots(2, len(sweeps), figsize=(15, 8), sharex="col",
                              gridspec_kw={"height_ratios": [3, 2]})
@@ -305,10 +319,10 @@ def plot_scaling(plt, results, path):
         bottom.minorticks_off()
         right = bottom.secondary_yaxis("right", functions=(lambda g: 100 * g / peak,
                                                            lambda p: p * peak / 100))
-        right.set_ylabel("% of matmul peak")
+        right.set_ylabel(f"% of {peak_name} peak")
     axes[0, 0].legend()
     fig.suptitle(f"3x3 'valid' conv, forward (relu) + backward, float32, "
-                 f"{results['settings']['threads']} threads; matmul peak {peak:.0f} GFLOP/s")
+                 f"{results['settings']['threads']} threads; {peak_name} peak {peak:.0f} GFLOP/s")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -16,6 +16,7 @@ import numpy as np
 from .. import utils
 from ..layers.base import Layer
 from ..layers.symbolic import KerasTensor, flatten
+from ..profiling import profile
 from ..saving import Saving
 from ..summary import print_summary
 from ..tensor import Tensor
@@ -395,6 +396,11 @@ class Model(Trainer, Saving, Layer):
         (see ``fastconv.summary.print_summary``)."""
         print_summary(self, line_length, positions, print_fn, expand_nested, show_trainable,
                       layer_range)
+
+    def profile(self, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_fn=None):
+        """Prints and returns each layer's forward and backward time over
+        training steps (see ``fastconv.profiling.profile``)."""
+        return profile(self, x, y, batch_size, repeat, peak_gflops, print_fn)
 
     def get_config(self):
         """Layers with their inbound nodes, and the model's inputs and outputs
