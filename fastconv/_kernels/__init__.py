@@ -27,12 +27,12 @@ def _is_built(name):
         return False
 
 
-def _missing_features(name):
-    return [feature for feature in _BY_NAME[name].features if not _cpu.supports(feature)]
+def _cpu_runs(name):
+    return all(_cpu.supports(feature) for feature in _BY_NAME[name].features)
 
 
 def choose_level(requested, built, supported):
-    """The level to run: ``requested`` (a name, or None for the best one)
+    """The level to run: ``requested`` (a name, or empty for the best one)
     checked against the levels ``built`` and those this CPU ``supported``
     (both lowest first).  ValueError names what is wrong with a request."""
     if not built:
@@ -48,13 +48,13 @@ def choose_level(requested, built, supported):
                          f"has only the levels {', '.join(built)}")
     if requested not in supported:
         raise ValueError(f"FASTCONV_CPU_LEVEL={requested!r} needs the CPU features "
-                         f"{', '.join(_missing_features(requested))}, which this CPU "
-                         f"lacks; it runs {', '.join(supported)}")
+                         f"{', '.join(_BY_NAME[requested].features)}; this CPU runs only "
+                         f"the levels {', '.join(supported)}")
     return requested
 
 
 BUILT_LEVELS = tuple(level.name for level in LEVELS if _is_built(level.name))
-SUPPORTED_LEVELS = tuple(name for name in BUILT_LEVELS if not _missing_features(name))
+SUPPORTED_LEVELS = tuple(name for name in BUILT_LEVELS if _cpu_runs(name))
 LEVEL = choose_level(os.environ.get("FASTCONV_CPU_LEVEL", "").strip(), BUILT_LEVELS,
                      SUPPORTED_LEVELS)
 
