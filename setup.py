@@ -96,7 +96,9 @@ class BuildExt(build_ext):
         if ctype == "msvc":
             compile_args, link_args = ["/O2"], []
         else:
-            compile_args, link_args = ["-O3", "-ffp-contract=fast"], []
+            # -g0: Python's CFLAGS ask for debug info, which costs a third of
+            # the compile time and 85% of the modules' size.
+            compile_args, link_args = ["-O3", "-g0", "-ffp-contract=fast"], []
         use_openmp = env_flag("FASTCONV_OPENMP", True)
         if use_openmp:
             omp_compile, omp_link = openmp_flags(ctype)

@@ -20,7 +20,8 @@ from fastconv import _kernels
 from fastconv._kernels import _cpu, choose_level
 from fastconv._kernels.levels import LEVELS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The directory holding the fastconv under test (the repository, or site-packages).
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 INFO = fastconv.build_info()
 
 
@@ -42,7 +43,7 @@ needs_cpuinfo = pytest.mark.skipif(cpuinfo_flags() is None,
 
 def run_python(code, level):
     env = dict(os.environ, FASTCONV_CPU_LEVEL=level, OMP_NUM_THREADS="2")
-    env["PYTHONPATH"] = os.pathsep.join([ROOT] + [env["PYTHONPATH"]] * ("PYTHONPATH" in env))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PARENT, env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=300)
 
