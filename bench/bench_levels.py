@@ -6,14 +6,18 @@ with the NumPy reference's conv2 for scale.
     OMP_NUM_THREADS=2 python bench/bench_levels.py
 
 Every level this CPU runs is measured in a subprocess of its own
-(FASTCONV_CPU_LEVEL=<level>).  To compare with a build tuned for this
-machine, build the ``native`` level next to the others first:
+(FASTCONV_CPU_LEVEL=<level>), ``--rounds`` times, the levels taking turns
+so that a busy spell of a shared machine does not hit one level only.  The
+table gives the median over all timed calls and the fastest call (the
+figure least disturbed by other processes).  To compare with a build tuned
+for this machine, build the ``native`` level next to the others first:
 ``FASTCONV_NATIVE=1 python setup.py build_ext --inplace``.
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -22,7 +26,9 @@ import numpy as np
 import fastconv
 from fastconv import ops, reference
 from fastconv.examples.mnist import notebook_model
-from common import budget_median_ms, cpu_name, print_table
+from common import budget_times_ms, cpu_name, print_table
+
+STEPS = 10  # training steps per timed call
 
 
 def conv2_closures(module, rng):
@@ -35,9 +41,6 @@ def conv2_closures(module, rng):
             lambda: module.conv2d_backward(x, kernel, dy))
 
 
-STEPS = 10
-
-
 def training_steps(rng):
     """A closure that runs STEPS training steps of the notebook model at batch 64."""
     model = notebook_model()
@@ -46,49 +49,54 @@ def training_steps(rng):
     return lambda: model.fit(x, labels, batch_size=64, epochs=1, verbose=0, shuffle=False)
 
 
-def measure(repeat, budget_s, with_numpy):
-    """Milliseconds of this process's level (and of NumPy's conv2 when asked)."""
+def measure(repeat, budget_s):
+    """{figure: [ms of each timed call]} in this process (at its level)."""
     rng = np.random.default_rng(0)
     forward, backward = conv2_closures(ops, rng)
-    times = {"forward": budget_median_ms(forward, repeat, budget_s)[0],
-             "backward": budget_median_ms(backward, repeat, budget_s)[0],
-             "step": budget_median_ms(training_steps(rng), repeat, budget_s)[0] / STEPS}
-    if with_numpy:
-        forward, backward = conv2_closures(reference, rng)
-        times["numpy_forward"] = budget_median_ms(forward, repeat, budget_s)[0]
-        times["numpy_backward"] = budget_median_ms(backward, repeat, budget_s)[0]
-    return times
+    numpy_forward, numpy_backward = conv2_closures(reference, rng)
+    return {
+        "conv2 forward": budget_times_ms(forward, repeat, budget_s),
+        "conv2 backward": budget_times_ms(backward, repeat, budget_s),
+        "training step": [t / STEPS for t in
+                          budget_times_ms(training_steps(rng), repeat, budget_s)],
+        "numpy conv2 forward": budget_times_ms(numpy_forward, repeat, budget_s),
+        "numpy conv2 backward": budget_times_ms(numpy_backward, repeat, budget_s),
+    }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=20, help="timed calls per figure (at most)")
-    parser.add_argument("--budget", type=float, default=3.0,
+    parser.add_argument("--budget", type=float, default=2.0,
                         help="seconds per figure; slow levels time fewer calls")
+    parser.add_argument("--rounds", type=int, default=3, help="subprocesses per level")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--with-numpy", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.repeat, args.budget, args.with_numpy)))
+        print(json.dumps(measure(args.repeat, args.budget)))
         return
 
     info = fastconv.build_info()
     print(f"machine: {cpu_name()}; threads {info['num_threads']} "
           f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
-          f"levels built: {', '.join(info['cpu_levels_built'])}")
-    rows, numpy_times = [], None
-    for index, level in enumerate(info["cpu_levels_supported"]):
-        command = [sys.executable, __file__, "--worker", "--repeat", str(args.repeat),
-                   "--budget", str(args.budget)] + (["--with-numpy"] if index == 0 else [])
-        env = dict(os.environ, FASTCONV_CPU_LEVEL=level)
-        times = json.loads(subprocess.run(command, env=env, check=True, capture_output=True,
-                                          text=True).stdout)
-        numpy_times = numpy_times or times
-        rows.append([level, f"{times['forward']:.2f}", f"{times['backward']:.2f}",
-                     f"{times['step']:.2f}"])
-    print_table(["level", "conv2 forward ms", "conv2 backward ms", "training step ms"], rows)
-    print(f"NumPy reference conv2: forward {numpy_times['numpy_forward']:.2f} ms, "
-          f"backward {numpy_times['numpy_backward']:.2f} ms")
+          f"levels built: {', '.join(info['cpu_levels_built'])}; load average "
+          f"{os.getloadavg()[0]:.1f} at the start")
+    levels = info["cpu_levels_supported"]
+    times = {level: {} for level in levels}
+    for _ in range(args.rounds):
+        for level in levels:
+            command = [sys.executable, __file__, "--worker", "--repeat", str(args.repeat),
+                       "--budget", str(args.budget)]
+            result = subprocess.run(command, env=dict(os.environ, FASTCONV_CPU_LEVEL=level),
+                                    check=True, capture_output=True, text=True)
+            for figure, values in json.loads(result.stdout).items():
+                times[level].setdefault(figure, []).extend(values)
+    figures = list(times[levels[0]])
+    print_table(["level"] + [f"{figure} ms (median / fastest)" for figure in figures],
+                [[level] + [f"{statistics.median(times[level][figure]):.2f} / "
+                            f"{min(times[level][figure]):.2f}" for figure in figures]
+                 for level in levels])
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
