@@ -3,8 +3,8 @@
 Pure data: ``setup.py`` reads this file before fastconv is built.  A level
 names the CPU features it needs (as GCC's ``__builtin_cpu_supports`` spells
 them) and the compiler flags (GCC/Clang) that build its modules.  The x86-64
-levels follow x86-64-v1 (SSE2), x86-64-v3 (AVX2, FMA) and x86-64-v4
-(AVX-512 F/BW/CD/DQ/VL); other architectures build the baseline only.
+levels take the vector features of x86-64-v1 (SSE2), x86-64-v3 (AVX2, FMA) and
+x86-64-v4 (AVX-512 F/BW/CD/DQ/VL); other architectures build the baseline only.
 ``native`` (``-march=native``) is built alone, and only on request, by
 people who build fastconv for the machine that runs it.
 """
