@@ -70,6 +70,8 @@ def main():
     parser.add_argument("--budget", type=float, default=2.0,
                         help="seconds per figure; slow levels time fewer calls")
     parser.add_argument("--rounds", type=int, default=3, help="subprocesses per level")
+    parser.add_argument("--levels", nargs="+",
+                        help="levels to measure (default: every level this CPU runs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -81,7 +83,7 @@ def main():
           f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
           f"levels built: {', '.join(info['cpu_levels_built'])}; load average "
           f"{os.getloadavg()[0]:.1f} at the start")
-    levels = info["cpu_levels_supported"]
+    levels = args.levels or info["cpu_levels_supported"]
     times = {level: {} for level in levels}
     for _ in range(args.rounds):
         for level in levels:
