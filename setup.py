@@ -13,8 +13,11 @@ Switches (environment variables read at build time):
 
 * ``FASTCONV_NATIVE=1`` builds one level only, ``native``, tuned for the
   building machine (``-march=native``): for people who build fastconv for
-  themselves.  Its modules may not run on another CPU.  (The former
-  ``FASTCONV_PORTABLE=1`` is now the default and has no effect.)
+  themselves.  Its modules may not run on another CPU.  An in-place build
+  (``build_ext --inplace``) adds it next to the levels already built, and
+  the dispatcher then prefers it; ``rm -r fastconv/_kernels/native`` drops
+  it again.  (The former ``FASTCONV_PORTABLE=1`` is now the default and
+  has no effect.)
 * ``FASTCONV_OPENMP=0`` builds without OpenMP; the kernels then run on one
   thread.  By default OpenMP is used when the compiler accepts it.
 
