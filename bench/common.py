@@ -23,15 +23,25 @@ def median_ms(fn, repeat, warmup=3):
     return statistics.median(times) * 1e3
 
 
-def budget_median_ms(fn, repeat, budget_s):
-    """(median ms, calls timed) of ``fn()``: one untimed warm-up call, then
-    ``repeat`` timed calls, fewer (at least one) when they would take longer
-    than ``budget_s`` seconds at the warm-up call's pace."""
+def budget_times_ms(fn, repeat, budget_s):
+    """Wall times in ms of ``fn()``: one untimed warm-up call, then ``repeat``
+    timed calls, fewer (at least one) when they would take longer than
+    ``budget_s`` seconds at the warm-up call's pace."""
     start = time.perf_counter()
     fn()
     once = time.perf_counter() - start
-    calls = max(1, min(repeat, int(budget_s / max(once, 1e-9))))
-    return median_ms(fn, calls, warmup=0), calls
+    times = []
+    for _ in range(max(1, min(repeat, int(budget_s / max(once, 1e-9))))):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def budget_median_ms(fn, repeat, budget_s):
+    """(median ms, calls timed) of ``fn()``, timed as budget_times_ms times it."""
+    times = budget_times_ms(fn, repeat, budget_s)
+    return statistics.median(times), len(times)
 
 
 def matmul_gflops(repeat=7):

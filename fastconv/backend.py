@@ -1,6 +1,6 @@
 """Which kernels the layers run, and how the compiled ones were built."""
 
-from . import _conv, ops, reference
+from . import _kernels, ops, reference
 
 BACKENDS = {"cython": ops, "numpy": reference}
 _backend = "cython"
@@ -25,13 +25,22 @@ def kernels():
 
 
 def build_info():
-    """How the compiled kernels were built and how they run now."""
+    """How the compiled kernels were built and how they run now.
+
+    ``cpu_level`` is the instruction-set level whose modules run (chosen at
+    import: the best one this CPU supports, or FASTCONV_CPU_LEVEL);
+    ``cpu_levels_built`` the levels this installation has and
+    ``cpu_levels_supported`` those of them this CPU runs, lowest first;
+    ``build_flags`` and ``vector_bytes`` describe the running level."""
     return {
         "backend": _backend,
-        "openmp": _conv.OPENMP,
+        "openmp": _kernels._conv.OPENMP,
         "num_threads": ops.get_num_threads(),
-        "build_flags": _conv.BUILD_FLAGS,
-        "vector_bytes": _conv.VECTOR_BYTES,
+        "cpu_level": _kernels.LEVEL,
+        "cpu_levels_built": _kernels.BUILT_LEVELS,
+        "cpu_levels_supported": _kernels.SUPPORTED_LEVELS,
+        "build_flags": _kernels._conv.BUILD_FLAGS,
+        "vector_bytes": _kernels._conv.VECTOR_BYTES,
     }
 
 

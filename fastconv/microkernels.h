@@ -3,9 +3,9 @@
  * and per-window pooling vectorised over channels.
  *
  * One vector holds 64 bytes (16 floats or 8 doubles) when the target has
- * AVX-512, else 32 bytes; the compiler lowers it to the target's
- * instructions (AVX-512, AVX2, SSE, NEON).  The bodies live in
- * microkernels_impl.h, included once per element type.
+ * AVX-512, 16 bytes on x86 without AVX (SSE), else 32 bytes; the compiler
+ * lowers it to the target's instructions (AVX-512, AVX2, SSE, NEON).  The
+ * bodies live in microkernels_impl.h, included once per element type.
  */
 #ifndef FASTCONV_MICROKERNELS_H
 #define FASTCONV_MICROKERNELS_H
@@ -23,12 +23,18 @@
 #define FASTCONV_BUILD_FLAGS "unknown"
 #endif
 
-/* Tile sizes: accumulators + operands must fit the register file
- * (32 vector registers with AVX-512, 16 otherwise). */
+/* Vector and tile sizes: a vector is the target's widest register (x86
+ * without AVX has 16-byte SSE registers; 32-byte vectors would not map onto
+ * them); accumulators + operands must fit the register file (32 vector
+ * registers with AVX-512, 16 otherwise). */
 #if defined(__AVX512F__)
 #define FC_VBYTES 64
 #define FC_MAX_PIXELS 8   /* output pixels in one forward tile */
 #define FC_MAX_ROWS 12    /* kernel rows (kh, kw, ci) in one weight-gradient tile */
+#elif (defined(__x86_64__) || defined(__i386__)) && !defined(__AVX__)
+#define FC_VBYTES 16
+#define FC_MAX_PIXELS 6
+#define FC_MAX_ROWS 6
 #else
 #define FC_VBYTES 32
 #define FC_MAX_PIXELS 6

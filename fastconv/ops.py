@@ -30,7 +30,8 @@ import threading
 
 import numpy as np
 
-from . import _conv, _depthwise, _pool, keras_ops, reference
+from . import keras_ops, reference
+from ._kernels import _conv, _depthwise, _pool
 from ._checks import (Geometry, check_activation, check_activation_output, check_bias,
                       check_conv2d, check_depthwise_conv2d, check_out, check_output_gradient,
                       check_pool, group_channels)
