@@ -302,7 +302,18 @@ class _Regression(Loss):
     the features; targets are shaped like the outputs."""
 
     def prepare_targets(self, y, output_shape, dtype):
-        return self._same_shape_targets(y, output_shape, dtype)
+        """Labels broadcast against the outputs, as Keras's squeeze-or-expand
+        and broadcasting do (labels (n,) for outputs (n, k) count for every
+        feature)."""
+        y = _numeric(y)
+        expected = (len(y),) + tuple(output_shape[1:])
+        if y.ndim == len(expected) - 1:
+            y = y[..., None]
+        try:
+            y = np.broadcast_to(y, expected)
+        except ValueError:
+            pass
+        return self._same_shape_targets(np.ascontiguousarray(y), output_shape, dtype)
 
     def _row_losses(self, targets, outputs, gradient, from_logits):
         error = outputs - targets

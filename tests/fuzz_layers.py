@@ -847,7 +847,8 @@ def make_labels(kind, n, classes, sparse, seed):
         "length": (np.concatenate([good, good[:1]]), BAD),
         "strings": (good.astype(str), BAD),
         "objects": (good.astype(object), BAD),
-        "other form": (other, BAD),              # one class: a one-hot 1 is no index
+        "other form": (other, BAD if sparse or classes > 1 else EITHER),  # one class: a
+        # one-hot 1 is no index; zeros for one softmax unit broadcast as Keras does
         "scalar": (np.int64(0), BAD),
         "bool": (good.astype(bool), EITHER),  # Keras casts bools; fastconv may
     }[kind]
@@ -872,6 +873,8 @@ def run_fit(case):
     n = len(x) if isinstance(x, (np.ndarray, list)) and np.ndim(x) else 1
     labels, label_tag = make_labels(case["labels"], min(n, 64), case["classes"], sparse,
                                     case["label_seed"])
+    if compile_args.get("loss") == "mse" and label_tag == BAD:
+        label_tag = EITHER  # a regression loss takes numbers that are no class labels
     fit_args = {k: v for k, (v, _) in case["fit"].items()}
     tag = worst(label_tag, predict_tag(model, x, case["x_tag"], model.built),
                 *(t for _, t in case["fit"].values()))

@@ -396,3 +396,15 @@ def test_bad_arguments():
         losses.Huber(delta=0)
     with pytest.raises(TypeError, match="axis"):
         losses.CategoricalCrossentropy(axis=True)
+
+
+def test_regression_labels_broadcast_against_the_outputs_as_keras():
+    """mse of labels (n,) against outputs (n, 2): Keras expands the labels to
+    (n, 1) and broadcasts them over the features."""
+    loss = losses.MeanSquaredError()
+    outputs = np.array([[0.0, 1.0], [2.0, 4.0]])
+    targets = loss.prepare_targets(np.array([1.0, 2.0]), (None, 2), np.float64)
+    value = loss.value_and_gradient(targets, outputs)
+    assert value == pytest.approx(((1 + 0) / 2 + (0 + 4) / 2) / 2)
+    with pytest.raises(ValueError, match="do not match"):
+        loss.prepare_targets(np.zeros((2, 3)), (None, 2), np.float64)
