@@ -9,6 +9,11 @@ Switches (environment variables read at build time):
   be.  By default a source build tunes for the building machine
   (``-march=native``), which is what ``pip install .`` on the machine that
   will run the code wants.
+* ``FASTCONV_DEBUG=1`` builds for finding memory errors: Cython's bounds,
+  wraparound and initialisation checks on, and (GCC/Clang) ``-O1 -g`` with
+  AddressSanitizer and UndefinedBehaviorSanitizer.  Python must then run
+  with the sanitizer runtime preloaded:
+  ``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0``.
 
 Compiler flags per platform: GCC and Clang on Linux take ``-fopenmp``;
 Apple Clang needs libomp (``brew install libomp``) and
@@ -66,6 +71,9 @@ class BuildExt(build_ext):
         ctype = self.compiler.compiler_type
         if ctype == "msvc":
             compile_args, link_args = ["/O2"], []
+        elif DEBUG:
+            compile_args = ["-O1", "-g", "-fno-omit-frame-pointer"] + SANITIZERS
+            link_args = list(SANITIZERS)
         else:
             compile_args = ["-O3", "-ffp-contract=fast"]
             if not env_flag("FASTCONV_PORTABLE", False):
@@ -88,6 +96,14 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+DEBUG = env_flag("FASTCONV_DEBUG", False)
+SANITIZERS = ["-fsanitize=address,undefined"]
+# The one place the kernels' Cython directives are set; the debug build
+# turns the checks on.
+CYTHON_DIRECTIVES = {"language_level": "3", "cdivision": True, "boundscheck": DEBUG,
+                     "wraparound": DEBUG, "initializedcheck": DEBUG}
+
+
 def extension(name):
     return Extension(
         "fastconv." + name,
@@ -100,7 +116,8 @@ def extension(name):
 setup(
     ext_modules=cythonize(
         [extension("_conv"), extension("_pool"), extension("_depthwise")],
-        compiler_directives={"language_level": "3"},
+        compiler_directives=CYTHON_DIRECTIVES,
+        build_dir="build/debug" if DEBUG else None,  # C files of each mode apart
     ),
     cmdclass={"build_ext": BuildExt},
 )

@@ -16,7 +16,9 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 ACTIVATIONS = (None, "linear", "relu")
-# Per-image sizes must index with C ints inside the kernels.
+# The most elements of one image (input, output, kernel or a kernel's
+# scratch): the kernels index in 64 bits, but a larger image would only
+# exhaust memory (2**31 float32 values are 8 GB).
 MAX_ELEMENTS = 2**31 - 1
 
 Geometry = namedtuple("Geometry",
@@ -105,6 +107,12 @@ def as_float_array(value, name, ndim, layout, batched=True):
     if np.prod(sizes, dtype=np.float64) > MAX_ELEMENTS:
         raise ValueError(f"{name} is too large: shape {array.shape}")
     return np.ascontiguousarray(array)
+
+
+def check_elements(count, what):
+    """A per-image array (or scratch array) of ``count`` elements is within MAX_ELEMENTS."""
+    if count > MAX_ELEMENTS:
+        raise ValueError(f"{what} is too large: {count} elements, more than {MAX_ELEMENTS}")
 
 
 def check_same_dtype(**arrays):
