@@ -100,9 +100,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+# Work (multiply-adds or elements) worth one more thread: tiny calls run on
+# one thread rather than pay for a team.  Tests lower it to run threads on
+# small shapes.
+MIN_WORK_PER_THREAD = 100_000
+
+
 def _threads_for(work):
     """Threads worth starting for ``work`` multiply-adds (or elements): one
-    per 100,000 at least, so that tiny calls do not pay for a thread team.
+    per MIN_WORK_PER_THREAD at least.
 
     A process forked after it (or its parent) ran a team of threads gets 1,
     and the kernels then enter no OpenMP region at all: GNU libgomp keeps
@@ -116,7 +122,7 @@ def _threads_for(work):
                            "'spawn' or 'forkserver' start method (multiprocessing.get_context"
                            "('spawn'), joblib's default 'loky' backend).")
         return 1
-    threads = max(1, min(get_num_threads(), work // 100_000))
+    threads = max(1, min(get_num_threads(), work // MIN_WORK_PER_THREAD))
     _threads_started = _threads_started or threads > 1
     return threads
 
