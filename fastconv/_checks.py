@@ -93,7 +93,7 @@ def check_activation(activation):
 
 
 def as_float_array(value, name, ndim, layout, batched=True):
-    """``value`` as a C-contiguous float32/float64 array of rank ``ndim``.
+    """``value`` as a C-contiguous, aligned float32/float64 array of rank ``ndim``.
 
     Only the first axis of a ``batched`` array may be empty."""
     array = value if isinstance(value, np.ndarray) else np.asarray(value)
@@ -106,7 +106,8 @@ def as_float_array(value, name, ndim, layout, batched=True):
         raise ValueError(f"{name} has a zero-size dimension: shape {array.shape}")
     if np.prod(sizes, dtype=np.float64) > MAX_ELEMENTS:
         raise ValueError(f"{name} is too large: shape {array.shape}")
-    return np.ascontiguousarray(array)
+    array = np.ascontiguousarray(array)
+    return array if array.flags.aligned else array.copy()   # C reads whole elements
 
 
 def check_elements(count, what):
@@ -257,7 +258,7 @@ def check_activation_output(activation, y, dy):
 
 def check_out(out, name, shape, dtype, inputs=(), allocate=True):
     """A caller-supplied output array: exactly ``shape`` and ``dtype``,
-    C-contiguous, writeable and sharing no memory with ``inputs``.  When
+    C-contiguous, aligned, writeable and sharing no memory with ``inputs``.  When
     ``out`` is None: a new array if ``allocate``, else None."""
     if out is None:
         return np.empty(shape, dtype) if allocate else None
@@ -267,8 +268,8 @@ def check_out(out, name, shape, dtype, inputs=(), allocate=True):
         raise TypeError(f"{name} must be {dtype}, got {out.dtype}")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
-    if not (out.flags.c_contiguous and out.flags.writeable):
-        raise ValueError(f"{name} must be C-contiguous and writeable")
+    if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
+        raise ValueError(f"{name} must be C-contiguous, aligned and writeable")
     if any(a is not None and np.may_share_memory(out, a) for a in inputs):
         raise ValueError(f"{name} overlaps an input or another output: pass a separate array")
     return out

@@ -377,12 +377,10 @@ def out_buffer(draw, shape, dtype):
         return None
     if k < 82:
         return lambda: np.full(shape, np.nan, dtype)
-    if k < 88:                                   # right, but unaligned or inside a bigger array
-        if draw(st.booleans()):
-            return lambda: unaligned(np.full(shape, np.nan, dtype))
+    if k < 88:                                   # right, inside a bigger array
         return lambda: np.full((shape[0] + 2,) + shape[1:], np.nan, dtype)[1:-1]
     wrong = draw(st.sampled_from(["dtype", "shape", "strided", "fortran", "read_only",
-                                  "list", "broadcast"]))
+                                  "list", "broadcast", "unaligned"]))
     bad_shape = shape[:-1] + (shape[-1] + 1,)
     makers = {
         "dtype": lambda: np.zeros(shape, np.float32 if dtype == np.float64 else np.float64),
@@ -392,6 +390,7 @@ def out_buffer(draw, shape, dtype):
         "read_only": lambda: read_only(np.zeros(shape, dtype)),
         "list": lambda: np.zeros(shape, dtype).tolist(),
         "broadcast": lambda: np.broadcast_to(np.zeros(1, dtype), shape),
+        "unaligned": lambda: unaligned(np.full(shape, np.nan, dtype)),
     }
     return makers[wrong]
 
