@@ -213,10 +213,11 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
         tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
         # With one thread: a plain loop, no OpenMP region (see the module's docstring).
         if num_threads == 1:
-            for t in range(tiles):
-                forward_direct_tile(src, t * FC_MAX_PIXELS,
-                                    <int>min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS), out_h,
-                                    out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
+            with nogil:
+                for t in range(tiles):
+                    forward_direct_tile(src, t * FC_MAX_PIXELS,
+                                        <int>min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS), out_h,
+                                        out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
         else:
             for t in prange(tiles, nogil=True, num_threads=num_threads, schedule="static"):
                 forward_direct_tile(src, t * FC_MAX_PIXELS,
@@ -226,10 +227,11 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
     bufs = _scratch(src, num_threads, gather_elements(weights.shape[0], out_w, stride_w,
                                                       kernel_w, src.shape[3]))
     if num_threads == 1:
-        for r in range(batch * out_h):
-            forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
-                               dilation_w, pad_top, pad_left, weights, bias_ptr, relu, out,
-                               &bufs[0, 0])
+        with nogil:
+            for r in range(batch * out_h):
+                forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
+                                   dilation_w, pad_top, pad_left, weights, bias_ptr, relu, out,
+                                   &bufs[0, 0])
     else:
         for r in prange(batch * out_h, nogil=True, num_threads=num_threads, schedule="static"):
             forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
@@ -361,10 +363,11 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
                                                       src.shape[3]))
     # With one thread: a plain loop, no OpenMP region (see the module's docstring).
     if threads == 1:
-        for p in range(parts):
-            wgrad_part(src, dy, &dk_parts[p, 0, 0], p * batch // parts,
-                       (p + 1) * batch // parts, chunk, stride_h, stride_w, pad_top, pad_left,
-                       kernel_h, kernel_w, NULL if direct else &bufs[0, 0])
+        with nogil:
+            for p in range(parts):
+                wgrad_part(src, dy, &dk_parts[p, 0, 0], p * batch // parts,
+                           (p + 1) * batch // parts, chunk, stride_h, stride_w, pad_top, pad_left,
+                           kernel_h, kernel_w, NULL if direct else &bufs[0, 0])
     else:
         for p in prange(parts, nogil=True, num_threads=threads, schedule="static"):
             wgrad_part(src, dy, &dk_parts[p, 0, 0], p * batch // parts,
@@ -377,8 +380,9 @@ def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] o
     """out = dy where y > 0, else 0 (flat arrays of one length)."""
     cdef Py_ssize_t i
     if num_threads == 1:
-        for i in range(y.shape[0]):
-            out[i] = dy[i] if y[i] > 0 else 0
+        with nogil:
+            for i in range(y.shape[0]):
+                out[i] = dy[i] if y[i] > 0 else 0
     else:
         for i in prange(y.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
             out[i] = dy[i] if y[i] > 0 else 0

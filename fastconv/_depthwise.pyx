@@ -80,9 +80,10 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] kernel,
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
     cdef Py_ssize_t out_h = out.shape[1], r
     if num_threads == 1:
-        for r in range(out.shape[0] * out_h):
-            forward_row(x, kernel, bias_ptr, out, r // out_h, r % out_h, stride_h, stride_w,
-                        dilation_h, dilation_w, pad_top, pad_left)
+        with nogil:
+            for r in range(out.shape[0] * out_h):
+                forward_row(x, kernel, bias_ptr, out, r // out_h, r % out_h, stride_h, stride_w,
+                            dilation_h, dilation_w, pad_top, pad_left)
     else:
         for r in prange(out.shape[0] * out_h, nogil=True, num_threads=num_threads,
                         schedule="static"):
@@ -133,10 +134,11 @@ def kernel_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     parts, and their sum, depend on P and not on the thread count."""
     cdef Py_ssize_t count = parts.shape[0], batch = x.shape[0], p, n
     if num_threads == 1:
-        for p in range(count):
-            for n in range(p * batch // count, (p + 1) * batch // count):
-                kernel_gradient_image(x, dy, &parts[p, 0], kernel_h, kernel_w, n, stride_h,
-                                      stride_w, dilation_h, dilation_w, pad_top, pad_left)
+        with nogil:
+            for p in range(count):
+                for n in range(p * batch // count, (p + 1) * batch // count):
+                    kernel_gradient_image(x, dy, &parts[p, 0], kernel_h, kernel_w, n, stride_h,
+                                          stride_w, dilation_h, dilation_w, pad_top, pad_left)
     else:
         for p in prange(count, nogil=True, num_threads=num_threads, schedule="static"):
             for n in range(p * batch // count, (p + 1) * batch // count):
@@ -189,9 +191,10 @@ def input_gradient(const floating[:, :, :, ::1] kernel, const floating[:, :, :, 
     dy (N, OH, OW, C * M).  Images are independent, so threads share them out."""
     cdef Py_ssize_t n
     if num_threads == 1:
-        for n in range(dx.shape[0]):
-            input_gradient_image(kernel, dy, dx, n, stride_h, stride_w, dilation_h, dilation_w,
-                                 pad_top, pad_left)
+        with nogil:
+            for n in range(dx.shape[0]):
+                input_gradient_image(kernel, dy, dx, n, stride_h, stride_w, dilation_h, dilation_w,
+                                     pad_top, pad_left)
     else:
         for n in prange(dx.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
             input_gradient_image(kernel, dy, dx, n, stride_h, stride_w, dilation_h, dilation_w,

@@ -65,9 +65,10 @@ def forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize
     if out.shape[2] == 0:
         return
     if num_threads == 1:
-        for r in range(rows):
-            pool_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
-                     pad_top, pad_left)
+        with nogil:
+            for r in range(rows):
+                pool_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
+                         pad_top, pad_left)
     else:
         for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
             pool_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
@@ -132,8 +133,9 @@ def backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
     independent, so threads share them out."""
     cdef Py_ssize_t n
     if num_threads == 1:
-        for n in range(x.shape[0]):
-            unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+        with nogil:
+            for n in range(x.shape[0]):
+                unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     else:
         for n in prange(x.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
             unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
@@ -174,9 +176,10 @@ def average_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
     """out (N, OH, OW, C) = window averages of x (N, H, W, C)."""
     cdef Py_ssize_t out_h = out.shape[1], r
     if num_threads == 1:
-        for r in range(out.shape[0] * out_h):
-            average_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
-                        pad_top, pad_left)
+        with nogil:
+            for r in range(out.shape[0] * out_h):
+                average_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
+                            pad_top, pad_left)
     else:
         for r in prange(out.shape[0] * out_h, nogil=True, num_threads=num_threads,
                         schedule="static"):
@@ -218,8 +221,9 @@ def average_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
     Images are independent, so threads share them out."""
     cdef Py_ssize_t n
     if num_threads == 1:
-        for n in range(dx.shape[0]):
-            spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+        with nogil:
+            for n in range(dx.shape[0]):
+                spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     else:
         for n in prange(dx.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
             spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
