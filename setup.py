@@ -20,6 +20,11 @@ Switches (environment variables read at build time):
   has no effect.)
 * ``FASTCONV_OPENMP=0`` builds without OpenMP; the kernels then run on one
   thread.  By default OpenMP is used when the compiler accepts it.
+* ``FASTCONV_DEBUG=1`` builds for finding memory errors: Cython's bounds,
+  wraparound and initialisation checks on, and (GCC/Clang) ``-O1 -g`` with
+  AddressSanitizer and UndefinedBehaviorSanitizer.  Python must then run
+  with the sanitizer runtime preloaded:
+  ``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0``.
 
 Compiler flags per platform: GCC and Clang on Linux take ``-fopenmp``;
 Apple Clang needs libomp (``brew install libomp``) and
@@ -98,6 +103,9 @@ class BuildExt(build_ext):
         ctype = self.compiler.compiler_type
         if ctype == "msvc":
             compile_args, link_args = ["/O2"], []
+        elif DEBUG:
+            compile_args = ["-O1", "-g", "-fno-omit-frame-pointer"] + SANITIZERS
+            link_args = list(SANITIZERS)
         else:
             # -g0: Python's CFLAGS ask for debug info, which costs a third of
             # the compile time and 85% of the modules' size.
@@ -123,6 +131,14 @@ class BuildExt(build_ext):
         for ext in self.extensions:  # --inplace: fastconv/_kernels/<level>/ may not exist yet
             os.makedirs(os.path.join(*ext.name.split(".")[:-1]), exist_ok=True)
         super().copy_extensions_to_source()
+
+
+DEBUG = env_flag("FASTCONV_DEBUG", False)
+SANITIZERS = ["-fsanitize=address,undefined"]
+# The one place the kernels' Cython directives are set; the debug build
+# turns the checks on.
+CYTHON_DIRECTIVES = {"language_level": "3", "cdivision": True, "boundscheck": DEBUG,
+                     "wraparound": DEBUG, "initializedcheck": DEBUG}
 
 
 def copy_if_changed(source, target):
@@ -159,7 +175,8 @@ extensions += [kernel_extension(level, module)
                for level in levels_to_build() for module in KERNEL_MODULES]
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"},
-                          nthreads=os.cpu_count() or 1),
+    ext_modules=cythonize(extensions, compiler_directives=CYTHON_DIRECTIVES,
+                          nthreads=os.cpu_count() or 1,
+                          build_dir="build/debug" if DEBUG else None),  # C files of each mode apart
     cmdclass={"build_ext": BuildExt},
 )

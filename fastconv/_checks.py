@@ -16,7 +16,9 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 ACTIVATIONS = (None, "linear", "relu")
-# Per-image sizes must index with C ints inside the kernels.
+# The most elements of one image (input, output, kernel or a kernel's
+# scratch): the kernels index in 64 bits, but a larger image would only
+# exhaust memory (2**31 float32 values are 8 GB).
 MAX_ELEMENTS = 2**31 - 1
 
 Geometry = namedtuple("Geometry",
@@ -93,7 +95,7 @@ def check_activation(activation):
 
 
 def as_float_array(value, name, ndim, layout, batched=True):
-    """``value`` as a C-contiguous float32/float64 array of rank ``ndim``.
+    """``value`` as a C-contiguous, aligned float32/float64 array of rank ``ndim``.
 
     Only the first axis of a ``batched`` array may be empty."""
     array = value if isinstance(value, np.ndarray) else np.asarray(value)
@@ -106,7 +108,14 @@ def as_float_array(value, name, ndim, layout, batched=True):
         raise ValueError(f"{name} has a zero-size dimension: shape {array.shape}")
     if np.prod(sizes, dtype=np.float64) > MAX_ELEMENTS:
         raise ValueError(f"{name} is too large: shape {array.shape}")
-    return np.ascontiguousarray(array)
+    array = np.ascontiguousarray(array)
+    return array if array.flags.aligned else array.copy()   # C reads whole elements
+
+
+def check_elements(count, what):
+    """A per-image array (or scratch array) of ``count`` elements is within MAX_ELEMENTS."""
+    if count > MAX_ELEMENTS:
+        raise ValueError(f"{what} is too large: {count} elements, more than {MAX_ELEMENTS}")
 
 
 def check_same_dtype(**arrays):
@@ -251,7 +260,7 @@ def check_activation_output(activation, y, dy):
 
 def check_out(out, name, shape, dtype, inputs=(), allocate=True):
     """A caller-supplied output array: exactly ``shape`` and ``dtype``,
-    C-contiguous, writeable and sharing no memory with ``inputs``.  When
+    C-contiguous, aligned, writeable and sharing no memory with ``inputs``.  When
     ``out`` is None: a new array if ``allocate``, else None."""
     if out is None:
         return np.empty(shape, dtype) if allocate else None
@@ -261,8 +270,8 @@ def check_out(out, name, shape, dtype, inputs=(), allocate=True):
         raise TypeError(f"{name} must be {dtype}, got {out.dtype}")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
-    if not (out.flags.c_contiguous and out.flags.writeable):
-        raise ValueError(f"{name} must be C-contiguous and writeable")
+    if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
+        raise ValueError(f"{name} must be C-contiguous, aligned and writeable")
     if any(a is not None and np.may_share_memory(out, a) for a in inputs):
         raise ValueError(f"{name} overlaps an input or another output: pass a separate array")
     return out

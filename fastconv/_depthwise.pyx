@@ -1,4 +1,3 @@
-# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Compiled depthwise 2-D convolution kernels (NHWC activations).
 
 Kernels are (KH, KW, C, M): channel c of the input, convolved with
@@ -11,7 +10,9 @@ dilation_h - pad_top (i < KH) and likewise for columns; taps outside the
 input are skipped (zero padding, with no products at all).
 
 These functions trust their arguments: :mod:`fastconv.ops` checks them.
-They run without the GIL, images shared among ``num_threads`` OpenMP threads.
+They run without the GIL, images shared among ``num_threads`` OpenMP
+threads; with one thread, as plain loops that enter no OpenMP parallel
+region (see ``_conv``).  Indices and sizes are Py_ssize_t (64-bit).
 """
 
 from cython.parallel cimport prange
@@ -78,10 +79,16 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] kernel,
     with kernel (KH, KW, C, M), plus bias (C * M,) unless it is None."""
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
     cdef Py_ssize_t out_h = out.shape[1], r
-    for r in prange(out.shape[0] * out_h, nogil=True, num_threads=num_threads,
-                    schedule="static"):
-        forward_row(x, kernel, bias_ptr, out, r // out_h, r % out_h, stride_h, stride_w,
-                    dilation_h, dilation_w, pad_top, pad_left)
+    if num_threads == 1:
+        with nogil:
+            for r in range(out.shape[0] * out_h):
+                forward_row(x, kernel, bias_ptr, out, r // out_h, r % out_h, stride_h, stride_w,
+                            dilation_h, dilation_w, pad_top, pad_left)
+    else:
+        for r in prange(out.shape[0] * out_h, nogil=True, num_threads=num_threads,
+                        schedule="static"):
+            forward_row(x, kernel, bias_ptr, out, r // out_h, r % out_h, stride_h, stride_w,
+                        dilation_h, dilation_w, pad_top, pad_left)
 
 
 cdef void kernel_gradient_image(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
@@ -118,18 +125,25 @@ def kernel_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                     Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t dilation_h,
                     Py_ssize_t dilation_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
                     int num_threads):
-    """parts[t] += thread t's share of the kernel and bias gradients.
+    """parts[p] += the kernel and bias gradients of part p of the images.
 
-    ``parts`` (threads, (KH * KW + 1) * C * M), zeroed by the caller and
-    summed over its first axis afterwards: the kernel gradient (KH, KW, C, M)
-    flattened, then the bias gradient (C * M,).  Thread t takes the images
-    [t * N // threads, (t + 1) * N // threads), so the result is
-    deterministic for a given thread count."""
-    cdef Py_ssize_t threads = parts.shape[0], batch = x.shape[0], t, n
-    for t in prange(threads, nogil=True, num_threads=num_threads, schedule="static"):
-        for n in range(t * batch // threads, (t + 1) * batch // threads):
-            kernel_gradient_image(x, dy, &parts[t, 0], kernel_h, kernel_w, n, stride_h,
-                                  stride_w, dilation_h, dilation_w, pad_top, pad_left)
+    ``parts`` (P, (KH * KW + 1) * C * M), zeroed by the caller and summed
+    over its first axis afterwards: the kernel gradient (KH, KW, C, M)
+    flattened, then the bias gradient (C * M,).  Part p covers the images
+    [p * N // P, (p + 1) * N // P); the threads share the parts out, so the
+    parts, and their sum, depend on P and not on the thread count."""
+    cdef Py_ssize_t count = parts.shape[0], batch = x.shape[0], p, n
+    if num_threads == 1:
+        with nogil:
+            for p in range(count):
+                for n in range(p * batch // count, (p + 1) * batch // count):
+                    kernel_gradient_image(x, dy, &parts[p, 0], kernel_h, kernel_w, n, stride_h,
+                                          stride_w, dilation_h, dilation_w, pad_top, pad_left)
+    else:
+        for p in prange(count, nogil=True, num_threads=num_threads, schedule="static"):
+            for n in range(p * batch // count, (p + 1) * batch // count):
+                kernel_gradient_image(x, dy, &parts[p, 0], kernel_h, kernel_w, n, stride_h,
+                                      stride_w, dilation_h, dilation_w, pad_top, pad_left)
 
 
 cdef void input_gradient_image(const floating[:, :, :, ::1] kernel,
@@ -176,6 +190,12 @@ def input_gradient(const floating[:, :, :, ::1] kernel, const floating[:, :, :, 
     """dx (N, H, W, C) = the gradient of ``forward`` with respect to x, given
     dy (N, OH, OW, C * M).  Images are independent, so threads share them out."""
     cdef Py_ssize_t n
-    for n in prange(dx.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
-        input_gradient_image(kernel, dy, dx, n, stride_h, stride_w, dilation_h, dilation_w,
-                             pad_top, pad_left)
+    if num_threads == 1:
+        with nogil:
+            for n in range(dx.shape[0]):
+                input_gradient_image(kernel, dy, dx, n, stride_h, stride_w, dilation_h, dilation_w,
+                                     pad_top, pad_left)
+    else:
+        for n in prange(dx.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+            input_gradient_image(kernel, dy, dx, n, stride_h, stride_w, dilation_h, dilation_w,
+                                 pad_top, pad_left)

@@ -1,4 +1,3 @@
-# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Compiled 2-D max and average pooling kernels (NHWC).
 
 These functions trust their arguments: :mod:`fastconv.ops` checks them.
@@ -9,6 +8,8 @@ per-window work of max pooling, vectorised over channels, is in
 ``microkernels.h``; average pooling's innermost loops run over the
 contiguous channels, for the compiler to vectorise.  An average divides by
 the number of cells of the window inside the input (TensorFlow's 'same').
+Indices and sizes are Py_ssize_t (64-bit).  With one thread a kernel runs
+as a plain loop that enters no OpenMP parallel region (see ``_conv``).
 """
 
 from cython.parallel cimport prange
@@ -19,28 +20,31 @@ ctypedef fused floating:
     double
 
 cdef extern from "microkernels.h" nogil:
-    void pool_max_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch, int rows,
-                      int cols, int channels, float *out)
-    void pool_max_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch, int rows,
-                      int cols, int channels, double *out)
-    void pool_route_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch, int rows,
-                        int cols, int channels, const float *dy, float *dx, int accumulate)
-    void pool_route_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch, int rows,
-                        int cols, int channels, const double *dy, double *dx, int accumulate)
+    void pool_max_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
+                      Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, float *out)
+    void pool_max_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
+                      Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, double *out)
+    void pool_route_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
+                        Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, const float *dy,
+                        float *dx, int accumulate)
+    void pool_route_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
+                        Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, const double *dy,
+                        double *dx, int accumulate)
 
 
-cdef inline void window(int o, int stride, int pad, int size, int pool, int *lo,
-                        int *hi) noexcept nogil:
+cdef inline void window(Py_ssize_t o, Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t size,
+                        Py_ssize_t pool, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
     """The input range [lo, hi) of output position o along one axis."""
     lo[0] = max(o * stride - pad, 0)
     hi[0] = min(o * stride - pad + pool, size)
 
 
 cdef void pool_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
-                   Py_ssize_t n, int oh, int pool_h, int pool_w, int stride_h, int stride_w,
-                   int pad_top, int pad_left) noexcept nogil:
+                   Py_ssize_t n, Py_ssize_t oh, Py_ssize_t pool_h, Py_ssize_t pool_w,
+                   Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+                   Py_ssize_t pad_left) noexcept nogil:
     """Output row (n, oh) of the window maxima."""
-    cdef int channels = x.shape[3], h_lo, h_hi, w_lo, w_hi, ow
+    cdef Py_ssize_t channels = x.shape[3], h_lo, h_hi, w_lo, w_hi, ow
     cdef Py_ssize_t row_pitch = x.shape[2] * channels
     window(oh, stride_h, pad_top, x.shape[1], pool_h, &h_lo, &h_hi)
     for ow in range(out.shape[2]):
@@ -53,23 +57,29 @@ cdef void pool_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                          channels, &out[n, oh, ow, 0])
 
 
-def forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, int pool_h, int pool_w,
-            int stride_h, int stride_w, int pad_top, int pad_left, int num_threads):
+def forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t pool_h,
+            Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+            Py_ssize_t pad_left, int num_threads):
     """out (N, OH, OW, C) = window maxima of x (N, H, W, C)."""
-    cdef Py_ssize_t rows = out.shape[0] * out.shape[1], r
-    cdef int out_h = out.shape[1]
+    cdef Py_ssize_t rows = out.shape[0] * out.shape[1], r, out_h = out.shape[1]
     if out.shape[2] == 0:
         return
-    for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
-        pool_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
-                 pad_top, pad_left)
+    if num_threads == 1:
+        with nogil:
+            for r in range(rows):
+                pool_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
+                         pad_top, pad_left)
+    else:
+        for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
+            pool_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
+                     pad_top, pad_left)
 
 
-cdef void zero_uncovered(floating *image, int height, int width, int channels, int rows_lo,
-                         int rows_hi, int cols_lo, int cols_hi) noexcept nogil:
+cdef void zero_uncovered(floating *image, Py_ssize_t height, Py_ssize_t width,
+                         Py_ssize_t channels, Py_ssize_t rows_lo, Py_ssize_t rows_hi,
+                         Py_ssize_t cols_lo, Py_ssize_t cols_hi) noexcept nogil:
     """Zeroes an image (H, W, C) outside rows [rows_lo, rows_hi) x columns [cols_lo, cols_hi)."""
-    cdef Py_ssize_t row_pitch = <Py_ssize_t>width * channels
-    cdef int h
+    cdef Py_ssize_t row_pitch = width * channels, h
     for h in range(height):
         if h < rows_lo or h >= rows_hi:
             memset(image + h * row_pitch, 0, row_pitch * sizeof(floating))
@@ -80,17 +90,18 @@ cdef void zero_uncovered(floating *image, int height, int width, int channels, i
 
 
 cdef void unpool_image(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
-                       floating[:, :, :, ::1] dx, Py_ssize_t n, int pool_h, int pool_w,
-                       int stride_h, int stride_w, int pad_top, int pad_left) noexcept nogil:
+                       floating[:, :, :, ::1] dx, Py_ssize_t n, Py_ssize_t pool_h,
+                       Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                       Py_ssize_t pad_top, Py_ssize_t pad_left) noexcept nogil:
     """dx[n] = dy[n] routed to each window's maximum.  When the windows tile
     the image (strides equal to the pool size) every cell belongs to at most
     one window, so the cells are written once and only the uncovered border
     is zeroed; otherwise dx[n] is zeroed and the windows add to it."""
-    cdef int channels = x.shape[3], height = x.shape[1], width = x.shape[2]
-    cdef int out_h = dy.shape[1], out_w = dy.shape[2]
-    cdef Py_ssize_t row_pitch = <Py_ssize_t>width * channels
+    cdef Py_ssize_t channels = x.shape[3], height = x.shape[1], width = x.shape[2]
+    cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2]
+    cdef Py_ssize_t row_pitch = width * channels
     cdef bint tiled = stride_h == pool_h and stride_w == pool_w
-    cdef int oh, ow, h_lo, h_hi, w_lo, w_hi, first_lo, first_hi, last_lo, last_hi
+    cdef Py_ssize_t oh, ow, h_lo, h_hi, w_lo, w_hi, first_lo, first_hi, last_lo, last_hi
     if tiled:
         window(0, stride_h, pad_top, height, pool_h, &first_lo, &first_hi)
         window(out_h - 1, stride_h, pad_top, height, pool_h, &last_lo, &last_hi)
@@ -115,13 +126,19 @@ cdef void unpool_image(const floating[:, :, :, ::1] x, const floating[:, :, :, :
 
 
 def backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
-             floating[:, :, :, ::1] dx, int pool_h, int pool_w, int stride_h, int stride_w,
-             int pad_top, int pad_left, int num_threads):
+             floating[:, :, :, ::1] dx, Py_ssize_t pool_h, Py_ssize_t pool_w,
+             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+             int num_threads):
     """dx (N, H, W, C) = dy routed to each window's maximum.  Images are
     independent, so threads share them out."""
     cdef Py_ssize_t n
-    for n in prange(x.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
-        unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    if num_threads == 1:
+        with nogil:
+            for n in range(x.shape[0]):
+                unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    else:
+        for n in prange(x.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+            unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
 cdef void average_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
@@ -158,10 +175,16 @@ def average_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                     int num_threads):
     """out (N, OH, OW, C) = window averages of x (N, H, W, C)."""
     cdef Py_ssize_t out_h = out.shape[1], r
-    for r in prange(out.shape[0] * out_h, nogil=True, num_threads=num_threads,
-                    schedule="static"):
-        average_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
-                    pad_top, pad_left)
+    if num_threads == 1:
+        with nogil:
+            for r in range(out.shape[0] * out_h):
+                average_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
+                            pad_top, pad_left)
+    else:
+        for r in prange(out.shape[0] * out_h, nogil=True, num_threads=num_threads,
+                        schedule="static"):
+            average_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
+                        pad_top, pad_left)
 
 
 cdef void spread_image(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
@@ -197,5 +220,10 @@ def average_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
     """dx (N, H, W, C) = the gradient of average_forward given dy (N, OH, OW, C).
     Images are independent, so threads share them out."""
     cdef Py_ssize_t n
-    for n in prange(dx.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
-        spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    if num_threads == 1:
+        with nogil:
+            for n in range(dx.shape[0]):
+                spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    else:
+        for n in prange(dx.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+            spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)

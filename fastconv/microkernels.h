@@ -14,9 +14,15 @@
 #include <string.h>
 
 #ifdef _OPENMP
+#include <omp.h>
 #define FASTCONV_OPENMP 1
+/* The OpenMP runtime's thread count for the next parallel region of the
+ * calling thread: OMP_NUM_THREADS, or what omp_set_num_threads (as called
+ * by threadpoolctl) last set. */
+static inline int fc_omp_max_threads(void) { return omp_get_max_threads(); }
 #else
 #define FASTCONV_OPENMP 0
+static inline int fc_omp_max_threads(void) { return 1; }
 #endif
 
 #ifndef FASTCONV_BUILD_FLAGS

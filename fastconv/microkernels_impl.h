@@ -22,7 +22,7 @@ typedef FC_T FC_NAME(uvec) __attribute__((vector_size(FC_VBYTES), aligned(sizeof
 static inline __attribute__((always_inline)) void
 FC_NAME(forward_tile_fixed)(const int npix, const int nvec,
                             const FC_T *const *pixels, ptrdiff_t row_pitch,
-                            int kh_lo, int kh_hi, int width,
+                            ptrdiff_t kh_lo, ptrdiff_t kh_hi, ptrdiff_t width,
                             const FC_T *weights, ptrdiff_t w_pitch, const FC_T *bias,
                             int relu, FC_T *out, ptrdiff_t out_pitch, int ncols)
 {
@@ -30,13 +30,13 @@ FC_NAME(forward_tile_fixed)(const int npix, const int nvec,
     for (int p = 0; p < npix; p++)
         for (int v = 0; v < nvec; v++)
             acc[p][v] = (VEC){0};
-    for (int kh = kh_lo; kh < kh_hi; kh++) {
-        const FC_T *w = weights + (ptrdiff_t)kh * width * w_pitch;
-        const ptrdiff_t row = (ptrdiff_t)kh * row_pitch;
-        for (int j = 0; j < width; j++) {
+    for (ptrdiff_t kh = kh_lo; kh < kh_hi; kh++) {
+        const FC_T *w = weights + kh * width * w_pitch;
+        const ptrdiff_t row = kh * row_pitch;
+        for (ptrdiff_t j = 0; j < width; j++) {
             VEC wv[FC_MAX_VECS];
             for (int v = 0; v < nvec; v++)
-                wv[v] = LOAD(w + (ptrdiff_t)j * w_pitch + v * VW);
+                wv[v] = LOAD(w + j * w_pitch + v * VW);
             for (int p = 0; p < npix; p++) {
                 const FC_T xs = pixels[p][row + j];
                 for (int v = 0; v < nvec; v++)
@@ -66,7 +66,7 @@ FC_NAME(forward_tile_fixed)(const int npix, const int nvec,
  * compiler unrolls it and keeps every accumulator in a register. */
 static void
 FC_NAME(forward_tile)(int npix, int nvec, const FC_T *const *pixels, ptrdiff_t row_pitch,
-                      int kh_lo, int kh_hi, int width, const FC_T *weights,
+                      ptrdiff_t kh_lo, ptrdiff_t kh_hi, ptrdiff_t width, const FC_T *weights,
                       ptrdiff_t w_pitch, const FC_T *bias, int relu, FC_T *out,
                       ptrdiff_t out_pitch, int ncols)
 {
@@ -99,20 +99,20 @@ FC_NAME(forward_tile)(int npix, int nvec, const FC_T *const *pixels, ptrdiff_t r
 static inline __attribute__((always_inline)) void
 FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec, const FC_T *const *rows,
                           ptrdiff_t row_pitch, ptrdiff_t pix_pitch, ptrdiff_t x_pitch,
-                          int nimages, int out_h, int out_w, const FC_T *dy,
+                          ptrdiff_t nimages, ptrdiff_t out_h, ptrdiff_t out_w, const FC_T *dy,
                           ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
 {
     VEC acc[FC_MAX_ROWS][FC_MAX_VECS];
     for (int r = 0; r < nrows; r++)
         for (int v = 0; v < nvec; v++)
             acc[r][v] = (VEC){0};
-    for (int n = 0; n < nimages; n++)
-        for (int oh = 0; oh < out_h; oh++) {
-            const FC_T *dyrow = dy + ((ptrdiff_t)n * out_h + oh) * out_w * dy_pitch;
-            for (int ow = 0; ow < out_w; ow++) {
+    for (ptrdiff_t n = 0; n < nimages; n++)
+        for (ptrdiff_t oh = 0; oh < out_h; oh++) {
+            const FC_T *dyrow = dy + (n * out_h + oh) * out_w * dy_pitch;
+            for (ptrdiff_t ow = 0; ow < out_w; ow++) {
                 VEC g[FC_MAX_VECS];
                 for (int v = 0; v < nvec; v++)
-                    g[v] = LOAD(dyrow + (ptrdiff_t)ow * dy_pitch + v * VW);
+                    g[v] = LOAD(dyrow + ow * dy_pitch + v * VW);
                 const ptrdiff_t at = n * x_pitch + oh * row_pitch + ow * pix_pitch;
                 for (int r = 0; r < nrows; r++) {
                     const FC_T xs = rows[r][at];
@@ -130,7 +130,8 @@ FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec, const FC_T *const *ro
 
 static void
 FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *const *rows, ptrdiff_t row_pitch,
-                    ptrdiff_t pix_pitch, ptrdiff_t x_pitch, int nimages, int out_h, int out_w,
+                    ptrdiff_t pix_pitch, ptrdiff_t x_pitch, ptrdiff_t nimages, ptrdiff_t out_h,
+                    ptrdiff_t out_w,
                     const FC_T *dy, ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
 {
 #define FC_CASE(R, V) case (R) * 4 + (V): \
@@ -178,14 +179,14 @@ static inline void FC_NAME(store_lanes)(FC_T *p, VEC v, int n)
 
 /* out[c] = the window's maximum of channel c */
 static void
-FC_NAME(pool_max)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, int rows, int cols,
-                  int channels, FC_T *out)
+FC_NAME(pool_max)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, ptrdiff_t rows,
+                  ptrdiff_t cols, ptrdiff_t channels, FC_T *out)
 {
-    for (int c = 0; c < channels; c += VW) {
-        const int n = channels - c < VW ? channels - c : VW;
+    for (ptrdiff_t c = 0; c < channels; c += VW) {
+        const int n = channels - c < VW ? (int)(channels - c) : VW;
         VEC best = FC_NAME(load_lanes)(x + c, n);
-        for (int r = 0; r < rows; r++)
-            for (int q = 0; q < cols; q++) {
+        for (ptrdiff_t r = 0; r < rows; r++)
+            for (ptrdiff_t q = 0; q < cols; q++) {
                 const VEC v = FC_NAME(load_lanes)(x + r * row_pitch + q * pix_pitch + c, n);
                 best = SELECT((v > best) | (v != v), v, best);
             }
@@ -196,23 +197,25 @@ FC_NAME(pool_max)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, int r
 /* dx of the window's cells (laid out like x's) = dy[c] at each channel's
  * maximal cell, 0 elsewhere; added to dx when `accumulate`, else stored. */
 static void
-FC_NAME(pool_route)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, int rows, int cols,
-                    int channels, const FC_T *dy, FC_T *dx, int accumulate)
+FC_NAME(pool_route)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, ptrdiff_t rows,
+                    ptrdiff_t cols, ptrdiff_t channels, const FC_T *dy, FC_T *dx, int accumulate)
 {
-    for (int c = 0; c < channels; c += VW) {
-        const int n = channels - c < VW ? channels - c : VW;
+    for (ptrdiff_t c = 0; c < channels; c += VW) {
+        const int n = channels - c < VW ? (int)(channels - c) : VW;
         VEC best = FC_NAME(load_lanes)(x + c, n);
         MASK winner = (MASK){0};
-        for (int r = 0, k = 0; r < rows; r++)
-            for (int q = 0; q < cols; q++, k++) {
+        int k = 0;  /* the cell's index in the window (fewer cells than an image holds) */
+        for (ptrdiff_t r = 0; r < rows; r++)
+            for (ptrdiff_t q = 0; q < cols; q++, k++) {
                 const VEC v = FC_NAME(load_lanes)(x + r * row_pitch + q * pix_pitch + c, n);
                 const MASK take = (v > best) | ((v != v) & (best == best));
                 best = SELECT(take, v, best);
                 winner = (take & ((MASK){0} + k)) | (~take & winner);
             }
         const VEC grad = FC_NAME(load_lanes)(dy + c, n);
-        for (int r = 0, k = 0; r < rows; r++)
-            for (int q = 0; q < cols; q++, k++) {
+        k = 0;
+        for (ptrdiff_t r = 0; r < rows; r++)
+            for (ptrdiff_t q = 0; q < cols; q++, k++) {
                 FC_T *cell = dx + r * row_pitch + q * pix_pitch + c;
                 VEC routed = (VEC)((MASK)grad & (winner == ((MASK){0} + k)));
                 if (accumulate)

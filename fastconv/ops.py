@@ -27,45 +27,105 @@ have compiled kernels of their own (``_depthwise``, ``_pool``).
 import collections
 import os
 import threading
+import warnings
 
 import numpy as np
 
 from . import keras_ops, reference
 from ._kernels import _conv, _depthwise, _pool
 from ._checks import (Geometry, check_activation, check_activation_output, check_bias,
-                      check_conv2d, check_depthwise_conv2d, check_out, check_output_gradient,
-                      check_pool, group_channels)
+                      check_conv2d, check_depthwise_conv2d, check_elements, check_out,
+                      check_output_gradient, check_pool, group_channels)
 
 
-def _default_threads():
-    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+# Threads: the count follows the OpenMP runtime (OMP_NUM_THREADS, or
+# threadpoolctl's limits) until set_num_threads pins it.  It never exceeds
+# THREADS_PER_CPU threads per CPU this process may run on: more only contend.
+THREADS_PER_CPU = 4
+_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_num_threads = None         # set by set_num_threads, else follow the OpenMP runtime
+_threads_started = False    # this process, or one it was forked from, ran a team of threads
+_forked = False             # ... and was forked since: GNU libgomp's threads did not come along
+_warned = set()
 
 
-_num_threads = _default_threads()
+def max_threads():
+    """The most threads the kernels run: THREADS_PER_CPU (4) per CPU this
+    process may use (``os.sched_getaffinity``)."""
+    return THREADS_PER_CPU * _cpus
 
 
 def set_num_threads(n):
-    """Threads the compiled kernels use (default: OMP_NUM_THREADS, else all cores)."""
+    """Threads the compiled kernels use, from now on: an int in [1, max_threads()].
+
+    Without a call, the count follows the OpenMP runtime's (``OMP_NUM_THREADS``
+    or all CPUs, lowered by ``threadpoolctl.threadpool_limits``), capped at
+    ``max_threads()``.  A call pins it, whatever those say."""
     global _num_threads
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"the thread count must be a positive int, got {n!r}")
+    if n > max_threads():
+        raise ValueError(f"the thread count must be at most {max_threads()} "
+                         f"({THREADS_PER_CPU} per CPU this process may use), got {n!r}")
     _num_threads = int(n)
 
 
 def get_num_threads():
-    """Threads the compiled kernels use; 1 when fastconv was built without OpenMP."""
-    return _num_threads if _conv.OPENMP else 1
+    """Threads the compiled kernels use; 1 when fastconv was built without
+    OpenMP, and in a process forked after its parent ran threads (see
+    ``_threads_for``)."""
+    if not _conv.OPENMP or _forked:
+        return 1
+    if _num_threads is not None:
+        return _num_threads
+    runtime = _conv.omp_max_threads()
+    if runtime > max_threads():
+        _warn_once("cap", f"the OpenMP runtime asks for {runtime} threads (OMP_NUM_THREADS?); "
+                          f"fastconv runs at most {max_threads()} ({THREADS_PER_CPU} per CPU "
+                          "this process may use)")
+    return min(runtime, max_threads())
+
+
+def _warn_once(key, message):
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _after_fork_in_child():
+    global _forked
+    _forked = _forked or _threads_started
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# Work (multiply-adds or elements) worth one more thread: tiny calls run on
+# one thread rather than pay for a team.  Tests lower it to run threads on
+# small shapes.
+MIN_WORK_PER_THREAD = 100_000
 
 
 def _threads_for(work):
     """Threads worth starting for ``work`` multiply-adds (or elements): one
-    per 100,000 at least, so that tiny calls do not pay for a thread team."""
-    return max(1, min(get_num_threads(), work // 100_000))
+    per MIN_WORK_PER_THREAD at least.
+
+    A process forked after it (or its parent) ran a team of threads gets 1,
+    and the kernels then enter no OpenMP region at all: GNU libgomp keeps
+    its thread pool across fork(), and a child entering a parallel region
+    would wait forever for threads it does not have."""
+    global _threads_started
+    if _forked:
+        _warn_once("fork", "fastconv runs on one thread in this process: it was forked after "
+                           "OpenMP threads had run, and GNU libgomp cannot start threads in "
+                           "such a child.  For full speed in worker processes, use the "
+                           "'spawn' or 'forkserver' start method (multiprocessing.get_context"
+                           "('spawn'), joblib's default 'loky' backend).")
+        return 1
+    threads = max(1, min(get_num_threads(), work // MIN_WORK_PER_THREAD))
+    _threads_started = _threads_started or threads > 1
+    return threads
 
 
 class _Workspace(threading.local):
@@ -302,24 +362,44 @@ def _forward(x, kernel, bias, geo, relu, y):
     """y = the undilated, ungrouped convolution of x (finite kernel)."""
     if bias is not None:
         bias = _padded_channels(bias, "bias")
+    _check_gather(kernel.shape, y.shape[2], geo.stride_w, x.shape[3])
     threads = _threads_for(y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2])
     _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, geo.stride_h, geo.stride_w,
                   1, 1, geo.pad_top, geo.pad_left, relu, threads)
+
+
+def _check_gather(kernel_shape, out_w, stride_w, channels):
+    """The rows of input one output row of _conv.forward reads fit a scratch array."""
+    check_elements(_conv.gather_elements(kernel_shape[0], out_w, stride_w, kernel_shape[1],
+                                         channels), "the padded input rows of one output row")
+
+
+# The weight gradients are summed in GRADIENT_PARTS parts of the batch (or
+# one per image, for smaller batches), whatever the thread count, and the
+# parts added in order: the result is bit-identical for any thread count.
+GRADIENT_PARTS = 16
+
+
+def _gradient_parts(batch):
+    return max(1, min(batch, GRADIENT_PARTS))
 
 
 def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     """Fills dkernel, dbias (arrays or views) and dx (C-contiguous), each
     unless None, for an undilated, ungrouped convolution with a finite kernel."""
     kh, kw, cin, cout = kernel.shape
+    check_elements(_conv.padded_elements(geo.out_h, geo.out_w, geo.stride_h, geo.stride_w, kh,
+                                         kw, cin), "the padded input image")
+    if dx is not None:
+        _check_gather((kh, kw), x.shape[2], 1, cout)
     threads = _threads_for(dy.size * kh * kw * cin)
     if dkernel is not None:
         padded_dy = _padded_channels(dy, "dy")
-        parts = _workspace.get("parts", (threads, kh * kw * cin + 1, padded_dy.shape[3]),
-                               x.dtype)
-        parts.fill(0)
+        parts = _workspace.get("parts", (_gradient_parts(x.shape[0]), kh * kw * cin + 1,
+                                         padded_dy.shape[3]), x.dtype)
         _conv.weight_gradient(x, padded_dy, parts, geo.stride_h, geo.stride_w, geo.pad_top,
                               geo.pad_left, kh, kw, threads)
-        summed = parts[0] if threads == 1 else np.sum(parts, axis=0)
+        summed = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
         dkernel[...] = summed[:-1, :cout].reshape(kernel.shape)
         dbias[...] = summed[-1, :cout]
     if dx is None:
@@ -358,9 +438,9 @@ def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
 
     Returns (dx, dkernel, dbias) shaped like x, kernel and (C * M,); dx is
     None when ``compute_dx`` is False.  ``out`` may give the three arrays to
-    fill (dx may be None).  The kernel gradient is summed in per-thread
-    parts over contiguous shares of the images, then added up: deterministic
-    for a given thread count."""
+    fill (dx may be None).  The kernel gradient is summed in parts over
+    contiguous shares of the images, then added up in order: bit-identical
+    for any thread count."""
     x, kernel, geo = check_depthwise_conv2d(x, kernel, strides, padding, dilation_rate)
     kh, kw, channels, multiplier = kernel.shape
     width = channels * multiplier
@@ -371,12 +451,13 @@ def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
     dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
                    (x, kernel, dy, dkernel, dbias)) if compute_dx else None
     threads = _threads_for(dy.size * kh * kw)
-    parts = _workspace.get("depthwise_parts", (threads, (kh * kw + 1) * width), x.dtype)
+    parts = _workspace.get("depthwise_parts", (_gradient_parts(x.shape[0]),
+                                               (kh * kw + 1) * width), x.dtype)
     parts.fill(0)
     _depthwise.kernel_gradient(x, dy, parts, kh, kw, geo.stride_h, geo.stride_w,
                                geo.dilation_h, geo.dilation_w, geo.pad_top, geo.pad_left,
                                threads)
-    summed = parts[0] if threads == 1 else np.sum(parts, axis=0)
+    summed = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
     dkernel[...] = summed[:-width].reshape(kernel.shape)
     dbias[...] = summed[-width:]
     if not np.isfinite(dy).all():

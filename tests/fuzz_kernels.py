@@ -48,7 +48,12 @@ STATS = Counter()                         # outcomes, printed at the end
 
 
 def cap_address_space():
-    """Limits the address space to the current size plus HEADROOM."""
+    """Limits the address space to the current size plus HEADROOM.  Under
+    AddressSanitizer (preloaded), whose shadow memory needs terabytes of
+    address space, ASAN_OPTIONS=allocator_may_return_null=1:
+    max_allocation_size_mb=2048 bounds allocations instead."""
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        return
     with open("/proc/self/statm") as f:
         size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     resource.setrlimit(resource.RLIMIT_AS, (size + HEADROOM, size + HEADROOM))
@@ -372,12 +377,10 @@ def out_buffer(draw, shape, dtype):
         return None
     if k < 82:
         return lambda: np.full(shape, np.nan, dtype)
-    if k < 88:                                   # right, but unaligned or inside a bigger array
-        if draw(st.booleans()):
-            return lambda: unaligned(np.full(shape, np.nan, dtype))
+    if k < 88:                                   # right, inside a bigger array
         return lambda: np.full((shape[0] + 2,) + shape[1:], np.nan, dtype)[1:-1]
     wrong = draw(st.sampled_from(["dtype", "shape", "strided", "fortran", "read_only",
-                                  "list", "broadcast"]))
+                                  "list", "broadcast", "unaligned"]))
     bad_shape = shape[:-1] + (shape[-1] + 1,)
     makers = {
         "dtype": lambda: np.zeros(shape, np.float32 if dtype == np.float64 else np.float64),
@@ -387,13 +390,42 @@ def out_buffer(draw, shape, dtype):
         "read_only": lambda: read_only(np.zeros(shape, dtype)),
         "list": lambda: np.zeros(shape, dtype).tolist(),
         "broadcast": lambda: np.broadcast_to(np.zeros(1, dtype), shape),
+        "unaligned": lambda: unaligned(np.full(shape, np.nan, dtype)),
     }
     return makers[wrong]
 
 
+# One-channel rows of about 2**16 pixels under 'same' kernels about 2**15
+# rows tall (or just over 2**31 bytes' worth): small arrays whose padded
+# images hold about 2**31 elements or bytes, products that wrapped around in
+# C ints.  The kernels and the reference both run out of memory (or reject).
+TALL_WIDTHS = [65535, 65536, 65537]
+TALL_HEIGHTS = {np.float32: [32767, 32768, 32769, 8193, 8194],
+                np.float64: [32767, 32768, 32769, 4097, 4098]}
+
+
+@st.composite
+def tall_kernel_calls(draw):
+    """conv2d_forward and conv2d_backward of a (1, 1, W, 1) image with a
+    (KH, 1, 1, 1) kernel, 'same': the kernels' scratch sizes lie near 2**31
+    elements or bytes.  Each raises ValueError (too large) or MemoryError."""
+    dtype = draw(st.sampled_from(FLOATS))
+    width, height = draw(st.sampled_from(TALL_WIDTHS)), draw(st.sampled_from(TALL_HEIGHTS[dtype]))
+    x = np.ones((1, 1, width, 1), dtype)
+    kernel = np.ones((height, 1, 1, 1), dtype)
+    common = dict(x=x, kernel=kernel, strides=1, padding="same")
+    return draw(st.integers(1, 3)), [
+        ("conv2d_forward", dict(common, bias=None, activation=None), None),
+        ("conv2d_backward", dict(common, dy=np.ones_like(x),
+                                 compute_dx=draw(st.booleans())), None)]
+
+
 @st.composite
 def conv_calls(draw):
-    """A conv2d_forward and a conv2d_backward call on shared random arrays."""
+    """A conv2d_forward and a conv2d_backward call on shared random arrays
+    (2% of them: tall_kernel_calls)."""
+    if draw(st.integers(0, 99)) < 2:
+        return draw(tall_kernel_calls())
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     dtype = draw(st.sampled_from(FLOATS))
     batch, h, w = draw(st.integers(0, 3)), draw(st.integers(1, 7)), draw(st.integers(1, 12))
@@ -516,6 +548,7 @@ def large_cases():
     k = np.ones((3, 3, 32, 8), f32)
     small_x = np.zeros((1000, 28, 28, 1), f32)
     wide = np.ones((1, 1, 1, 2**20), f32)  # -> output of 1000 x 28 x 28 x 2**20 floats
+    row = np.ones((1, 1, 65536, 1), f32)
     return [
         ("conv_forward_huge_batch", "conv2d_forward", dict(x=huge(batch), kernel=k)),
         ("conv_forward_huge_batch_f64", "conv2d_forward",
@@ -545,6 +578,24 @@ def large_cases():
               strides=2**40)),
         ("pool_forward_size_2_31", "max_pool2d_forward",
          dict(x=np.zeros((1, 4, 4, 1), f32), pool_size=2**31, padding="same")),
+        # A 256 kB image whose padded copy holds 32769 x 65536 > 2**31 values:
+        # the weight gradient's scratch size wrapped around in C ints (segfault).
+        ("conv_backward_scratch_above_2_31", "conv2d_backward",
+         dict(x=row, kernel=np.ones((32769, 1, 1, 1), f32), dy=row, padding="same",
+              compute_dx=False)),
+        ("conv_forward_scratch_above_2_31", "conv2d_forward",
+         dict(x=row, kernel=np.ones((32769, 1, 1, 1), f32), padding="same")),
+        # 2**31 - 65536 values (8 GB): within the kernels' range, beyond memory
+        ("conv_backward_scratch_below_2_31", "conv2d_backward",
+         dict(x=row, kernel=np.ones((32767, 1, 1, 1), f32), dy=row, padding="same")),
+        ("conv_forward_scratch_below_2_31", "conv2d_forward",
+         dict(x=row, kernel=np.ones((32767, 1, 1, 1), f32), padding="same")),
+        # just over 2**31 bytes of float32 and of float64
+        ("conv_backward_scratch_2_31_bytes", "conv2d_backward",
+         dict(x=row, kernel=np.ones((8193, 1, 1, 1), f32), dy=row, padding="same")),
+        ("conv_backward_scratch_2_31_bytes_f64", "conv2d_backward",
+         dict(x=row.astype(np.float64), kernel=np.ones((4097, 1, 1, 1)),
+              dy=row.astype(np.float64), padding="same")),
     ]
 
 

@@ -605,7 +605,17 @@ def test_read_only_out_is_rejected(module):
     """A read-only out buffer raises ValueError (it cannot be written)."""
     out = np.empty((2, 2, 2, 3))
     out.flags.writeable = False
-    with pytest.raises(ValueError, match="out must be C-contiguous and writeable"):
+    with pytest.raises(ValueError, match="out must be C-contiguous, aligned and writeable"):
+        module.max_pool2d_forward(np.ones((2, 5, 5, 3)), out=out)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_unaligned_out_is_rejected(module):
+    """An out buffer whose doubles straddle 8-byte boundaries raises
+    ValueError: the compiled kernels store whole elements (a misaligned
+    store is undefined behaviour, which the sanitizer build reports)."""
+    out = unaligned(np.empty((2, 2, 2, 3)))
+    with pytest.raises(ValueError, match="aligned"):
         module.max_pool2d_forward(np.ones((2, 5, 5, 3)), out=out)
 
 

@@ -398,6 +398,13 @@ EXPECTED_LARGE = {
     "pool_forward_size_2_31": "ValueError",
     # a 3.3e9-value output per image: rejected, or out of memory
     "conv_forward_huge_output_per_image": ("ValueError", "MemoryError"),
+    # scratch arrays near 2**31 values or bytes (a segfault before)
+    "conv_backward_scratch_above_2_31": "ValueError",
+    "conv_forward_scratch_above_2_31": "ValueError",
+    "conv_backward_scratch_below_2_31": "MemoryError",
+    "conv_forward_scratch_below_2_31": "MemoryError",
+    "conv_backward_scratch_2_31_bytes": "MemoryError",
+    "conv_backward_scratch_2_31_bytes_f64": "MemoryError",
 }
 
 
