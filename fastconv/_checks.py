@@ -8,6 +8,7 @@ datasets check their scalar arguments with ``check_int``, ``check_number``
 and ``check_choice``, so one kind of mistake always gets one kind of error.
 """
 
+import math
 import numbers
 import operator
 from collections import namedtuple
@@ -106,7 +107,7 @@ def as_float_array(value, name, ndim, layout, batched=True):
     sizes = array.shape[1:] if batched else array.shape
     if 0 in sizes:
         raise ValueError(f"{name} has a zero-size dimension: shape {array.shape}")
-    if np.prod(sizes, dtype=np.float64) > MAX_ELEMENTS:
+    if math.prod(sizes) > MAX_ELEMENTS:
         raise ValueError(f"{name} is too large: shape {array.shape}")
     array = np.ascontiguousarray(array)
     return array if array.flags.aligned else array.copy()   # C reads whole elements
@@ -148,7 +149,7 @@ def geometry(x_shape, window, strides, padding, what, out_channels, dilation_rat
         raise ValueError(f"the {what} {extent} is too large")
     out_h, pad_top = window_output(x_shape[1], extent[0], strides[0], padding, what)
     out_w, pad_left = window_output(x_shape[2], extent[1], strides[1], padding, what)
-    if np.prod([out_h, out_w, out_channels], dtype=np.float64) > MAX_ELEMENTS:
+    if math.prod((out_h, out_w, out_channels)) > MAX_ELEMENTS:
         raise ValueError(f"the output of shape {(out_h, out_w, out_channels)} per image "
                          "is too large")
     return Geometry(out_h, out_w, strides[0], strides[1], pad_top, pad_left, *dilation_rate)
