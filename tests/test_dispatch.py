@@ -19,9 +19,9 @@ import fastconv
 from fastconv import _kernels
 from fastconv._kernels import _cpu, choose_level
 from fastconv._kernels.levels import LEVELS
+from conftest import PACKAGE_PARENT, subprocess_env
 
 # The directory holding the fastconv under test (the repository, or site-packages).
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 INFO = fastconv.build_info()
 
 
@@ -42,10 +42,9 @@ needs_cpuinfo = pytest.mark.skipif(cpuinfo_flags() is None,
 
 
 def run_python(code, level):
-    env = dict(os.environ, FASTCONV_CPU_LEVEL=level, OMP_NUM_THREADS="2")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PARENT, env.get("PYTHONPATH")]))
+    env = subprocess_env(FASTCONV_CPU_LEVEL=level, OMP_NUM_THREADS="2")
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, cwd=PACKAGE_PARENT)
 
 
 @needs_cpuinfo

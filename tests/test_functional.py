@@ -11,6 +11,7 @@ import pytest
 import fastconv as keras
 from fastconv import callbacks, layers, models, optimizers, utils
 from gradcheck import numeric_gradient
+from conftest import PACKAGE_PARENT, subprocess_env
 
 
 def images(n=32, size=8, channels=1, seed=0):
@@ -34,7 +35,8 @@ def test_import_gives_keras_namespace():
             "assert not missing, missing\n"
             "assert keras.backend.image_data_format() == 'channels_last'\n"
             "assert callable(keras.datasets.mnist.load_data)\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=subprocess_env(),
+                   cwd=PACKAGE_PARENT)
 
 
 def test_functional_model_matches_its_sequential_twin_bit_for_bit():

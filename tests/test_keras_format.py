@@ -17,6 +17,7 @@ import pytest
 
 import fastconv as fk
 from fastconv import keras_format, layers
+from conftest import subprocess_env
 
 h5py = pytest.importorskip("h5py")
 
@@ -629,7 +630,7 @@ def keras_exchange(tmp_path_factory):
         np.save(directory / f"{name}_pred.npy", model.predict(sample(model), verbose=0))
         model.save(directory / f"{name}.keras")
         model.save(directory / f"{name}.h5")
-    environment = {**os.environ, "KERAS_BACKEND": "torch"}
+    environment = subprocess_env(KERAS_BACKEND="torch")
     script = "".join(inspect.getsource(builder) for builder in (
         every_layer, nested, sequential_in_sequential)) + KERAS_SCRIPT
     result = subprocess.run([sys.executable, "-c", script, str(directory)],

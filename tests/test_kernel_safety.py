@@ -23,6 +23,7 @@ import pytest
 
 import fastconv
 from fastconv import layers, models, ops, utils
+from conftest import PACKAGE_PARENT, subprocess_env
 
 TESTS = Path(__file__).parent
 
@@ -33,14 +34,12 @@ def run_python(code, env=None, timeout=120):
     prelude = ("import resource\n"
                "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n")
     return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=timeout, cwd=TESTS.parent,
-                          env=env)
+                          capture_output=True, text=True, timeout=timeout, cwd=PACKAGE_PARENT,
+                          env=env or subprocess_env())
 
 
 def environment(**variables):
-    env = dict(os.environ)
-    env.update(variables)
-    return env
+    return subprocess_env(**variables)
 
 
 @pytest.fixture
@@ -150,7 +149,8 @@ def test_thread_count_follows_threadpoolctl(threads_follow_runtime):
 
 def run_fork_workers(mode):
     proc = subprocess.run([sys.executable, str(TESTS / "fork_workers.py"), mode],
-                          capture_output=True, text=True, timeout=300, cwd=TESTS.parent)
+                          capture_output=True, text=True, timeout=300, cwd=PACKAGE_PARENT,
+                          env=subprocess_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
 

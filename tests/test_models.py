@@ -13,6 +13,7 @@ import pytest
 import fastconv
 from fastconv import layers, losses, models, optimizers, utils
 from fastconv.examples import mnist as mnist_example
+from conftest import PACKAGE_PARENT
 
 
 @pytest.fixture
@@ -563,11 +564,10 @@ def run_mnist_example(args, tmp_path):
            if key.lower() not in ("no_proxy", "fastconv_data", "keras_home")}
     env.update(HOME=str(tmp_path), FASTCONV_CACHE_DIR=str(tmp_path / "cache"),
                http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
-               OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-                   [os.path.dirname(os.path.dirname(fastconv.__file__)),
-                    env.get("PYTHONPATH", "")]))
+               OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_PARENT, env.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-m", "fastconv.examples.mnist", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=PACKAGE_PARENT)
     return done.returncode, done.stderr
 
 

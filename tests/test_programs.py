@@ -14,8 +14,10 @@ import functools
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
+from conftest import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = os.path.join(REPO, "tests", "programs")
@@ -98,12 +100,13 @@ CASES = [
 
 @functools.lru_cache(maxsize=None)
 def run_program(name):
-    env = dict(os.environ, PYTHONPATH=REPO, **SHORT_RUN)
+    env = subprocess_env(**SHORT_RUN)
     if name in SAMPLES:
         env["FASTCONV_PROGRAM_SAMPLES"] = SAMPLES[name]
     return subprocess.run(
         [sys.executable, os.path.join(PROGRAMS, "_runner.py"), os.path.join(PROGRAMS, name + ".py")],
-        capture_output=True, text=True, env=env, timeout=300)
+        capture_output=True, text=True, env=env, timeout=300,
+        cwd=tempfile.mkdtemp(prefix="fastconv-program-"))  # for the files programs save
 
 
 @pytest.mark.parametrize("name, expected", CASES)

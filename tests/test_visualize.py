@@ -16,6 +16,7 @@ import fastconv as keras  # noqa: E402
 from fastconv import layers, visualize  # noqa: E402
 from fastconv.examples import mnist as mnist_example  # noqa: E402
 from fastconv.examples import visualize_convnet  # noqa: E402
+from conftest import PACKAGE_PARENT, subprocess_env  # noqa: E402
 
 
 def assert_png(figure, path, dpi=visualize.DPI, size=None):
@@ -312,7 +313,8 @@ def test_fastconv_imports_without_matplotlib():
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'\n"
             "sys.modules['matplotlib'] = None\n"
             "assert callable(keras.utils.plot_model)\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=subprocess_env(),
+                   cwd=PACKAGE_PARENT)
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path, capsys):
