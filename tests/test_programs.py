@@ -102,7 +102,8 @@ def run_program(name):
     if name in SAMPLES:
         env["FASTCONV_PROGRAM_SAMPLES"] = SAMPLES[name]
     return subprocess.run(
-        [sys.executable, os.path.join(PROGRAMS, "_runner.py"), os.path.join(PROGRAMS, name + ".py")],
+        [sys.executable, os.path.join(PROGRAMS, "_runner.py"),
+         os.path.join(PROGRAMS, name + ".py")],
         capture_output=True, text=True, env=env, timeout=300)
 
 
