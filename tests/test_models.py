@@ -547,8 +547,10 @@ def run_mnist_example(args, tmp_path):
                OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
                    [os.path.dirname(os.path.dirname(fastconv.__file__)),
                     env.get("PYTHONPATH", "")]))
+    # cwd: ``-m`` puts it first on sys.path, and a source tree there would
+    # shadow the fastconv under test.
     done = subprocess.run([sys.executable, "-m", "fastconv.examples.mnist", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     return done.returncode, done.stderr
 
 
