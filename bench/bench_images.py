@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import describe_machine, import_torch, print_table
 
 import fastconv as keras
-from common import describe_machine, import_torch, print_table
 from fastconv import layers, optimizers
 
 IMAGE_SIZE = (150, 150)
@@ -171,7 +171,7 @@ def torch_from_folder(torch, folder, steps, repeat, batch_size):
     step, flow = torch_model(torch), book_flow(folder, batch_size)
 
     def epoch():
-        for index, (x, y) in enumerate(prefetched((flow[i] for i in range(steps)), 10)):
+        for x, y in prefetched((flow[i] for i in range(steps)), 10):
             step(x, y)
         flow.on_epoch_end()
 

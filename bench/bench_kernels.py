@@ -12,12 +12,19 @@ hardware's limit), "% of matmul peak" with a 2048^3 float32 numpy.matmul.
 import argparse
 
 import numpy as np
+from common import (
+    describe_machine,
+    import_torch,
+    matmul_gflops,
+    median_ms,
+    percent_cell,
+    percent_of_peaks,
+    print_table,
+)
+from fma_peak import fma_line, fma_probe
 
 import fastconv
 from fastconv import ops, reference
-from common import (describe_machine, import_torch, matmul_gflops, median_ms, percent_cell,
-                    percent_of_peaks, print_table)
-from fma_peak import fma_line, fma_probe
 
 # name: (input shape NHWC, output channels); all 3x3 'valid' stride 1.
 CONVS = {
@@ -31,8 +38,10 @@ POOLS = {"pool1": (64, 26, 26, 32), "pool2": (64, 11, 11, 64)}
 def torch_conv(torch, x, kernel, bias, dy, compute_dx):
     """(forward, backward) closures running the same convolution in PyTorch,
     channels-last, as its CPU backend runs fastest."""
-    to_nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous(
-        memory_format=torch.channels_last)
+    def to_nchw(a):
+        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous(
+            memory_format=torch.channels_last)
+
     tx = to_nchw(x).requires_grad_(compute_dx)
     tk = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
     tb = torch.from_numpy(bias).requires_grad_(True)

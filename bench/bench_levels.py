@@ -22,11 +22,11 @@ import subprocess
 import sys
 
 import numpy as np
+from common import budget_times_ms, cpu_name, print_table
 
 import fastconv
 from fastconv import ops, reference
 from fastconv.examples.mnist import notebook_model
-from common import budget_times_ms, cpu_name, print_table
 
 STEPS = 10  # training steps per timed call
 

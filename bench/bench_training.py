@@ -12,10 +12,10 @@ warm-up pass) over the same ``--images`` images, all in one run.
 import argparse
 
 import numpy as np
+from common import describe_machine, import_torch, median_ms, print_table
 
 import fastconv
 from fastconv.examples.mnist import notebook_model
-from common import describe_machine, import_torch, median_ms, print_table
 
 
 def fastconv_passes(backend, x, labels, batch_size):

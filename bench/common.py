@@ -121,7 +121,10 @@ def format_table(headers, rows):
     """A Markdown table, columns padded to line up, as a list of lines."""
     cells = [headers] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
+
+    def line(row):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
+
     return ([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
             + [line(row) for row in cells[1:]])
 

@@ -11,12 +11,12 @@ random classes; each table is ``model.profile``'s.
 import argparse
 
 import numpy as np
-
-import fastconv
 from bench_images import IMAGE_SIZE, book_model
 from common import describe_machine
-from fastconv.examples.mnist import notebook_model
 from fma_peak import fma_line, fma_probe
+
+import fastconv
+from fastconv.examples.mnist import notebook_model
 
 
 def main():

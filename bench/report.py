@@ -24,14 +24,28 @@ import sys
 import time
 
 import numpy as np
+from bench_kernels import conv_functions, kernel_table, measure_kernels, peak_line
+from bench_training import (
+    measure_training,
+    notebook_model,
+    random_data,
+    training_entries,
+    training_note,
+    training_table,
+)
+from common import (
+    budget_median_ms,
+    describe_machine,
+    format_table,
+    import_torch,
+    machine_info,
+    matmul_gflops,
+    percent_cell,
+    percent_of_peaks,
+)
+from fma_peak import fma_line, fma_probe
 
 import fastconv
-from bench_kernels import conv_functions, kernel_table, measure_kernels, peak_line
-from bench_training import (measure_training, notebook_model, random_data, training_entries,
-                            training_note, training_table)
-from common import (budget_median_ms, describe_machine, format_table, import_torch,
-                    machine_info, matmul_gflops, percent_cell, percent_of_peaks)
-from fma_peak import fma_line, fma_probe
 
 # Plot label and colour per backend key, in plotting order.
 BACKENDS = {
@@ -105,7 +119,9 @@ def measure_point(rng, torch, shape, cout, peaks, repeat, budget_s):
     point = {"input_shape": list(shape), "out_channels": cout, "flops": flops,
              "ms": {}, "calls": {}, "gflops": {}, "percent_of_peak": {}}
     for backend in forward:
-        step = lambda f=forward[backend], b=backward[backend]: (f(), b())
+        def step(f=forward[backend], b=backward[backend]):
+            return f(), b()
+
         ms, calls = budget_median_ms(step, repeat, budget_s)
         point["ms"][backend], point["calls"][backend] = ms, calls
         point["gflops"][backend] = flops / ms / 1e6
@@ -156,7 +172,8 @@ def measure_progbar(x, labels, batch_size, passes):
     ratio = verbose / silent
     return {"steps_per_pass": steps, "passes": passes,
             "step_ms_verbose0": silent / steps * 1e3, "step_ms_verbose1": verbose / steps * 1e3,
-            "ratio": ratio, "target_ratio": PROGBAR_TARGET, "within_target": ratio <= PROGBAR_TARGET}
+            "ratio": ratio, "target_ratio": PROGBAR_TARGET,
+            "within_target": ratio <= PROGBAR_TARGET}
 
 
 def run(args):
@@ -233,7 +250,7 @@ def markdown(results, plots):
               "One factor of conv2 (batch 64, 13x13, 32 -> 64 channels) varied at a time; "
               f"median of up to {s['repeat']} calls ({s['sweep_budget']:g} s budget per "
               "point and backend).", ""]
-    for name, sweep in results["sweeps"].items():
+    for sweep in results["sweeps"].values():
         lines += [f"### {sweep['title']}", ""] + format_table(*sweep_table(sweep)) + [""]
     lines += ["## Training and predict throughput", "",
               training_note(s["images"], s["batch_size"], s["train_repeat"]), ""]
@@ -252,8 +269,13 @@ def plain_log_y(ax):
     from matplotlib.ticker import FuncFormatter
     low, high = ax.get_ylim()
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    leading = lambda v: round(v / 10 ** math.floor(math.log10(v)), 6)
-    minor = lambda v, _: f"{v:g}" if high / low < 100 and leading(v) in (2, 5) else ""
+
+    def leading(v):
+        return round(v / 10 ** math.floor(math.log10(v)), 6)
+
+    def minor(v, _):
+        return f"{v:g}" if high / low < 100 and leading(v) in (2, 5) else ""
+
     ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 

@@ -11,8 +11,23 @@ which of them the layers run on.
 
 __version__ = "0.2.0"
 
-from . import (activations, backend, callbacks, datasets, initializers, layers, losses, metrics,
-               models, ops, optimizers, preprocessing, reference, regularizers, utils)
+from . import (
+    activations,
+    backend,
+    callbacks,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    ops,
+    optimizers,
+    preprocessing,
+    reference,
+    regularizers,
+    utils,
+)
 from .backend import build_info, get_backend, set_backend
 from .layers import Input
 from .models import Model, Sequential, load_model

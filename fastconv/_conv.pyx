@@ -180,7 +180,7 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_
 
 
 cpdef Py_ssize_t gather_elements(Py_ssize_t kernel_h, Py_ssize_t out_w, Py_ssize_t stride_w,
-                    Py_ssize_t kernel_w, Py_ssize_t channels):
+                                 Py_ssize_t kernel_w, Py_ssize_t channels):
     """Elements of the per-thread scratch ``forward`` needs on its padded or
     dilated path: the kernel's rows of input, laid on the padded grid."""
     return kernel_h * ((out_w - 1) * stride_w + kernel_w) * channels
@@ -323,8 +323,8 @@ cdef void wgrad_part(const floating[:, :, :, ::1] src, const floating[:, :, :, :
 
 
 cpdef Py_ssize_t padded_elements(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t stride_h,
-                    Py_ssize_t stride_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
-                    Py_ssize_t channels):
+                                 Py_ssize_t stride_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                                 Py_ssize_t channels):
     """Elements of the per-thread scratch ``weight_gradient`` needs for a
     padded input: one image on the padded grid."""
     return ((out_h - 1) * stride_h + kernel_h) * ((out_w - 1) * stride_w + kernel_w) * channels

@@ -158,6 +158,7 @@ def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
         file_format is None and isinstance(path, (str, os.PathLike))
         and os.fspath(path).lower().endswith((".jpg", ".jpeg")))
     if img.mode == "RGBA" and jpeg:
-        warnings.warn("The JPEG format does not support RGBA images, converting to RGB.")
+        warnings.warn("The JPEG format does not support RGBA images, converting to RGB.",
+                      stacklevel=2)
         img = img.convert("RGB")
     img.save(path, format=file_format, **kwargs)

@@ -17,7 +17,6 @@ from . import utils
 from ._checks import check_number
 from ._registry import Registry
 
-
 # The number of weight values initializers may still create (None: any).
 _budget = contextvars.ContextVar("weight_budget", default=None)
 

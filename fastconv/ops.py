@@ -32,11 +32,20 @@ import warnings
 import numpy as np
 
 from . import keras_ops, reference
+from ._checks import (
+    Geometry,
+    check_activation,
+    check_activation_output,
+    check_bias,
+    check_conv2d,
+    check_depthwise_conv2d,
+    check_elements,
+    check_out,
+    check_output_gradient,
+    check_pool,
+    group_channels,
+)
 from ._kernels import _conv, _depthwise, _pool
-from ._checks import (Geometry, check_activation, check_activation_output, check_bias,
-                      check_conv2d, check_depthwise_conv2d, check_elements, check_out,
-                      check_output_gradient, check_pool, group_channels)
-
 
 # Threads: the count follows the OpenMP runtime (OMP_NUM_THREADS, or
 # threadpoolctl's limits) until set_num_threads pins it.  It never exceeds

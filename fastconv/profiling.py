@@ -68,8 +68,11 @@ class Profile:
                     + ([_percent(_share(self.forward_gflops, self.peak_gflops)),
                         _percent(_share(self.backward_gflops, self.peak_gflops))] if peak else []))
         widths = [max(len(row[i]) for row in [headers] + rows) for i in range(len(headers))]
-        line = lambda row: "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
-                                     for i, (cell, width) in enumerate(zip(row, widths)))
+
+        def line(row):
+            return "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                             for i, (cell, width) in enumerate(zip(row, widths)))
+
         rule = "-" * len(line(headers))
         lines = [f"Profile: batch {self.batch_size}, {self.threads} threads, median of "
                  f"{self.repeat} timed steps"

@@ -9,9 +9,18 @@ per group; depthwise convolution is an einsum over the same view.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._checks import (check_activation, check_activation_output, check_bias, check_conv2d,
-                      check_depthwise_conv2d, check_out, check_output_gradient, check_pool,
-                      dilated_window, group_channels)
+from ._checks import (
+    check_activation,
+    check_activation_output,
+    check_bias,
+    check_conv2d,
+    check_depthwise_conv2d,
+    check_out,
+    check_output_gradient,
+    check_pool,
+    dilated_window,
+    group_channels,
+)
 
 
 def _pad(x, window, geo, value=0.0):

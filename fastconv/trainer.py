@@ -34,8 +34,8 @@ import warnings
 import numpy as np
 
 from . import callbacks as callbacks_module
-from . import data_adapters
-from . import losses, metrics as metrics_module, optimizers, utils
+from . import data_adapters, losses, optimizers, utils
+from . import metrics as metrics_module
 from ._checks import check_int, check_number
 
 
@@ -442,7 +442,7 @@ class Trainer:
         one per model input, checked against the input shapes; builds a
         model that is not built yet."""
         arrays = self._per_input(x)
-        for i, array in enumerate(arrays):
+        for array in arrays:
             if not (np.issubdtype(array.dtype, np.integer)
                     or np.issubdtype(array.dtype, np.floating)):
                 raise TypeError(f"inputs must be numbers, got dtype {array.dtype}")

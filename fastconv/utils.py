@@ -12,6 +12,8 @@ from collections import Counter, OrderedDict
 import numpy as np
 
 from .data_adapters import PyDataset, Sequence  # noqa: F401  (keras.utils.PyDataset)
+from .image_dataset import image_dataset_from_directory  # noqa: F401  (keras.utils)
+from .image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: F401  (keras.utils)
 from .tensor import Tensor  # noqa: F401
 from .visualize import plot_model  # noqa: F401  (keras.utils.plot_model)
 
@@ -250,6 +252,3 @@ def _format_eta(seconds):
         return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
     return f"{int(seconds)}s"
 
-
-from .image_dataset import image_dataset_from_directory  # noqa: E402
-from .image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: E402

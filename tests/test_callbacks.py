@@ -377,7 +377,7 @@ def test_model_checkpoint_save_best_only(tmp_path, capsys):
     assert (f"\nEpoch 1: val_loss improved from None to 0.50000, saving model to {path}\n"
             in out)
     assert "\nEpoch 2: val_loss did not improve from 0.50000\n" in out
-    assert f"\nEpoch 3: val_loss improved from 0.50000 to 0.40000, saving model" in out
+    assert "\nEpoch 3: val_loss improved from 0.50000 to 0.40000, saving model" in out
     assert "\nEpoch 4: val_loss did not improve from 0.40000\n" in out
 
 

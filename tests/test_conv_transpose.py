@@ -12,7 +12,7 @@ import pytest
 
 from fastconv import layers, models, ops, optimizers, reference, utils
 from test_kernels import DTYPES, MODULES, assert_all_close, assert_close
-from test_layers import backend, check_layer_gradients, images  # noqa: F401 (a fixture)
+from test_layers import check_layer_gradients, images
 
 
 def keras_output_size(size, kernel, stride, padding, output_padding):

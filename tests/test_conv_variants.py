@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import layers, models, ops, reference, utils
-from gradcheck import numeric_gradient
+from helpers.gradcheck import numeric_gradient
 from test_kernels import DTYPES, MODULES, assert_all_close, assert_close
-from test_layers import backend, check_layer_gradients, images  # noqa: F401 (a fixture)
+from test_layers import check_layer_gradients, images
 
 FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -428,14 +428,6 @@ def test_strided_and_read_only_inputs_are_accepted():
                                     groups=2))
 
 
-@pytest.fixture
-def restore_threads():
-    """Puts the thread count back as it was after the test."""
-    before = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(before)
-
-
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_non_finite_values_agree_with_the_reference(dtype):
@@ -465,7 +457,7 @@ def test_non_finite_values_agree_with_the_reference(dtype):
                  reference.avg_pool2d_backward(x, dy, 2, padding="same"))
 
 
-def test_depthwise_kernel_gradient_is_deterministic_across_threads(restore_threads):
+def test_depthwise_kernel_gradient_is_deterministic_across_threads(threads_on_small_shapes):
     """Per-thread partial sums, added up in a fixed order: the same result on
     every run, within rounding of the one-thread result."""
     rng = np.random.default_rng(1)

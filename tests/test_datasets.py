@@ -1,4 +1,5 @@
-"""Tests of fastconv.datasets on tiny generated files in the real formats; no test reaches the internet."""
+"""Tests of fastconv.datasets on tiny generated files in the real formats; no
+test reaches the internet."""
 
 import functools
 import gzip
@@ -97,7 +98,8 @@ def tiny(monkeypatch):
 def assert_loaded(result, arrays):
     """``result`` of load_data holds exactly ``arrays``."""
     (x_train, y_train), (x_test, y_test) = result
-    for key, loaded in zip(("x_train", "y_train", "x_test", "y_test"), (x_train, y_train, x_test, y_test)):
+    for key, loaded in zip(("x_train", "y_train", "x_test", "y_test"),
+                           (x_train, y_train, x_test, y_test)):
         assert loaded.dtype == np.uint8
         np.testing.assert_array_equal(loaded, arrays[key])
 
@@ -176,7 +178,8 @@ def test_load_data_insists_on_the_standard_layout(tmp_path):
 
 def test_load_data_rejects_mismatched_label_count(tmp_path, tiny):
     arrays = dict(tiny, y_test=tiny["y_test"][:-1])
-    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz: .*shape \(3,\).*shape \(4,\)"):
+    with pytest.raises(ValueError,
+                       match=r"t10k-labels-idx1-ubyte\.gz: .*shape \(3,\).*shape \(4,\)"):
         mnist.load_data(write_mnist_dir(tmp_path / "idx", arrays))
 
 
@@ -258,12 +261,14 @@ def local_only_urlopen(url, timeout=None):
 
 @pytest.fixture
 def http_mirror(tmp_path, monkeypatch):
-    """A local HTTP server on 127.0.0.1 serving ``tmp_path/served``: yields (directory, base URL)."""
+    """A local HTTP server on 127.0.0.1 serving ``tmp_path/served``: yields
+    (directory, base URL)."""
     served = tmp_path / "served"
     served.mkdir()
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     monkeypatch.setattr(mnist, "urlopen", local_only_urlopen)
     try:
@@ -284,7 +289,8 @@ def test_download_tries_mirrors_in_turn_and_caches_atomically(tiny, http_mirror,
     served, base_url = http_mirror
     write_mnist_dir(served / "corrupt", corrupted(tiny))
     write_mnist_dir(served / "good", tiny)
-    monkeypatch.setattr(mnist, "MIRRORS", (base_url + "absent/", base_url + "corrupt/", base_url + "good/"))
+    monkeypatch.setattr(mnist, "MIRRORS",
+                        (base_url + "absent/", base_url + "corrupt/", base_url + "good/"))
     replacements = []
     real_replace = os.replace
 
@@ -305,10 +311,12 @@ def test_download_tries_mirrors_in_turn_and_caches_atomically(tiny, http_mirror,
 def test_download_downloads_only_missing_files(tiny, http_mirror, monkeypatch):
     served, base_url = http_mirror
     write_mnist_dir(served, tiny)
-    write_mnist_dir(mnist.cache_dir(), {key: tiny[key] for key in ("x_train", "y_train")}, gzipped=False)
+    write_mnist_dir(mnist.cache_dir(), {key: tiny[key] for key in ("x_train", "y_train")},
+                    gzipped=False)
     requested = []
     monkeypatch.setattr(mnist, "MIRRORS", (base_url,))
-    monkeypatch.setattr(mnist, "urlopen", lambda url, timeout: requested.append(url) or local_only_urlopen(url))
+    monkeypatch.setattr(mnist, "urlopen",
+                        lambda url, timeout: requested.append(url) or local_only_urlopen(url))
     assert_loaded(mnist.load_data(), tiny)
     assert [url.rsplit("/", 1)[1] for url in requested] == [
         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -324,8 +332,10 @@ def test_download_with_the_wrong_checksum_caches_nothing(tiny, http_mirror, monk
 
 
 def test_download_of_damaged_gzip_caches_nothing(monkeypatch):
-    monkeypatch.setattr(mnist, "urlopen", lambda url, timeout: io.BytesIO(gzip.compress(b"x" * 100)[:-20]))
-    with pytest.raises(mnist.MNISTNotFoundError, match="train-images-idx3-ubyte.gz: Compressed file ended"):
+    monkeypatch.setattr(mnist, "urlopen",
+                        lambda url, timeout: io.BytesIO(gzip.compress(b"x" * 100)[:-20]))
+    with pytest.raises(mnist.MNISTNotFoundError,
+                       match="train-images-idx3-ubyte.gz: Compressed file ended"):
         mnist.load_data()
     assert cached_files() == []
 
@@ -465,7 +475,8 @@ def test_fashion_download_fetches_only_missing_files(fashion, monkeypatch):
     files, arrays = fashion
     present = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
     write_files(fashion_mnist.cache_dir(), {name: files[name] for name in present})
-    mirrors = FakeMirrors({"https://good.example/" + name: content for name, content in files.items()})
+    mirrors = FakeMirrors({"https://good.example/" + name: content
+                           for name, content in files.items()})
     monkeypatch.setattr(fashion_mnist, "MIRRORS", ("https://good.example/",))
     monkeypatch.setattr(fashion_mnist, "urlopen", mirrors)
     assert_loaded(fashion_mnist.load_data(), arrays)
@@ -620,9 +631,11 @@ class CifarStandIn:
             for key, values in labels.items():
                 self.labels[key][batch.name] = values
             self.batches[batch.name] = pickled_batch(self.data[batch.name], labels)
-            patched.append(batch._replace(count=count, md5=hashlib.md5(self.batches[batch.name]).hexdigest()))
+            md5 = hashlib.md5(self.batches[batch.name]).hexdigest()
+            patched.append(batch._replace(count=count, md5=md5))
         self.tarball = tar_gz([dir_entry(archive.folder)] + [
-            file_entry(f"{archive.folder}/{name}", content) for name, content in self.batches.items()])
+            file_entry(f"{archive.folder}/{name}", content)
+            for name, content in self.batches.items()])
         self.archive = archive._replace(sha256=sha256(self.tarball),
                                         train=tuple(patched[:len(archive.train)]),
                                         test=tuple(patched[len(archive.train):]))
@@ -668,8 +681,10 @@ def assert_cifar_loaded(result, expected, label_dtype):
 
 
 def test_cifar_archives_match_keras():
-    assert (cifar10.ARCHIVE.name, cifar10.ARCHIVE.folder) == ("cifar-10-python.tar.gz", "cifar-10-batches-py")
-    assert (cifar100.ARCHIVE.name, cifar100.ARCHIVE.folder) == ("cifar-100-python.tar.gz", "cifar-100-python")
+    assert (cifar10.ARCHIVE.name, cifar10.ARCHIVE.folder) == ("cifar-10-python.tar.gz",
+                                                               "cifar-10-batches-py")
+    assert (cifar100.ARCHIVE.name, cifar100.ARCHIVE.folder) == ("cifar-100-python.tar.gz",
+                                                                 "cifar-100-python")
     assert sum(batch.count for batch in cifar10.ARCHIVE.train) == 50000
     assert sum(batch.count for batch in cifar100.ARCHIVE.train) == 50000
     assert cifar10.ARCHIVE.test[0].count == cifar100.ARCHIVE.test[0].count == 10000
@@ -678,16 +693,19 @@ def test_cifar_archives_match_keras():
     assert cifar10.MIRRORS == cifar100.MIRRORS == ("https://www.cs.toronto.edu/~kriz/",)
 
 
-def test_cifar_download_tries_the_next_mirror_unpacks_into_the_cache_and_reuses_it(cifar, monkeypatch):
+def test_cifar_download_tries_the_next_mirror_unpacks_into_the_cache_and_reuses_it(
+        cifar, monkeypatch):
     loader, archive = cifar.loader, cifar.archive
     bad, good = "https://bad.example/", "https://good.example/"
-    mirrors = FakeMirrors({bad + archive.name: flipped(cifar.tarball), good + archive.name: cifar.tarball})
+    mirrors = FakeMirrors({bad + archive.name: flipped(cifar.tarball),
+                           good + archive.name: cifar.tarball})
     monkeypatch.setattr(loader, "MIRRORS", (bad, good))
     monkeypatch.setattr(loader, "urlopen", mirrors)
     label_key = next(iter(archive.label_classes))
     assert_cifar_loaded(loader.load_data(), cifar.expected(label_key), archive.label_dtype)
     assert mirrors.requested == [bad + archive.name, good + archive.name]
-    assert listing(loader.cache_dir()) == [archive.folder]  # the archive and temporary files are gone
+    # The archive and temporary files are gone.
+    assert listing(loader.cache_dir()) == [archive.folder]
     assert listing(loader.cache_dir() / archive.folder) == sorted(cifar.batches)
     monkeypatch.setattr(loader, "urlopen", refuse_network)
     assert_cifar_loaded(loader.load_data(), cifar.expected(label_key), archive.label_dtype)
@@ -726,11 +744,13 @@ def test_cifar_reuses_the_keras_extracted_cache(tmp_path, monkeypatch, loader, k
     stand_in = CifarStandIn(loader, monkeypatch)
     write_files(tmp_path / "home" / ".keras" / "datasets" / keras_path, stand_in.batches)
     label_key = next(iter(stand_in.archive.label_classes))
-    assert_cifar_loaded(loader.load_data(), stand_in.expected(label_key), stand_in.archive.label_dtype)
+    assert_cifar_loaded(loader.load_data(), stand_in.expected(label_key),
+                        stand_in.archive.label_dtype)
     assert listing(loader.cache_dir()) == []
 
 
-def test_cifar_archive_put_by_hand_is_verified_and_unpacked_offline(tmp_path, cifar10_stand_in, monkeypatch):
+def test_cifar_archive_put_by_hand_is_verified_and_unpacked_offline(tmp_path, cifar10_stand_in,
+                                                                     monkeypatch):
     expected = cifar10_stand_in.expected(b"labels")
     write_files(cifar10.cache_dir(), {"cifar-10-python.tar.gz": cifar10_stand_in.tarball})
     assert_cifar_loaded(cifar10.load_data(), expected, np.uint8)
@@ -763,7 +783,8 @@ def test_cifar_refuses_a_pickle_that_would_run_code(tmp_path, cifar10_stand_in):
     evil = pickle.dumps({b"data": RunsShell(f"touch {marker}"), b"labels": []}, protocol=3)
     cifar10_stand_in.replace_batch("data_batch_1", evil)
     with pytest.raises(ValueError, match=r"data_batch_1: not a readable CIFAR batch "
-                                         r"\(UnpicklingError: refusing to load the global \w+\.system\)"):
+                                         r"\(UnpicklingError: refusing to load the global "
+                                         r"\w+\.system\)"):
         cifar10.load_data(write_files(tmp_path / "batches", cifar10_stand_in.batches))
     assert not marker.exists()
 
@@ -793,8 +814,10 @@ def test_cifar_rejects_damaged_batches(tmp_path, cifar10_stand_in, make, problem
 def test_cifar_download_with_path_traversal_writes_nothing(tmp_path, cifar10_stand_in, monkeypatch):
     folder = cifar10_stand_in.archive.folder
     tarball = tar_gz([dir_entry(folder), file_entry(f"{folder}/../../../escaped", b"x")] + [
-        file_entry(f"{folder}/{name}", content) for name, content in cifar10_stand_in.batches.items()])
-    monkeypatch.setattr(cifar10, "ARCHIVE", cifar10_stand_in.archive._replace(sha256=sha256(tarball)))
+        file_entry(f"{folder}/{name}", content)
+        for name, content in cifar10_stand_in.batches.items()])
+    monkeypatch.setattr(cifar10, "ARCHIVE",
+                        cifar10_stand_in.archive._replace(sha256=sha256(tarball)))
     monkeypatch.setattr(cifar10, "urlopen",
                         FakeMirrors({cifar10.MIRRORS[0] + "cifar-10-python.tar.gz": tarball}))
     with pytest.raises(ValueError, match=r"cifar-10-python\.tar\.gz: refusing to extract "
@@ -816,7 +839,8 @@ def test_extract_tar_refuses_unsafe_members(tmp_path, entry):
     info, _ = entry
     archive = tmp_path / "archive.tar.gz"
     archive.write_bytes(tar_gz([dir_entry("top"), file_entry("top/a", b"a"), entry]))
-    with pytest.raises(ValueError, match=f"archive.tar.gz: refusing to extract {re.escape(repr(info.name))}"):
+    with pytest.raises(ValueError,
+                       match=f"archive.tar.gz: refusing to extract {re.escape(repr(info.name))}"):
         _files.extract_tar(archive, "top", tmp_path / "out" / "top")
     assert listing(tmp_path / "out") == []
     assert not os.path.exists("/tmp/fastconv-test-escaped")
@@ -824,7 +848,8 @@ def test_extract_tar_refuses_unsafe_members(tmp_path, entry):
 
 def test_extract_tar_replaces_an_incomplete_copy_and_reports_damage(tmp_path):
     archive = tmp_path / "archive.tar.gz"
-    archive.write_bytes(tar_gz([dir_entry("top"), file_entry("top/a", b"a"), file_entry("top/b", b"b")]))
+    archive.write_bytes(tar_gz([dir_entry("top"), file_entry("top/a", b"a"),
+                                file_entry("top/b", b"b")]))
     destination = write_files(tmp_path / "out" / "top", {"a": b"stale"})
     _files.extract_tar(archive, "top", destination)
     contents = {name: (destination / name).read_bytes() for name in listing(destination)}
@@ -854,7 +879,8 @@ def test_cifar_offline_error_names_the_archive_and_where_to_put_it(tmp_path, mon
 
 
 def test_cifar_explicit_path_without_data_is_an_error_with_advice(tmp_path, cifar10_stand_in):
-    partial = write_files(tmp_path / "partial", {"data_batch_1": cifar10_stand_in.batches["data_batch_1"]})
+    partial = write_files(tmp_path / "partial",
+                          {"data_batch_1": cifar10_stand_in.batches["data_batch_1"]})
     with pytest.raises(fastconv.datasets.DatasetNotFoundError, match="holds no CIFAR-10") as caught:
         cifar10.load_data(partial)
     assert "cifar-10-python.tar.gz" in str(caught.value)
@@ -862,12 +888,14 @@ def test_cifar_explicit_path_without_data_is_an_error_with_advice(tmp_path, cifa
 
 # --- the real data ----------------------------------------------------------
 
-@pytest.mark.skipif(not REAL_MNIST_DIR, reason="FASTCONV_MNIST_DIR is unset; point it at a directory "
-                                                "holding the four MNIST IDX files to test the real data")
+@pytest.mark.skipif(not REAL_MNIST_DIR,
+                    reason="FASTCONV_MNIST_DIR is unset; point it at a directory holding "
+                           "the four MNIST IDX files to test the real data")
 def test_real_mnist():
     (x_train, y_train), (x_test, y_test) = mnist.load_data(REAL_MNIST_DIR)
     assert (x_train.shape, y_train.shape, x_test.shape, y_test.shape) == (
         (60000, 28, 28), (60000,), (10000, 28, 28), (10000,))
     assert {x_train.dtype, y_train.dtype, x_test.dtype, y_test.dtype} == {np.dtype(np.uint8)}
-    assert np.bincount(y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(y_train).tolist() == [5923, 6742, 5958, 6131, 5842,
+                                             5421, 5918, 6265, 5851, 5949]
     assert np.bincount(y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

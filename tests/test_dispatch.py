@@ -16,10 +16,10 @@ import sys
 import pytest
 
 import fastconv
+from conftest import PACKAGE_PARENT, subprocess_env
 from fastconv import _kernels
 from fastconv._kernels import _cpu, choose_level
 from fastconv._kernels.levels import LEVELS
-from conftest import PACKAGE_PARENT, subprocess_env
 
 # The directory holding the fastconv under test (the repository, or site-packages).
 INFO = fastconv.build_info()

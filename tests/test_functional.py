@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import fastconv as keras
-from fastconv import callbacks, layers, models, optimizers, utils
-from gradcheck import numeric_gradient
 from conftest import PACKAGE_PARENT, subprocess_env
+from fastconv import callbacks, layers, models, optimizers, utils
+from helpers.gradcheck import numeric_gradient
 
 
 def images(n=32, size=8, channels=1, seed=0):
@@ -506,7 +506,8 @@ def summary_graph():
     inputs = keras.Input(shape=(8, 8, 1), name="image")
     x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
     skip = layers.Conv2D(4, 1, name="skip")(inputs)
-    x = layers.MaxPooling2D(name="max_pooling2d_with_a_long_name")(layers.Add(name="add")([x, skip]))
+    x = layers.Add(name="add")([x, skip])
+    x = layers.MaxPooling2D(name="max_pooling2d_with_a_long_name")(x)
     outputs = layers.Dense(3, name="dense")(layers.Flatten(name="flatten")(x))
     return keras.Model(inputs, outputs, name="residual")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastconv as keras
-from fastconv.dataset import (AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset)
+from fastconv.dataset import AUTOTUNE, INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset
 from fastconv.preprocessing.image import ImageDataGenerator, apply_affine_transform
 
 PILLOW_REASON = 'image files need Pillow: pip install "fastconv[images]"'

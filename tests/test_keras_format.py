@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import fastconv as fk
-from fastconv import keras_format, layers
 from conftest import subprocess_env
+from fastconv import keras_format, layers
 
 h5py = pytest.importorskip("h5py")
 

@@ -8,11 +8,10 @@
 4. weight gradients bit-identical for any thread count
 
 Crashes and hangs are probed in subprocesses with timeouts (``run_python``,
-``tests/fork_workers.py``).
+``tests/helpers/fork_workers.py``).
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -22,8 +21,8 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import layers, models, ops, utils
 from conftest import PACKAGE_PARENT, subprocess_env
+from fastconv import layers, models, ops, utils
 
 TESTS = Path(__file__).parent
 
@@ -43,10 +42,9 @@ def environment(**variables):
 
 
 @pytest.fixture
-def threads_follow_runtime(monkeypatch):
+def threads_follow_runtime(monkeypatch, threads_on_small_shapes):
     """No set_num_threads in force; threads on the small shapes of these tests."""
     monkeypatch.setattr(ops, "_num_threads", None)
-    monkeypatch.setattr(ops, "MIN_WORK_PER_THREAD", 1)
 
 
 # ---------------------------------------------------------------- 1. 64-bit sizes
@@ -83,7 +81,7 @@ def test_reported_scratch_overflow_raises_instead_of_crashing():
 
 # ----------------------------------------------------------------- 2. thread counts
 
-def test_absurd_thread_counts_are_rejected(restore_threads_state):
+def test_absurd_thread_counts_are_rejected(restore_threads):
     before = fastconv.get_num_threads()
     with pytest.raises(ValueError, match="at most"):
         fastconv.set_num_threads(10**9)
@@ -91,11 +89,6 @@ def test_absurd_thread_counts_are_rejected(restore_threads_state):
     fastconv.set_num_threads(ops.max_threads())
     expected = ops.max_threads() if fastconv.build_info()["openmp"] else 1
     assert fastconv.get_num_threads() == expected
-
-
-@pytest.fixture
-def restore_threads_state(monkeypatch):
-    monkeypatch.setattr(ops, "_num_threads", ops._num_threads)
 
 
 def test_huge_omp_num_threads_is_capped_with_a_warning():
@@ -148,7 +141,7 @@ def test_thread_count_follows_threadpoolctl(threads_follow_runtime):
 # ----------------------------------------------------------------------- 3. fork
 
 def run_fork_workers(mode):
-    proc = subprocess.run([sys.executable, str(TESTS / "fork_workers.py"), mode],
+    proc = subprocess.run([sys.executable, str(TESTS / "helpers" / "fork_workers.py"), mode],
                           capture_output=True, text=True, timeout=300, cwd=PACKAGE_PARENT,
                           env=subprocess_env())
     assert proc.returncode == 0, proc.stderr[-3000:]

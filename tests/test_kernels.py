@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import ops, reference
-from gradcheck import numeric_gradient
+from helpers.gradcheck import numeric_gradient
 
 # --------------------------------------------------------------------------- helpers
 
@@ -163,14 +163,6 @@ POOL_EXAMPLES = [
     for dtype in DTYPES for padding in ["valid", "same"] for ties in [False, True]
     for pool, strides in [((4, 3), None), (4, 1), ((3, 2), (1, 3)), (1, 2)]
 ]
-
-
-@pytest.fixture
-def restore_threads():
-    """Puts the thread count back as it was after the test."""
-    before = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(before)
 
 
 # ------------------------------------------------- 1. compiled vs reference (random)
@@ -488,12 +480,19 @@ BAD_DTYPES = [np.int32, np.int64, np.float16, np.bool_, np.complex128, np.longdo
 def bad_cases():
     """(function name, keyword overrides of the valid arguments, exception, match)."""
     cases = []
-    conv_fwd = lambda **kw: ("conv2d_forward", {**conv_args(), **kw})
-    conv_bwd = lambda **kw: ("conv2d_backward",
-                             {**conv_args(), "dy": np.ones((2, 3, 4, 4)), **kw})
-    pool_fwd = lambda **kw: ("max_pool2d_forward", {**pool_args(), **kw})
-    pool_bwd = lambda **kw: ("max_pool2d_backward",
-                             {**pool_args(), "dy": np.ones((2, 2, 2, 3)), **kw})
+
+    def conv_fwd(**kw):
+        return "conv2d_forward", {**conv_args(), **kw}
+
+    def conv_bwd(**kw):
+        return "conv2d_backward", {**conv_args(), "dy": np.ones((2, 3, 4, 4)), **kw}
+
+    def pool_fwd(**kw):
+        return "max_pool2d_forward", {**pool_args(), **kw}
+
+    def pool_bwd(**kw):
+        return "max_pool2d_backward", {**pool_args(), "dy": np.ones((2, 2, 2, 3)), **kw}
+
     every = [conv_fwd, conv_bwd, pool_fwd, pool_bwd]
     conv = [conv_fwd, conv_bwd]
     bwd = [conv_bwd, pool_bwd]
@@ -821,7 +820,7 @@ def test_max_pool2d_nan_routing_by_hand(module):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("padding,strides", [("valid", 1), ("same", (2, 1))])
-def test_thread_counts_agree(restore_threads, dtype, padding, strides):
+def test_thread_counts_agree(threads_on_small_shapes, dtype, padding, strides):
     """1, 2 and 3 threads give the same results (within rounding), batch 1 and 5."""
     results = {}
     for threads in [1, 2, 3]:

@@ -7,17 +7,9 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.examples.mnist import notebook_model
 from fastconv import activations, initializers, layers, models, utils
-from gradcheck import numeric_gradient
-
-
-@pytest.fixture(params=["cython", "numpy"])
-def backend(request):
-    previous = fastconv.get_backend()
-    fastconv.set_backend(request.param)
-    yield request.param
-    fastconv.set_backend(previous)
+from fastconv.examples.mnist import notebook_model
+from helpers.gradcheck import numeric_gradient
 
 
 def check_layer_gradients(layer, x, seed=0, penalty=False):
@@ -443,7 +435,8 @@ def test_summary_table_is_drawn_as_rich_draws_keras_table():
         except ValueError:
             continue  # a column narrower than 4: Keras raises before drawing
         table = rich_table.Table(
-            *[rich_table.Column(name, justify=how, width=int(end * line_length) - int(start * line_length))
+            *[rich_table.Column(name, justify=how,
+                                width=int(end * line_length) - int(start * line_length))
               for name, how, start, end in zip(header, justify, [0] + positions, positions)],
             width=line_length, show_lines=True)
         for row in rows:

@@ -6,8 +6,7 @@ import pytest
 
 from fastconv import activations, losses
 from fastconv.utils import to_categorical
-
-from gradcheck import numeric_gradient
+from helpers.gradcheck import numeric_gradient
 
 RNG = np.random.default_rng(0)
 

@@ -18,7 +18,7 @@
    raise ValueError naming the file; concurrent saves from other PID
    namespaces keep each other's temporary files
 
-The subprocesses run ``tests/model_subprocess.py``.  The kernels run on one
+The subprocesses run ``tests/helpers/model_subprocess.py``.  The kernels run on one
 thread here: with OpenMP threads spinning at barriers, small calls slow down
 a hundredfold when another process keeps the cores busy.
 """
@@ -45,9 +45,10 @@ import pytest
 
 import fastconv
 from fastconv import layers, models, optimizers, saving, utils
-from model_subprocess import wide_model
+from helpers.model_subprocess import wide_model
+from helpers.toy_data import bars
 
-HELPER = Path(__file__).with_name("model_subprocess.py")
+HELPER = Path(__file__).parent / "helpers" / "model_subprocess.py"
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 MB = 2**20
 
@@ -60,18 +61,6 @@ def one_kernel_thread():
     fastconv.set_num_threads(before)
 
 
-def bars(n, seed=0, size=8):
-    """size x size noisy images of a vertical (label 0) or horizontal (label 1) bar."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    x = rng.normal(0, 0.2, (n, size, size, 1)).astype(np.float32)
-    where = rng.integers(1, size - 1, n)
-    vertical, horizontal = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    x[vertical, :, where[vertical], 0] += 1
-    x[horizontal, where[horizontal], :, 0] += 1
-    return x, labels
-
-
 def small_model(optimizer="rmsprop", size=8, filters=4, weights=None):
     model = models.Sequential([
         layers.Conv2D(filters, (3, 3), activation="relu", input_shape=(size, size, 1)),
@@ -79,7 +68,8 @@ def small_model(optimizer="rmsprop", size=8, filters=4, weights=None):
         layers.Flatten(),
         layers.Dense(2, activation="softmax"),
     ])
-    model.compile(optimizers.get(optimizer), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizers.get(optimizer), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     if weights is not None:
         model.set_weights(weights)
     return model
@@ -149,7 +139,7 @@ def test_diverging_training_stops_with_finite_weights(capsys):
     x, y = bars(64)
     utils.set_random_seed(0)
     model = small_model(optimizers.SGD(learning_rate=1e20))
-    history = model.fit(x, y, batch_size=16, epochs=5, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=5, verbose=0)
     assert "Invalid loss, terminating training" in capsys.readouterr().out
     assert model.stop_training and all_finite(model)
 

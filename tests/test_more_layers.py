@@ -11,7 +11,7 @@ import pytest
 
 import fastconv
 from fastconv import activations, layers, regularizers, utils
-from test_layers import backend, check_layer_gradients, images  # noqa: F401 (fixture)
+from test_layers import check_layer_gradients, images
 
 SELU_ALPHA, SELU_SCALE = 1.67326324, 1.05070098  # as Keras documents them
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 import pytest
+
 from conftest import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,7 +105,8 @@ def run_program(name):
     if name in SAMPLES:
         env["FASTCONV_PROGRAM_SAMPLES"] = SAMPLES[name]
     return subprocess.run(
-        [sys.executable, os.path.join(PROGRAMS, "_runner.py"), os.path.join(PROGRAMS, name + ".py")],
+        [sys.executable, os.path.join(PROGRAMS, "_runner.py"),
+         os.path.join(PROGRAMS, name + ".py")],
         capture_output=True, text=True, env=env, timeout=300,
         cwd=tempfile.mkdtemp(prefix="fastconv-program-"))  # for the files programs save
 

@@ -9,9 +9,9 @@
    (also in a subprocess)
 5. ``out`` buffers that overlap an input
 
-The subprocesses run ``tests/fuzz_kernels.py`` and ``tests/fuzz_layers.py``;
-see their docstrings to rerun a failing fuzz locally (``FUZZ_SEED``,
-``FUZZ_VERBOSE=1``).
+The subprocesses run ``tests/helpers/fuzz_kernels.py`` and
+``tests/helpers/fuzz_layers.py``; see their docstrings to rerun a failing fuzz
+locally (``FUZZ_SEED``, ``FUZZ_VERBOSE=1``).
 """
 
 import gc
@@ -34,18 +34,12 @@ import pytest
 import fastconv
 from fastconv import ops, reference
 
-FUZZER = Path(__file__).with_name("fuzz_kernels.py")
-LAYER_FUZZER = Path(__file__).with_name("fuzz_layers.py")
+REPO = Path(__file__).parents[1]
+HELPERS = REPO / "tests" / "helpers"
+FUZZER = HELPERS / "fuzz_kernels.py"
+LAYER_FUZZER = HELPERS / "fuzz_layers.py"
 KERNELS = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward"]
 MB = 2**20
-
-
-@pytest.fixture
-def restore_threads():
-    """Puts the kernels' thread count back as it was after the test."""
-    before = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(before)
 
 
 # ------------------------------------------------------------------- subprocess runs
@@ -54,7 +48,7 @@ def run_script(*args, timeout, script=FUZZER):
     """Runs a fuzzer script (the kernels' one by default); returns (process,
     stdout lines)."""
     proc = subprocess.run([sys.executable, str(script), *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=script.parent.parent)
+                          text=True, timeout=timeout, cwd=REPO)
     return proc, proc.stdout.splitlines()
 
 
@@ -81,6 +75,7 @@ def tagged(lines, tag):
 
 # ---------------------------------------------------------------------- 1. fuzzing
 
+@pytest.mark.slow
 def test_fuzz_kernels_against_reference_in_subprocess():
     """>= 10,000 hypothesis-generated calls to the four kernels (random shapes,
     dtypes good and bad, strides, paddings, pool sizes, odd layouts, wrong
@@ -99,6 +94,7 @@ def test_fuzz_kernels_against_reference_in_subprocess():
     assert stats.get("raised MemoryError", 0) > 0, stats
 
 
+@pytest.mark.slow
 def test_fuzz_layers_against_numpy_backend_in_subprocess():
     """>= 10,000 hypothesis-generated calls to the layer API: constructors with
     junk arguments (filters, sizes, strides, padding, activations,
@@ -305,7 +301,7 @@ def identical(a, b):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_concurrent_calls_match_serial_results(restore_threads, threads):
+def test_concurrent_calls_match_serial_results(threads_on_small_shapes, threads):
     """4 Python threads, each making every call 4 times in its own order,
     get exactly the results of serial calls."""
     fastconv.set_num_threads(threads)

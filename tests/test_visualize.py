@@ -7,16 +7,16 @@ import sys
 import numpy as np
 import pytest
 
-matplotlib = pytest.importorskip("matplotlib")
+pytest.importorskip("matplotlib")
 import matplotlib.image  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Annotation  # noqa: E402
 
 import fastconv as keras  # noqa: E402
+from conftest import PACKAGE_PARENT, subprocess_env  # noqa: E402
 from fastconv import layers, visualize  # noqa: E402
 from fastconv.examples import mnist as mnist_example  # noqa: E402
 from fastconv.examples import visualize_convnet  # noqa: E402
-from conftest import PACKAGE_PARENT, subprocess_env  # noqa: E402
 
 
 def assert_png(figure, path, dpi=visualize.DPI, size=None):

@@ -15,7 +15,8 @@ cdef extern from *:
     {
     #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
         __builtin_cpu_init();
-    #define FC_FEATURE(name) if (strcmp(feature, name) == 0) return __builtin_cpu_supports(name) != 0;
+    #define FC_FEATURE(name) \\
+        if (strcmp(feature, name) == 0) return __builtin_cpu_supports(name) != 0;
         FC_FEATURE("avx2") FC_FEATURE("fma") FC_FEATURE("avx512f") FC_FEATURE("avx512bw")
         FC_FEATURE("avx512cd") FC_FEATURE("avx512dq") FC_FEATURE("avx512vl")
     #undef FC_FEATURE

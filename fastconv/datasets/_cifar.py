@@ -142,7 +142,8 @@ def _read_split(folder, archive, label_key, batches):
         if batch_labels.min(initial=0) < 0 or batch_labels.max(initial=0) >= classes:
             raise ValueError(f"{path}: {label_key!r} outside 0..{classes - 1}")
         stop = start + batch.count
-        images[start:stop] = data.reshape(-1, CHANNELS, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
+        images[start:stop] = data.reshape(-1, CHANNELS, IMAGE_SIZE,
+                                          IMAGE_SIZE).transpose(0, 2, 3, 1)
         labels[start:stop, 0] = batch_labels
         start = stop
     return images, labels

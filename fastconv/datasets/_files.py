@@ -48,7 +48,8 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 def cache_root():
-    """``$FASTCONV_CACHE_DIR``, else ``~/.fastconv/datasets``: the parent of every dataset's cache."""
+    """``$FASTCONV_CACHE_DIR``, else ``~/.fastconv/datasets``: the parent of every
+    dataset's cache."""
     return Path(os.environ.get("FASTCONV_CACHE_DIR") or "~/.fastconv/datasets").expanduser()
 
 
@@ -145,9 +146,10 @@ class Dataset:
         """Where a user whose dataset cannot be found or downloaded should put it."""
         data_dirs = f"$FASTCONV_DATA/{self.name}" + (" or $FASTCONV_DATA itself"
                                                      if self.flat_data_dir else "")
-        return (f"Put {self.contents} in the directory given as load_data(path=...), in {data_dirs} "
-                f"(FASTCONV_DATA names a directory of datasets), or in the cache directory "
-                f"{self.cache_dir()} (FASTCONV_CACHE_DIR=<dir> moves it to <dir>/{self.name}).")
+        return (f"Put {self.contents} in the directory given as load_data(path=...), "
+                f"in {data_dirs} (FASTCONV_DATA names a directory of datasets), or in the "
+                f"cache directory {self.cache_dir()} (FASTCONV_CACHE_DIR=<dir> moves it to "
+                f"<dir>/{self.name}).")
 
 
 @contextlib.contextmanager
@@ -155,7 +157,8 @@ def _temporary_file_beside(path):
     """A new empty file in ``path``'s directory (created if needed), as
     ``(binary stream, its path)``; removed on exit unless renamed meanwhile."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".part")
     try:
         with os.fdopen(descriptor, "wb") as stream:
             yield stream, Path(temporary)
@@ -189,11 +192,13 @@ def file_digest(path, algorithm="sha256"):
 def check_digest(digest, expected, algorithm="sha256", of="file"):
     """ValueError "<algorithm> of the <of> is <digest>, expected <expected>" when they differ."""
     if digest != expected:
-        raise ValueError(f"{ALGORITHM_NAMES[algorithm]} of the {of} is {digest}, expected {expected}")
+        raise ValueError(f"{ALGORITHM_NAMES[algorithm]} of the {of} is {digest}, "
+                         f"expected {expected}")
 
 
 def verify_digest(expected, algorithm="sha256"):
-    """A ``verify`` for ``Dataset.download``: ValueError unless the file's digest is ``expected``."""
+    """A ``verify`` for ``Dataset.download``: ValueError unless the file's
+    digest is ``expected``."""
     return lambda path: check_digest(file_digest(path, algorithm), expected, algorithm)
 
 
@@ -239,7 +244,8 @@ def extract_tar(archive, folder, destination):
 
 
 def _check_tar_member(archive, member):
-    """ValueError unless ``member`` is a plain file or directory that stays below the archive root."""
+    """ValueError unless ``member`` is a plain file or directory that stays
+    below the archive root."""
     name = PurePosixPath(member.name)
     if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
         raise ValueError(f"{archive}: refusing to extract {member.name!r}: only plain files and "

@@ -65,5 +65,6 @@ def load_data(path=None):
 
 
 def cache_dir():
-    """Where CIFAR-10 is cached: ``$FASTCONV_CACHE_DIR/cifar10``, else ``~/.fastconv/datasets/cifar10``."""
+    """Where CIFAR-10 is cached: ``$FASTCONV_CACHE_DIR/cifar10``, else
+    ``~/.fastconv/datasets/cifar10``."""
     return _DATASET.cache_dir()

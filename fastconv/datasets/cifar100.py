@@ -66,5 +66,6 @@ def load_data(label_mode="fine", path=None):
 
 
 def cache_dir():
-    """Where CIFAR-100 is cached: ``$FASTCONV_CACHE_DIR/cifar100``, else ``~/.fastconv/datasets/cifar100``."""
+    """Where CIFAR-100 is cached: ``$FASTCONV_CACHE_DIR/cifar100``, else
+    ``~/.fastconv/datasets/cifar100``."""
     return _DATASET.cache_dir()

@@ -145,7 +145,8 @@ def _idx_paths(directory):
 
 
 def _read_npz(path):
-    """The verified arrays, by name, of a Keras-style mnist.npz; ValueError naming the file if it is not one."""
+    """The verified arrays, by name, of a Keras-style mnist.npz; ValueError
+    naming the file if it is not one."""
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not an .npz archive; pass an .npz file or a directory")
     try:
@@ -186,7 +187,8 @@ def _idx_sha256(array):
 
 
 def _download_missing():
-    """Download into the cache directory each MNIST IDX file it lacks, verified, as ``<name>.gz``."""
+    """Download into the cache directory each MNIST IDX file it lacks,
+    verified, as ``<name>.gz``."""
     present = _idx_paths(cache_dir())
     for spec in FILES.values():
         if spec.name not in present:

@@ -14,11 +14,41 @@ from .convolutional import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableCo
 from .core import Activation, Dense
 from .global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
 from .input_layer import Input, InputLayer
-from .merging import (Add, Average, Concatenate, Maximum, Merge, Minimum, Multiply, Subtract, add,
-                      concatenate)
+from .merging import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Merge,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    concatenate,
+)
 from .normalization import BatchNormalization
 from .pooling import AveragePooling2D, MaxPooling2D
-from .preprocessing import (CenterCrop, RandomBrightness, RandomContrast, RandomCrop, RandomFlip,
-                            RandomRotation, RandomTranslation, RandomZoom, Rescaling, Resizing)
+from .preprocessing import (
+    CenterCrop,
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+    Rescaling,
+    Resizing,
+)
 from .regularization import Dropout, GaussianDropout, GaussianNoise, SpatialDropout2D
 from .reshaping import Cropping2D, Flatten, Permute, Reshape, UpSampling2D, ZeroPadding2D
+
+__all__ = ["ELU", "LeakyReLU", "ReLU", "Softmax", "LAYERS", "Layer", "deserialize", "serialize",
+           "Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Activation",
+           "Dense", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Input", "InputLayer", "Add",
+           "Average", "Concatenate", "Maximum", "Merge", "Minimum", "Multiply", "Subtract", "add",
+           "concatenate", "BatchNormalization", "AveragePooling2D", "MaxPooling2D", "CenterCrop",
+           "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation",
+           "RandomTranslation", "RandomZoom", "Rescaling", "Resizing", "Dropout",
+           "GaussianDropout", "GaussianNoise", "SpatialDropout2D", "Cropping2D", "Flatten",
+           "Permute", "Reshape", "UpSampling2D", "ZeroPadding2D"]

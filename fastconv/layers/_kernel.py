@@ -32,7 +32,8 @@ class KernelLayer(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
         self.kernel_regularizer = regularizer_for(self, "kernel", kernel_regularizer)
-        self.bias_regularizer = regularizer_for(self, "bias", bias_regularizer) if use_bias else None
+        self.bias_regularizer = (regularizer_for(self, "bias", bias_regularizer) if use_bias
+                                 else None)
 
     def kernel_shape(self, input_shape):
         raise NotImplementedError

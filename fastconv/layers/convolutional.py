@@ -5,8 +5,14 @@ output shapes."""
 import numpy as np
 
 from .. import activations, initializers, regularizers
-from .._checks import (as_pair, check_data_format, check_dilation, check_int, check_padding,
-                       dilated_window)
+from .._checks import (
+    as_pair,
+    check_data_format,
+    check_dilation,
+    check_int,
+    check_padding,
+    dilated_window,
+)
 from ..backend import kernels
 from ._kernel import KernelLayer
 from .base import LAYERS, Layer, check_image_shape, regularizer_for, window_output_shape

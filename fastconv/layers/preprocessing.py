@@ -27,8 +27,14 @@ import numpy as np
 
 from .. import utils
 from .._checks import check_choice, check_int, check_number
-from ..image_ops import (FILL_MODES, INTERPOLATIONS, AffineSampling, aspect_crop_box,
-                         resize_matrix, separable_resample)
+from ..image_ops import (
+    FILL_MODES,
+    INTERPOLATIONS,
+    AffineSampling,
+    aspect_crop_box,
+    resize_matrix,
+    separable_resample,
+)
 from .base import LAYERS, Layer, check_image_shape
 
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")

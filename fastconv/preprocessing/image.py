@@ -18,8 +18,16 @@ import numpy as np
 from .._checks import as_pair, check_choice, check_int, check_number
 from ..data_adapters import PyDataset
 from ..image_dataset import list_image_files
-from ..image_utils import (CHANNELS, COLOR_MODES, PIL_INTERPOLATIONS, array_to_img,
-                           img_to_array, load_img, pil_image, save_img)
+from ..image_utils import (
+    CHANNELS,
+    COLOR_MODES,
+    PIL_INTERPOLATIONS,
+    array_to_img,
+    img_to_array,
+    load_img,
+    pil_image,
+    save_img,
+)
 from ..utils import random_generator
 
 __all__ = ["ImageDataGenerator", "Iterator", "NumpyArrayIterator", "DirectoryIterator",

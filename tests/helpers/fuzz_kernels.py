@@ -2,8 +2,8 @@
 by ``tests/test_robustness.py`` so that a crash of the interpreter shows up
 as a failing return code instead of killing the test run.
 
-    python tests/fuzz_kernels.py [--examples N]   # hypothesis fuzzing
-    python tests/fuzz_kernels.py --large          # inputs too large for memory
+    python tests/helpers/fuzz_kernels.py [--examples N]   # hypothesis fuzzing
+    python tests/helpers/fuzz_kernels.py --large          # inputs too large for memory
 
 Every generated call must either return what ``fastconv.reference`` returns
 (within a tolerance by dtype, NaNs equal) or raise ValueError, TypeError or

@@ -3,7 +3,7 @@
 ``tests/test_robustness.py`` so that a crash of the interpreter shows up as a
 failing return code instead of killing the test run.
 
-    python tests/fuzz_layers.py [--examples N] [--only NAME ...]
+    python tests/helpers/fuzz_layers.py [--examples N] [--only NAME ...]
 
 Five hypothesis fuzzers, each making several calls per example:
 
@@ -57,8 +57,15 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import activations, callbacks, initializers, layers, models, utils
-from fuzz_kernels import (LAYOUTS, assert_same, cap_address_space, describe, finite_scale,
-                          naive_pool, values)
+from fuzz_kernels import (
+    LAYOUTS,
+    assert_same,
+    cap_address_space,
+    describe,
+    finite_scale,
+    naive_pool,
+    values,
+)
 
 ALLOWED = (ValueError, TypeError, MemoryError)
 VERBOSE = os.environ.get("FUZZ_VERBOSE") == "1"
@@ -642,7 +649,7 @@ def run_backward(case):
                 dy, tag = make_dy(case["dy"], y, case["dy_seed"])
             step = f"{call}{forward}.backward(dy={show(dy)}, need_input_grad={need_input_grad})"
             dx, error = attempt("backward", f"{step}  [backend {name_}]",
-                                lambda: copied(layer.backward(dy, need_input_grad)))
+                                lambda: copied(layer.backward(dy, need_input_grad)))  # noqa: B023 (called at once)
             check_tag(tag, error, step)
             grads = {k: g.copy() for k, g in layer.grads.items()}
             results[name_] = ((y, dx, grads), error)
@@ -781,7 +788,8 @@ def run_predict(case):
         if runs_kernels(layer):
             scale = max(scale, term_bounds(layer, h)["output"])
         with backend("numpy"):
-            h, _ = attempt("predict", f"{call} layer {i}", lambda: layer(h), allowed=())
+            h, _ = attempt("predict", f"{call} layer {i}", lambda: layer(h),  # noqa: B023 (called at once)
+                           allowed=())
     assert_close(*results, "predictions", call, scale=scale, factor=4)
     STATS["predict: compared"] += 1
 
@@ -929,7 +937,7 @@ def fuzz(names, examples=None):
         @settings(max_examples=examples or default, **options)
         @given(case=strategy())
         def test(case):
-            run(case)
+            run(case)  # noqa: B023 (test runs within this iteration)
         print(f"FUZZER {name}", flush=True)
         if not options["derandomize"]:
             test = seed(run_seed)(test)

@@ -1,8 +1,8 @@
 """Model runs for ``tests/test_model_robustness.py`` that need a process of
 their own: one to kill in the middle of saving, one with a capped address space.
 
-    python tests/model_subprocess.py save-loop PATH   # saves to PATH until killed
-    python tests/model_subprocess.py huge-batch       # batches too large for memory
+    python tests/helpers/model_subprocess.py save-loop PATH   # saves to PATH until killed
+    python tests/helpers/model_subprocess.py huge-batch       # batches too large for memory
 
 save-loop saves a 4-million-weight model (16 MB) again and again, its first
 bias set to the save's number, and prints ``saved <i>`` after save i.

@@ -2,9 +2,9 @@
 ``tests/test_kernel_safety.py``; each mode runs in a process of its own so
 that a hang is a timeout of that process, never of the test run.
 
-    python tests/fork_workers.py os-fork     # a forked child calls every kernel
-    python tests/fork_workers.py pool-fork   # multiprocessing.Pool (fork) trains models
-    python tests/fork_workers.py sweep       # a sweep with fork, spawn (and joblib)
+    python tests/helpers/fork_workers.py os-fork     # a forked child calls every kernel
+    python tests/helpers/fork_workers.py pool-fork   # multiprocessing.Pool (fork) trains models
+    python tests/helpers/fork_workers.py sweep       # a sweep with fork, spawn (and joblib)
 
 The parent first runs the kernels (or the trainings) on two threads, so
 that GNU libgomp has a thread pool when it forks.  Every mode prints one
