@@ -5,6 +5,9 @@ by :mod:`fastconv.ops` before it calls them.  Every loop runs without the
 GIL and is shared among ``num_threads`` OpenMP threads; with one thread it
 runs as a plain loop that enters no OpenMP parallel region at all, which is
 what a process forked from a parent whose OpenMP threads it lacks can run.
+With ``flush_denormal`` (``fastconv.set_flush_denormal``), each thread
+reads and writes denormals as zero for each work item it runs
+(``flush_denormal.h``); its floating-point mode is restored afterwards.
 Indices, sizes and pitches are Py_ssize_t (64-bit): only tile-local counts
 (pixels, rows and vectors of one register tile) are ints.
 
