@@ -31,10 +31,11 @@ from . import (
 from .backend import build_info, get_backend, set_backend
 from .layers import Input
 from .models import Model, Sequential, load_model
-from .ops import get_num_threads, set_num_threads
+from .ops import get_flush_denormal, get_num_threads, set_flush_denormal, set_num_threads
 
 __all__ = ["activations", "backend", "callbacks", "datasets", "initializers", "layers", "losses",
            "metrics", "models", "ops", "optimizers", "preprocessing", "reference", "regularizers",
            "utils",
            "build_info", "get_backend", "set_backend", "get_num_threads", "set_num_threads",
+           "get_flush_denormal", "set_flush_denormal",
            "Input", "Model", "Sequential", "load_model", "__version__"]

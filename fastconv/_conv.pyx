@@ -5,6 +5,9 @@ by :mod:`fastconv.ops` before it calls them.  Every loop runs without the
 GIL and is shared among ``num_threads`` OpenMP threads; with one thread it
 runs as a plain loop that enters no OpenMP parallel region at all, which is
 what a process forked from a parent whose OpenMP threads it lacks can run.
+With ``flush_denormal`` (``fastconv.set_flush_denormal``), each thread
+reads and writes denormals as zero for each work item it runs
+(``flush_denormal.h``); its floating-point mode is restored afterwards.
 Indices, sizes and pitches are Py_ssize_t (64-bit): only tile-local counts
 (pixels, rows and vectors of one register tile) are ints.
 
@@ -21,6 +24,11 @@ import numpy
 ctypedef fused floating:
     float
     double
+
+cdef extern from "flush_denormal.h" nogil:
+    int FC_FLUSH_DENORMAL
+    unsigned fc_mxcsr_enter(int flush)
+    void fc_mxcsr_leave(unsigned saved)
 
 cdef extern from "microkernels.h" nogil:
     int FASTCONV_OPENMP
@@ -60,6 +68,8 @@ cdef enum:
 OPENMP = bool(FASTCONV_OPENMP)
 BUILD_FLAGS = FASTCONV_BUILD_FLAGS.decode()
 VECTOR_BYTES = FC_VBYTES
+# This build can flush denormals to zero (x86: FTZ and DAZ in MXCSR).
+FLUSH_DENORMAL = bool(FC_FLUSH_DENORMAL)
 
 
 def omp_max_threads():
@@ -190,7 +200,7 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
             const floating[::1] bias, floating[:, :, :, ::1] out,
             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t dilation_h,
             Py_ssize_t dilation_w, Py_ssize_t pad_top, Py_ssize_t pad_left, bint relu,
-            int num_threads):
+            int num_threads, bint flush_denormal):
     """out[n, oh, ow, :] = sum over the window of src on the padded, dilated grid.
 
     ``src`` (N, H, W, C); ``weights`` (KH, KW, C, COP) and ``bias`` (COP,)
@@ -199,6 +209,7 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
     The virtual input is ``src`` with ``dilation - 1`` zeros between
     neighbours and ``pad_top``/``pad_left`` zeros before the first row/column.
     """
+    cdef unsigned saved
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
     cdef Py_ssize_t batch = out.shape[0], out_h = out.shape[1], out_w = out.shape[2]
     cdef Py_ssize_t total = batch * out_h * out_w, tiles, t, r
@@ -215,28 +226,36 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
         if num_threads == 1:
             with nogil:
                 for t in range(tiles):
+                    saved = fc_mxcsr_enter(flush_denormal)
                     forward_direct_tile(src, t * FC_MAX_PIXELS,
                                         <int>min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS), out_h,
                                         out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
+                    fc_mxcsr_leave(saved)
         else:
             for t in prange(tiles, nogil=True, num_threads=num_threads, schedule="static"):
+                saved = fc_mxcsr_enter(flush_denormal)
                 forward_direct_tile(src, t * FC_MAX_PIXELS,
                                     <int>min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS), out_h,
                                     out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
+                fc_mxcsr_leave(saved)
         return
     bufs = _scratch(src, num_threads, gather_elements(weights.shape[0], out_w, stride_w,
                                                       kernel_w, src.shape[3]))
     if num_threads == 1:
         with nogil:
             for r in range(batch * out_h):
+                saved = fc_mxcsr_enter(flush_denormal)
                 forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
                                    dilation_w, pad_top, pad_left, weights, bias_ptr, relu, out,
                                    &bufs[0, 0])
+                fc_mxcsr_leave(saved)
     else:
         for r in prange(batch * out_h, nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
             forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
                                dilation_w, pad_top, pad_left, weights, bias_ptr, relu, out,
                                &bufs[threadid(), 0])
+            fc_mxcsr_leave(saved)
 
 
 cdef _scratch(const floating[:, :, :, ::1] like, int num_threads, Py_ssize_t size):
@@ -333,7 +352,7 @@ cpdef Py_ssize_t padded_elements(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t 
 def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
                     floating[:, :, ::1] dk_parts, Py_ssize_t stride_h, Py_ssize_t stride_w,
                     Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
-                    Py_ssize_t kernel_w, int num_threads):
+                    Py_ssize_t kernel_w, int num_threads, bint flush_denormal):
     """dk_parts[p] = the kernel and bias gradients of part p of the images.
 
     ``src`` (N, H, W, C); ``dy`` (N, OH, OW, COP), its channels zero-padded
@@ -344,6 +363,7 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
     out, so the parts, and their sum, depend on P and not on the thread
     count.  A part's images are read in chunks small enough to stay in cache.
     """
+    cdef unsigned saved
     cdef Py_ssize_t parts = dk_parts.shape[0], batch = src.shape[0], p
     cdef Py_ssize_t padded_h = (dy.shape[1] - 1) * stride_h + kernel_h
     cdef Py_ssize_t padded_w = (dy.shape[2] - 1) * stride_w + kernel_w
@@ -365,14 +385,18 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
     if threads == 1:
         with nogil:
             for p in range(parts):
+                saved = fc_mxcsr_enter(flush_denormal)
                 wgrad_part(src, dy, &dk_parts[p, 0, 0], p * batch // parts,
                            (p + 1) * batch // parts, chunk, stride_h, stride_w, pad_top, pad_left,
                            kernel_h, kernel_w, NULL if direct else &bufs[0, 0])
+                fc_mxcsr_leave(saved)
     else:
         for p in prange(parts, nogil=True, num_threads=threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
             wgrad_part(src, dy, &dk_parts[p, 0, 0], p * batch // parts,
                        (p + 1) * batch // parts, chunk, stride_h, stride_w, pad_top, pad_left,
                        kernel_h, kernel_w, NULL if direct else &bufs[threadid(), 0])
+            fc_mxcsr_leave(saved)
 
 
 def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out,

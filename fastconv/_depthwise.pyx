@@ -22,6 +22,10 @@ ctypedef fused floating:
     float
     double
 
+cdef extern from "flush_denormal.h" nogil:
+    unsigned fc_mxcsr_enter(int flush)
+    void fc_mxcsr_leave(unsigned saved)
+
 
 cdef inline void window_taps(Py_ssize_t o, Py_ssize_t stride, Py_ssize_t dilation,
                              Py_ssize_t pad, Py_ssize_t size, Py_ssize_t taps,
@@ -74,21 +78,26 @@ cdef void forward_row(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] kernel,
             const floating[::1] bias, floating[:, :, :, ::1] out, Py_ssize_t stride_h,
             Py_ssize_t stride_w, Py_ssize_t dilation_h, Py_ssize_t dilation_w,
-            Py_ssize_t pad_top, Py_ssize_t pad_left, int num_threads):
+            Py_ssize_t pad_top, Py_ssize_t pad_left, int num_threads, bint flush_denormal):
     """out (N, OH, OW, C * M) = the depthwise convolution of x (N, H, W, C)
     with kernel (KH, KW, C, M), plus bias (C * M,) unless it is None."""
+    cdef unsigned saved
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
     cdef Py_ssize_t out_h = out.shape[1], r
     if num_threads == 1:
         with nogil:
             for r in range(out.shape[0] * out_h):
+                saved = fc_mxcsr_enter(flush_denormal)
                 forward_row(x, kernel, bias_ptr, out, r // out_h, r % out_h, stride_h, stride_w,
                             dilation_h, dilation_w, pad_top, pad_left)
+                fc_mxcsr_leave(saved)
     else:
         for r in prange(out.shape[0] * out_h, nogil=True, num_threads=num_threads,
                         schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
             forward_row(x, kernel, bias_ptr, out, r // out_h, r % out_h, stride_h, stride_w,
                         dilation_h, dilation_w, pad_top, pad_left)
+            fc_mxcsr_leave(saved)
 
 
 cdef void kernel_gradient_image(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
@@ -124,7 +133,7 @@ def kernel_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                     floating[:, ::1] parts, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                     Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t dilation_h,
                     Py_ssize_t dilation_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                    int num_threads):
+                    int num_threads, bint flush_denormal):
     """parts[p] += the kernel and bias gradients of part p of the images.
 
     ``parts`` (P, (KH * KW + 1) * C * M), zeroed by the caller and summed
@@ -132,18 +141,23 @@ def kernel_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     flattened, then the bias gradient (C * M,).  Part p covers the images
     [p * N // P, (p + 1) * N // P); the threads share the parts out, so the
     parts, and their sum, depend on P and not on the thread count."""
+    cdef unsigned saved
     cdef Py_ssize_t count = parts.shape[0], batch = x.shape[0], p, n
     if num_threads == 1:
         with nogil:
             for p in range(count):
+                saved = fc_mxcsr_enter(flush_denormal)
                 for n in range(p * batch // count, (p + 1) * batch // count):
                     kernel_gradient_image(x, dy, &parts[p, 0], kernel_h, kernel_w, n, stride_h,
                                           stride_w, dilation_h, dilation_w, pad_top, pad_left)
+                fc_mxcsr_leave(saved)
     else:
         for p in prange(count, nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
             for n in range(p * batch // count, (p + 1) * batch // count):
                 kernel_gradient_image(x, dy, &parts[p, 0], kernel_h, kernel_w, n, stride_h,
                                       stride_w, dilation_h, dilation_w, pad_top, pad_left)
+            fc_mxcsr_leave(saved)
 
 
 cdef void input_gradient_image(const floating[:, :, :, ::1] kernel,
@@ -186,16 +200,21 @@ cdef void input_gradient_image(const floating[:, :, :, ::1] kernel,
 def input_gradient(const floating[:, :, :, ::1] kernel, const floating[:, :, :, ::1] dy,
                    floating[:, :, :, ::1] dx, Py_ssize_t stride_h, Py_ssize_t stride_w,
                    Py_ssize_t dilation_h, Py_ssize_t dilation_w, Py_ssize_t pad_top,
-                   Py_ssize_t pad_left, int num_threads):
+                   Py_ssize_t pad_left, int num_threads, bint flush_denormal):
     """dx (N, H, W, C) = the gradient of ``forward`` with respect to x, given
     dy (N, OH, OW, C * M).  Images are independent, so threads share them out."""
+    cdef unsigned saved
     cdef Py_ssize_t n
     if num_threads == 1:
         with nogil:
             for n in range(dx.shape[0]):
+                saved = fc_mxcsr_enter(flush_denormal)
                 input_gradient_image(kernel, dy, dx, n, stride_h, stride_w, dilation_h, dilation_w,
                                      pad_top, pad_left)
+                fc_mxcsr_leave(saved)
     else:
         for n in prange(dx.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
             input_gradient_image(kernel, dy, dx, n, stride_h, stride_w, dilation_h, dilation_w,
                                  pad_top, pad_left)
+            fc_mxcsr_leave(saved)

@@ -19,6 +19,10 @@ ctypedef fused floating:
     float
     double
 
+cdef extern from "flush_denormal.h" nogil:
+    unsigned fc_mxcsr_enter(int flush)
+    void fc_mxcsr_leave(unsigned saved)
+
 cdef extern from "microkernels.h" nogil:
     void pool_max_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
                       Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, float *out)
@@ -59,20 +63,25 @@ cdef void pool_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
 
 def forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t pool_h,
             Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-            Py_ssize_t pad_left, int num_threads):
+            Py_ssize_t pad_left, int num_threads, bint flush_denormal):
     """out (N, OH, OW, C) = window maxima of x (N, H, W, C)."""
+    cdef unsigned saved
     cdef Py_ssize_t rows = out.shape[0] * out.shape[1], r, out_h = out.shape[1]
     if out.shape[2] == 0:
         return
     if num_threads == 1:
         with nogil:
             for r in range(rows):
+                saved = fc_mxcsr_enter(flush_denormal)
                 pool_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
                          pad_top, pad_left)
+                fc_mxcsr_leave(saved)
     else:
         for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
             pool_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
                      pad_top, pad_left)
+            fc_mxcsr_leave(saved)
 
 
 cdef void zero_uncovered(floating *image, Py_ssize_t height, Py_ssize_t width,
@@ -128,17 +137,22 @@ cdef void unpool_image(const floating[:, :, :, ::1] x, const floating[:, :, :, :
 def backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
              floating[:, :, :, ::1] dx, Py_ssize_t pool_h, Py_ssize_t pool_w,
              Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-             int num_threads):
+             int num_threads, bint flush_denormal):
     """dx (N, H, W, C) = dy routed to each window's maximum.  Images are
     independent, so threads share them out."""
+    cdef unsigned saved
     cdef Py_ssize_t n
     if num_threads == 1:
         with nogil:
             for n in range(x.shape[0]):
+                saved = fc_mxcsr_enter(flush_denormal)
                 unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+                fc_mxcsr_leave(saved)
     else:
         for n in prange(x.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
             unpool_image(x, dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+            fc_mxcsr_leave(saved)
 
 
 cdef void average_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
@@ -172,19 +186,24 @@ cdef void average_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out
 def average_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                     Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h,
                     Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                    int num_threads):
+                    int num_threads, bint flush_denormal):
     """out (N, OH, OW, C) = window averages of x (N, H, W, C)."""
+    cdef unsigned saved
     cdef Py_ssize_t out_h = out.shape[1], r
     if num_threads == 1:
         with nogil:
             for r in range(out.shape[0] * out_h):
+                saved = fc_mxcsr_enter(flush_denormal)
                 average_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
                             pad_top, pad_left)
+                fc_mxcsr_leave(saved)
     else:
         for r in prange(out.shape[0] * out_h, nogil=True, num_threads=num_threads,
                         schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
             average_row(x, out, r // out_h, r % out_h, pool_h, pool_w, stride_h, stride_w,
                         pad_top, pad_left)
+            fc_mxcsr_leave(saved)
 
 
 cdef void spread_image(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
@@ -216,14 +235,19 @@ cdef void spread_image(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] d
 def average_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
                      Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h,
                      Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                     int num_threads):
+                     int num_threads, bint flush_denormal):
     """dx (N, H, W, C) = the gradient of average_forward given dy (N, OH, OW, C).
     Images are independent, so threads share them out."""
+    cdef unsigned saved
     cdef Py_ssize_t n
     if num_threads == 1:
         with nogil:
             for n in range(dx.shape[0]):
+                saved = fc_mxcsr_enter(flush_denormal)
                 spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+                fc_mxcsr_leave(saved)
     else:
         for n in prange(dx.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
             spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+            fc_mxcsr_leave(saved)

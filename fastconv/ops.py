@@ -45,7 +45,7 @@ from ._checks import (
     check_pool,
     group_channels,
 )
-from ._kernels import _conv, _depthwise, _pool
+from ._kernels import _conv, _cpu, _depthwise, _pool
 
 # Threads: the count follows the OpenMP runtime (OMP_NUM_THREADS, or
 # threadpoolctl's limits) until set_num_threads pins it.  It never exceeds
@@ -93,6 +93,35 @@ def get_num_threads():
                           f"fastconv runs at most {max_threads()} ({THREADS_PER_CPU} per CPU "
                           "this process may use)")
     return min(runtime, max_threads())
+
+
+# Flush-to-zero of denormal floats in the compiled kernels (off until
+# set_flush_denormal turns it on); passed to every kernel call.
+_flush_denormal = False
+
+
+def set_flush_denormal(mode):
+    """Whether the compiled kernels read denormal floats as zero and flush
+    denormal results to zero (as ``torch.set_flush_denormal``): denormal
+    arithmetic runs about 100x slower.  ``mode`` is a bool; off by default.
+
+    Returns True when this CPU supports it (x86 with SSE3), else False and
+    the call has no effect.  The mode holds inside the kernels only (FTZ
+    and DAZ in each kernel thread's MXCSR, restored on return): NumPy and
+    other code keep IEEE denormals."""
+    global _flush_denormal
+    if not isinstance(mode, (bool, np.bool_)):
+        raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
+    if not (_conv.FLUSH_DENORMAL and _cpu.supports("sse3")):
+        return False
+    _flush_denormal = bool(mode)
+    return True
+
+
+def get_flush_denormal():
+    """True when the compiled kernels flush denormals to zero (see
+    ``set_flush_denormal``)."""
+    return _flush_denormal
 
 
 def _warn_once(key, message):
@@ -374,7 +403,7 @@ def _forward(x, kernel, bias, geo, relu, y):
     _check_gather(kernel.shape, y.shape[2], geo.stride_w, x.shape[3])
     threads = _threads_for(y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2])
     _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, geo.stride_h, geo.stride_w,
-                  1, 1, geo.pad_top, geo.pad_left, relu, threads)
+                  1, 1, geo.pad_top, geo.pad_left, relu, threads, _flush_denormal)
 
 
 def _check_gather(kernel_shape, out_w, stride_w, channels):
@@ -407,7 +436,7 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
         parts = _workspace.get("parts", (_gradient_parts(x.shape[0]), kh * kw * cin + 1,
                                          padded_dy.shape[3]), x.dtype)
         _conv.weight_gradient(x, padded_dy, parts, geo.stride_h, geo.stride_w, geo.pad_top,
-                              geo.pad_left, kh, kw, threads)
+                              geo.pad_left, kh, kw, threads, _flush_denormal)
         summed = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
         dkernel[...] = summed[:-1, :cout].reshape(kernel.shape)
         dbias[...] = summed[-1, :cout]
@@ -419,7 +448,7 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     np.copyto(flipped, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
     _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, 1, 1,
                   geo.stride_h, geo.stride_w, kh - 1 - geo.pad_top, kw - 1 - geo.pad_left,
-                  False, threads)
+                  False, threads, _flush_denormal)
 
 
 def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid",
@@ -437,7 +466,8 @@ def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="vali
                                                     dilation_rate)
         return y
     _depthwise.forward(x, kernel, bias, y, geo.stride_h, geo.stride_w, geo.dilation_h,
-                       geo.dilation_w, geo.pad_top, geo.pad_left, _threads_for(y.size * kh * kw))
+                       geo.dilation_w, geo.pad_top, geo.pad_left, _threads_for(y.size * kh * kw),
+                       _flush_denormal)
     return y
 
 
@@ -465,7 +495,7 @@ def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
     parts.fill(0)
     _depthwise.kernel_gradient(x, dy, parts, kh, kw, geo.stride_h, geo.stride_w,
                                geo.dilation_h, geo.dilation_w, geo.pad_top, geo.pad_left,
-                               threads)
+                               threads, _flush_denormal)
     summed = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
     dkernel[...] = summed[:-width].reshape(kernel.shape)
     dbias[...] = summed[-width:]
@@ -474,7 +504,8 @@ def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
                                                            dilation_rate, compute_dx=False)[1]
     if compute_dx:
         _depthwise.input_gradient(kernel, dy, dx, geo.stride_h, geo.stride_w, geo.dilation_h,
-                                  geo.dilation_w, geo.pad_top, geo.pad_left, threads)
+                                  geo.dilation_w, geo.pad_top, geo.pad_left, threads,
+                                  _flush_denormal)
     return dx, dkernel, dbias
 
 
@@ -483,7 +514,7 @@ def max_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=N
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype, (x,))
     _pool.forward(x, y, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                  geo.pad_top, geo.pad_left, _threads_for(x.size))
+                  geo.pad_top, geo.pad_left, _threads_for(x.size), _flush_denormal)
     return y
 
 
@@ -495,7 +526,7 @@ def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     dy = check_output_gradient(dy, x, x.shape[3], geo)
     dx = check_out(out, "out", x.shape, x.dtype, (x, dy))
     _pool.backward(x, dy, dx, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                   geo.pad_top, geo.pad_left, _threads_for(x.size))
+                   geo.pad_top, geo.pad_left, _threads_for(x.size), _flush_denormal)
     return dx
 
 
@@ -505,9 +536,9 @@ def avg_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=N
     as TensorFlow and Keras do."""
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype, (x,))
+    threads = _threads_for(y.size * pool_size[0] * pool_size[1])
     _pool.average_forward(x, y, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                          geo.pad_top, geo.pad_left, _threads_for(y.size * pool_size[0]
-                                                                  * pool_size[1]))
+                          geo.pad_top, geo.pad_left, threads, _flush_denormal)
     return y
 
 
@@ -517,9 +548,9 @@ def avg_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     dy = check_output_gradient(dy, x, x.shape[3], geo)
     dx = check_out(out, "out", x.shape, x.dtype, (x, dy))
+    threads = _threads_for(dy.size * pool_size[0] * pool_size[1])
     _pool.average_backward(dy, dx, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                           geo.pad_top, geo.pad_left, _threads_for(dy.size * pool_size[0]
-                                                                   * pool_size[1]))
+                           geo.pad_top, geo.pad_left, threads, _flush_denormal)
     return dx
 
 

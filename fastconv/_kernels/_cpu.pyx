@@ -17,7 +17,8 @@ cdef extern from *:
         __builtin_cpu_init();
     #define FC_FEATURE(name) \\
         if (strcmp(feature, name) == 0) return __builtin_cpu_supports(name) != 0;
-        FC_FEATURE("avx2") FC_FEATURE("fma") FC_FEATURE("avx512f") FC_FEATURE("avx512bw")
+        FC_FEATURE("sse3") FC_FEATURE("avx2") FC_FEATURE("fma") FC_FEATURE("avx512f")
+        FC_FEATURE("avx512bw")
         FC_FEATURE("avx512cd") FC_FEATURE("avx512dq") FC_FEATURE("avx512vl")
     #undef FC_FEATURE
     #endif
@@ -29,7 +30,7 @@ cdef extern from *:
 
 
 def supports(str feature):
-    """True if this CPU and OS support ``feature`` ('avx2', 'fma', 'avx512f',
+    """True if this CPU and OS support ``feature`` ('sse3', 'avx2', 'fma', 'avx512f',
     'avx512bw', 'avx512cd', 'avx512dq' or 'avx512vl'); ValueError for a
     feature this build cannot test."""
     result = fc_cpu_supports(feature.encode())
