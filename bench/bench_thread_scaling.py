@@ -55,10 +55,11 @@ REPEAT = 30
 BUDGET_S = 1.0  # per timing
 
 
-def layer_calls(rng, batch, image, cout):
+def layer_calls(rng, batch, image, cout, compute_dx):
     """(forward, backward, forward work, backward work) of one layer at
     ``batch``: closures and the work ``ops._threads_for`` sizes the team by.
-    The first convolution computes no input gradient, as in training."""
+    ``compute_dx``: whether a convolution's backward pass computes the input
+    gradient (a first layer's does not, in training)."""
     x = rng.standard_normal((batch,) + image, dtype=np.float32)
     if cout is None:
         y = ops.max_pool2d_forward(x)
@@ -69,7 +70,6 @@ def layer_calls(rng, batch, image, cout):
     bias = np.zeros(cout, np.float32)
     y = ops.conv2d_forward(x, kernel, bias)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
-    compute_dx = image[2] > 3
     work = y.size * 9 * image[2]
     return (lambda: ops.conv2d_forward(x, kernel, bias, activation="relu"),
             lambda: ops.conv2d_backward(x, kernel, dy, compute_dx=compute_dx), work, work)
@@ -83,13 +83,15 @@ def best_ms(fn):
 
 
 def threads_used(threads, work):
+    """The threads ``ops._threads_for`` runs for ``work`` when ``threads`` are set."""
     return max(1, min(threads, work // ops.MIN_WORK_PER_THREAD))
 
 
-def time_layer(rng, batch, image, cout, threads):
-    """(forward ms, backward ms, threads used forward, backward) on ``threads``."""
+def time_layer(rng, layer, batch, threads):
+    """(forward ms, backward ms, threads used forward, backward) of ``layer``,
+    an (input image, output channels, input gradient?) triple, on ``threads``."""
     fastconv.set_num_threads(threads)
-    forward, backward, fwd_work, bwd_work = layer_calls(rng, batch, image, cout)
+    forward, backward, fwd_work, bwd_work = layer_calls(rng, batch, *layer)
     return (best_ms(forward), best_ms(backward),
             threads_used(threads, fwd_work), threads_used(threads, bwd_work))
 
@@ -99,12 +101,13 @@ def scaling_rows(rng):
     batch): rates per thread and efficiency, forward and backward."""
     rows = []
     for model, (whole, layers) in MODELS.items():
-        for layer, (image, cout) in layers.items():
+        for index, (layer, (image, cout)) in enumerate(layers.items()):
+            shape = (image, cout, index > 0)
             runs = [(f"{s} ({SHARES[s]})", s, 2 * s) for s in SHARES]
             runs.append((f"whole batch {whole}", whole, whole))
             for label, batch1, batch2 in runs:
-                fwd1, bwd1, _, _ = time_layer(rng, batch1, image, cout, 1)
-                fwd2, bwd2, used_fwd, used_bwd = time_layer(rng, batch2, image, cout, 2)
+                fwd1, bwd1, _, _ = time_layer(rng, shape, batch1, 1)
+                fwd2, bwd2, used_fwd, used_bwd = time_layer(rng, shape, batch2, 2)
                 rows.append([model, layer, label]
                             + pass_cells(batch1, fwd1, batch2, fwd2, used_fwd)
                             + pass_cells(batch1, bwd1, batch2, bwd2, used_bwd))
@@ -120,13 +123,13 @@ def pass_cells(batch1, ms1, batch2, ms2, used):
 
 def reduction_rows():
     """The serial sum of the 16 weight-gradient parts of each convolution."""
+    floats_per_vector = fastconv.build_info()["vector_bytes"] // 4
     rows = []
     for model, (_, layers) in MODELS.items():
         for layer, (image, cout) in layers.items():
             if cout is None:
                 continue
-            lanes = fastconv.build_info().get("vector_bytes") or 64
-            padded = -(-cout * 4 // lanes) * lanes // 4
+            padded = -(-cout // floats_per_vector) * floats_per_vector
             parts = np.ones((ops.GRADIENT_PARTS, 9 * image[2] + 1, padded), np.float32)
             ms = best_ms(lambda parts=parts: np.sum(parts, axis=0))
             rows.append([model, layer, f"{parts.nbytes / 1e6:.2f}", f"{ms:.3f}"])
