@@ -174,7 +174,10 @@ def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
                            (x, kernel, dy, dk_out, db_out), allocate=False)
     padded = _pad(x, (kh, kw), geo)
     dy_split = dy.reshape(dy.shape[:3] + (channels, multiplier))
-    dkernel = np.einsum("nyxijc,nyxcm->ijcm", _windows(padded, (kh, kw), geo), dy_split)
+    if len(x):
+        dkernel = np.einsum("nyxijc,nyxcm->ijcm", _windows(padded, (kh, kw), geo), dy_split)
+    else:  # numpy's einsum may leave a sum over no images uninitialised
+        dkernel = np.zeros(kernel.shape, x.dtype)
     dbias = dy.sum(axis=(0, 1, 2))
     dx = None
     if compute_dx:
