@@ -299,18 +299,31 @@ class Trainer:
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=batches.steps)
         callback_list.on_predict_begin()
-        results = [[] for _ in self.outputs]
+        # Arrays: the outputs go straight into arrays of the known size; a
+        # stream's batches are kept and joined at the end.
+        known = getattr(batches, "samples", None)
+        if known is not None:
+            count = min(known, batches.steps * batch_size)
+            results = [np.empty((count,) + tuple(t.shape[1:]), self.dtype) for t in self.outputs]
+        else:
+            results = [[] for _ in self.outputs]
+        start = 0
         for step, (x_batch,) in enumerate(batches.epoch()):
             callback_list.on_predict_batch_begin(step)
             outputs = self._forward(x_batch)
             for result, output in zip(results, outputs):
-                result.append(output.copy())
+                if known is not None:
+                    result[start:start + len(output)] = output
+                else:
+                    result.append(output.copy())
+            start += len(outputs[0])
             callback_list.on_predict_batch_end(
                 step, {"outputs": outputs[0] if len(outputs) == 1 else outputs})
         callback_list.on_predict_end()
-        results = [np.concatenate(parts) if parts else
-                   np.empty((0,) + tuple(t.shape[1:]), self.dtype)
-                   for parts, t in zip(results, self.outputs)]
+        if known is None:
+            results = [np.concatenate(parts) if parts else
+                       np.empty((0,) + tuple(t.shape[1:]), self.dtype)
+                       for parts, t in zip(results, self.outputs)]
         return results[0] if self._single_output else results
 
     def fit_generator(self, generator, *args, **kwargs):
