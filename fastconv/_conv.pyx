@@ -16,49 +16,15 @@ number of vectors (``VECTOR_BYTES`` each); the register tiles in
 ``microkernels.h`` compute blocks of one or two vectors of output channels.
 """
 
+from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
+from microkernels cimport (FASTCONV_BUILD_FLAGS, FASTCONV_OPENMP, FC_FLUSH_DENORMAL,
+                          FC_MAX_PIXELS, FC_MAX_ROWS, FC_MAX_VECS, FC_VBYTES, fc_mxcsr_enter,
+                          fc_mxcsr_leave, fc_omp_max_threads, forward_tile, wgrad_tile)
+
 import numpy
-
-ctypedef fused floating:
-    float
-    double
-
-cdef extern from "flush_denormal.h" nogil:
-    int FC_FLUSH_DENORMAL
-    unsigned fc_mxcsr_enter(int flush)
-    void fc_mxcsr_leave(unsigned saved)
-
-cdef extern from "microkernels.h" nogil:
-    int FASTCONV_OPENMP
-    const char *FASTCONV_BUILD_FLAGS
-    enum:
-        FC_MAX_PIXELS
-        FC_MAX_ROWS
-        FC_VBYTES
-        FC_MAX_VECS
-    int fc_omp_max_threads()
-    void forward_tile_f32(int npix, int nvec, const float **pixels, Py_ssize_t row_pitch,
-                          Py_ssize_t kh_lo, Py_ssize_t kh_hi, Py_ssize_t width,
-                          const float *weights,
-                          Py_ssize_t w_pitch, const float *bias, int relu, float *out,
-                          Py_ssize_t out_pitch, int ncols)
-    void forward_tile_f64(int npix, int nvec, const double **pixels, Py_ssize_t row_pitch,
-                          Py_ssize_t kh_lo, Py_ssize_t kh_hi, Py_ssize_t width,
-                          const double *weights,
-                          Py_ssize_t w_pitch, const double *bias, int relu, double *out,
-                          Py_ssize_t out_pitch, int ncols)
-    void wgrad_tile_f32(int nrows, int nvec, const float **rows, Py_ssize_t row_pitch,
-                        Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
-                        Py_ssize_t out_h, Py_ssize_t out_w, const float *dy,
-                        Py_ssize_t dy_pitch, float *dkernel,
-                        Py_ssize_t dk_pitch)
-    void wgrad_tile_f64(int nrows, int nvec, const double **rows, Py_ssize_t row_pitch,
-                        Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
-                        Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
-                        Py_ssize_t dy_pitch, double *dkernel,
-                        Py_ssize_t dk_pitch)
 
 cdef enum:
     # The weight gradient sums over chunks of images whose inputs and output
@@ -77,19 +43,6 @@ def omp_max_threads():
     parallel region (OMP_NUM_THREADS, or what ``omp_set_num_threads`` -- as
     threadpoolctl calls it -- last set); 1 without OpenMP."""
     return fc_omp_max_threads()
-
-
-cdef inline void forward_tile(int npix, int nvec, const floating **pixels, Py_ssize_t row_pitch,
-                              Py_ssize_t kh_lo, Py_ssize_t kh_hi, Py_ssize_t width,
-                              const floating *weights, Py_ssize_t w_pitch,
-                              const floating *bias, bint relu, floating *out,
-                              Py_ssize_t out_pitch, int ncols) noexcept nogil:
-    if floating is float:
-        forward_tile_f32(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, weights, w_pitch,
-                         bias, relu, out, out_pitch, ncols)
-    else:
-        forward_tile_f64(npix, nvec, pixels, row_pitch, kh_lo, kh_hi, width, weights, w_pitch,
-                         bias, relu, out, out_pitch, ncols)
 
 
 cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch,
@@ -261,19 +214,6 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
 cdef _scratch(const floating[:, :, :, ::1] like, int num_threads, Py_ssize_t size):
     """One scratch row of ``size`` elements per thread, of ``like``'s dtype."""
     return numpy.empty((max(num_threads, 1), max(size, 1)), dtype=numpy.asarray(like).dtype)
-
-
-cdef inline void wgrad_tile(int nrows, int nvec, const floating **rows, Py_ssize_t row_pitch,
-                            Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
-                            Py_ssize_t out_h, Py_ssize_t out_w, const floating *dy,
-                            Py_ssize_t dy_pitch, floating *dkernel,
-                            Py_ssize_t dk_pitch) noexcept nogil:
-    if floating is float:
-        wgrad_tile_f32(nrows, nvec, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, out_w,
-                       dy, dy_pitch, dkernel, dk_pitch)
-    else:
-        wgrad_tile_f64(nrows, nvec, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, out_w,
-                       dy, dy_pitch, dkernel, dk_pitch)
 
 
 cdef void wgrad_images(const floating *images, Py_ssize_t image_h, Py_ssize_t image_w,

@@ -15,16 +15,11 @@ threads; with one thread, as plain loops that enter no OpenMP parallel
 region (see ``_conv``).  Indices and sizes are Py_ssize_t (64-bit).
 """
 
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
 
-ctypedef fused floating:
-    float
-    double
-
-cdef extern from "flush_denormal.h" nogil:
-    unsigned fc_mxcsr_enter(int flush)
-    void fc_mxcsr_leave(unsigned saved)
+from microkernels cimport fc_mxcsr_enter, fc_mxcsr_leave
 
 
 cdef inline void window_taps(Py_ssize_t o, Py_ssize_t stride, Py_ssize_t dilation,

@@ -12,28 +12,11 @@ Indices and sizes are Py_ssize_t (64-bit).  With one thread a kernel runs
 as a plain loop that enters no OpenMP parallel region (see ``_conv``).
 """
 
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
 
-ctypedef fused floating:
-    float
-    double
-
-cdef extern from "flush_denormal.h" nogil:
-    unsigned fc_mxcsr_enter(int flush)
-    void fc_mxcsr_leave(unsigned saved)
-
-cdef extern from "microkernels.h" nogil:
-    void pool_max_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
-                      Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, float *out)
-    void pool_max_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
-                      Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, double *out)
-    void pool_route_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
-                        Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, const float *dy,
-                        float *dx, int accumulate)
-    void pool_route_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
-                        Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, const double *dy,
-                        double *dx, int accumulate)
+from microkernels cimport fc_mxcsr_enter, fc_mxcsr_leave, pool_max, pool_route
 
 
 cdef inline void window(Py_ssize_t o, Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t size,
@@ -53,12 +36,8 @@ cdef void pool_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
     window(oh, stride_h, pad_top, x.shape[1], pool_h, &h_lo, &h_hi)
     for ow in range(out.shape[2]):
         window(ow, stride_w, pad_left, x.shape[2], pool_w, &w_lo, &w_hi)
-        if floating is float:
-            pool_max_f32(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo, w_hi - w_lo,
-                         channels, &out[n, oh, ow, 0])
-        else:
-            pool_max_f64(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo, w_hi - w_lo,
-                         channels, &out[n, oh, ow, 0])
+        pool_max(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo, w_hi - w_lo, channels,
+                 &out[n, oh, ow, 0])
 
 
 def forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t pool_h,
@@ -124,14 +103,8 @@ cdef void unpool_image(const floating[:, :, :, ::1] x, const floating[:, :, :, :
         window(oh, stride_h, pad_top, height, pool_h, &h_lo, &h_hi)
         for ow in range(out_w):
             window(ow, stride_w, pad_left, width, pool_w, &w_lo, &w_hi)
-            if floating is float:
-                pool_route_f32(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo,
-                               w_hi - w_lo, channels, &dy[n, oh, ow, 0], &dx[n, h_lo, w_lo, 0],
-                               not tiled)
-            else:
-                pool_route_f64(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo,
-                               w_hi - w_lo, channels, &dy[n, oh, ow, 0], &dx[n, h_lo, w_lo, 0],
-                               not tiled)
+            pool_route(&x[n, h_lo, w_lo, 0], row_pitch, channels, h_hi - h_lo, w_hi - w_lo,
+                       channels, &dy[n, oh, ow, 0], &dx[n, h_lo, w_lo, 0], not tiled)
 
 
 def backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
