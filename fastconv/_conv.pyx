@@ -34,6 +34,11 @@ cdef enum:
 OPENMP = bool(FASTCONV_OPENMP)
 BUILD_FLAGS = FASTCONV_BUILD_FLAGS.decode()
 VECTOR_BYTES = FC_VBYTES
+# The largest register tiles: output pixels of a forward tile, kernel rows
+# (kh, kw, ci) of a weight-gradient tile, vectors of output channels of both.
+TILE_PIXELS = FC_MAX_PIXELS
+TILE_ROWS = FC_MAX_ROWS
+TILE_VECTORS = FC_MAX_VECS
 # This build can flush denormals to zero (x86: FTZ and DAZ in MXCSR).
 FLUSH_DENORMAL = bool(FC_FLUSH_DENORMAL)
 

@@ -70,16 +70,13 @@ FC_NAME(forward_tile)(int npix, int nvec, const FC_T *const *pixels, ptrdiff_t r
                       ptrdiff_t w_pitch, const FC_T *bias, int relu, FC_T *out,
                       ptrdiff_t out_pitch, int ncols)
 {
-#define FC_CASE(P, V) case (P) * 4 + (V): \
+#define FC_CASE(P, V) case FC_TILE_KEY(P, V): \
     FC_NAME(forward_tile_fixed)(P, V, pixels, row_pitch, kh_lo, kh_hi, width, \
                                 weights, w_pitch, bias, relu, out, out_pitch, ncols); break;
-    switch (npix * 4 + nvec) {
-        FC_CASE(1, 1) FC_CASE(2, 1) FC_CASE(3, 1) FC_CASE(4, 1)
-        FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(1, 2) FC_CASE(2, 2)
-        FC_CASE(3, 2) FC_CASE(4, 2) FC_CASE(5, 2) FC_CASE(6, 2)
-#if FC_MAX_PIXELS > 6
-        FC_CASE(7, 1) FC_CASE(8, 1) FC_CASE(7, 2) FC_CASE(8, 2)
-#endif
+    switch (FC_TILE_KEY(npix, nvec)) {
+        FC_FORWARD_TILES(FC_CASE)
+    default:  /* a tile size without code: stop rather than leave outputs unwritten */
+        __builtin_trap();
     }
 #undef FC_CASE
 }
@@ -134,18 +131,13 @@ FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *const *rows, ptrdiff_t row_
                     ptrdiff_t out_w,
                     const FC_T *dy, ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
 {
-#define FC_CASE(R, V) case (R) * 4 + (V): \
+#define FC_CASE(R, V) case FC_TILE_KEY(R, V): \
     FC_NAME(wgrad_tile_fixed)(R, V, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, \
                               out_w, dy, dy_pitch, dkernel, dk_pitch); break;
-    switch (nrows * 4 + nvec) {
-        FC_CASE(1, 1) FC_CASE(2, 1) FC_CASE(3, 1) FC_CASE(4, 1)
-        FC_CASE(5, 1) FC_CASE(6, 1) FC_CASE(1, 2) FC_CASE(2, 2)
-        FC_CASE(3, 2) FC_CASE(4, 2) FC_CASE(5, 2) FC_CASE(6, 2)
-#if FC_MAX_ROWS > 6
-        FC_CASE(7, 1) FC_CASE(8, 1) FC_CASE(9, 1) FC_CASE(10, 1)
-        FC_CASE(11, 1) FC_CASE(12, 1) FC_CASE(7, 2) FC_CASE(8, 2)
-        FC_CASE(9, 2) FC_CASE(10, 2) FC_CASE(11, 2) FC_CASE(12, 2)
-#endif
+    switch (FC_TILE_KEY(nrows, nvec)) {
+        FC_WGRAD_TILES(FC_CASE)
+    default:  /* a tile size without code: stop rather than leave outputs unwritten */
+        __builtin_trap();
     }
 #undef FC_CASE
 }
