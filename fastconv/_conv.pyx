@@ -1,7 +1,9 @@
 """Compiled Conv2D kernels (NHWC activations, packed weights).
 
 These functions trust their arguments: shapes, dtypes and sizes are checked
-by :mod:`fastconv.ops` before it calls them.  Every loop runs without the
+by :mod:`fastconv.ops` before it calls them.  The arguments after the arrays
+are keyword-only, so that every call names its strides, dilations and
+padding (here and in ``_pool`` and ``_depthwise``).  Every loop runs without the
 GIL and is shared among ``num_threads`` OpenMP threads; with one thread it
 runs as a plain loop that enters no OpenMP parallel region at all, which is
 what a process forked from a parent whose OpenMP threads it lacks can run.
@@ -155,10 +157,10 @@ cpdef Py_ssize_t gather_elements(Py_ssize_t kernel_h, Py_ssize_t out_w, Py_ssize
 
 
 def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weights,
-            const floating[::1] bias, floating[:, :, :, ::1] out,
-            Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t dilation_h,
-            Py_ssize_t dilation_w, Py_ssize_t pad_top, Py_ssize_t pad_left, bint relu,
-            int num_threads, bint flush_denormal):
+            const floating[::1] bias, floating[:, :, :, ::1] out, *, Py_ssize_t stride_h,
+            Py_ssize_t stride_w, Py_ssize_t dilation_h, Py_ssize_t dilation_w,
+            Py_ssize_t pad_top, Py_ssize_t pad_left, bint relu, int num_threads,
+            bint flush_denormal):
     """out[n, oh, ow, :] = sum over the window of src on the padded, dilated grid.
 
     ``src`` (N, H, W, C); ``weights`` (KH, KW, C, COP) and ``bias`` (COP,)
@@ -344,7 +346,7 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
             fc_mxcsr_leave(saved)
 
 
-def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out,
+def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out, *,
                   int num_threads):
     """out = dy where y > 0, else 0 (flat arrays of one length)."""
     cdef Py_ssize_t i

@@ -71,7 +71,7 @@ cdef void forward_row(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
 
 
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] kernel,
-            const floating[::1] bias, floating[:, :, :, ::1] out, Py_ssize_t stride_h,
+            const floating[::1] bias, floating[:, :, :, ::1] out, *, Py_ssize_t stride_h,
             Py_ssize_t stride_w, Py_ssize_t dilation_h, Py_ssize_t dilation_w,
             Py_ssize_t pad_top, Py_ssize_t pad_left, int num_threads, bint flush_denormal):
     """out (N, OH, OW, C * M) = the depthwise convolution of x (N, H, W, C)
@@ -125,7 +125,7 @@ cdef void kernel_gradient_image(const floating[:, :, :, ::1] x, const floating[:
 
 
 def kernel_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
-                    floating[:, ::1] parts, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                    floating[:, ::1] parts, *, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                     Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t dilation_h,
                     Py_ssize_t dilation_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
                     int num_threads, bint flush_denormal):
@@ -193,7 +193,7 @@ cdef void input_gradient_image(const floating[:, :, :, ::1] kernel,
 
 
 def input_gradient(const floating[:, :, :, ::1] kernel, const floating[:, :, :, ::1] dy,
-                   floating[:, :, :, ::1] dx, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                   floating[:, :, :, ::1] dx, *, Py_ssize_t stride_h, Py_ssize_t stride_w,
                    Py_ssize_t dilation_h, Py_ssize_t dilation_w, Py_ssize_t pad_top,
                    Py_ssize_t pad_left, int num_threads, bint flush_denormal):
     """dx (N, H, W, C) = the gradient of ``forward`` with respect to x, given

@@ -40,7 +40,7 @@ cdef void pool_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                  &out[n, oh, ow, 0])
 
 
-def forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t pool_h,
+def forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, *, Py_ssize_t pool_h,
             Py_ssize_t pool_w, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
             Py_ssize_t pad_left, int num_threads, bint flush_denormal):
     """out (N, OH, OW, C) = window maxima of x (N, H, W, C)."""
@@ -108,7 +108,7 @@ cdef void unpool_image(const floating[:, :, :, ::1] x, const floating[:, :, :, :
 
 
 def backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
-             floating[:, :, :, ::1] dx, Py_ssize_t pool_h, Py_ssize_t pool_w,
+             floating[:, :, :, ::1] dx, *, Py_ssize_t pool_h, Py_ssize_t pool_w,
              Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
              int num_threads, bint flush_denormal):
     """dx (N, H, W, C) = dy routed to each window's maximum.  Images are
@@ -156,7 +156,7 @@ cdef void average_row(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out
             acc[c] /= count
 
 
-def average_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+def average_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, *,
                     Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h,
                     Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
                     int num_threads, bint flush_denormal):
@@ -205,7 +205,7 @@ cdef void spread_image(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] d
                         cell[c] += grad[c] / count
 
 
-def average_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
+def average_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx, *,
                      Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride_h,
                      Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
                      int num_threads, bint flush_denormal):

@@ -267,7 +267,7 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     if y is not None:
         masked = _workspace.get("relu_dy", dy.shape, dy.dtype)
         _conv.relu_backward(y.reshape(-1), dy.reshape(-1), masked.reshape(-1),
-                            _threads_for(dy.size))
+                            num_threads=_threads_for(dy.size))
         dy = masked
     finite = np.isfinite(kernel).all()
     compiled_dx = dx if finite else None
@@ -402,8 +402,10 @@ def _forward(x, kernel, bias, geo, relu, y):
         bias = _padded_channels(bias, "bias")
     _check_gather(kernel.shape, y.shape[2], geo.stride_w, x.shape[3])
     threads = _threads_for(y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2])
-    _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, geo.stride_h, geo.stride_w,
-                  1, 1, geo.pad_top, geo.pad_left, relu, threads, _flush_denormal)
+    _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, stride_h=geo.stride_h,
+                  stride_w=geo.stride_w, dilation_h=1, dilation_w=1, pad_top=geo.pad_top,
+                  pad_left=geo.pad_left, relu=relu, num_threads=threads,
+                  flush_denormal=_flush_denormal)
 
 
 def _check_gather(kernel_shape, out_w, stride_w, channels):
@@ -435,8 +437,9 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
         padded_dy = _padded_channels(dy, "dy")
         parts = _workspace.get("parts", (_gradient_parts(x.shape[0]), kh * kw * cin + 1,
                                          padded_dy.shape[3]), x.dtype)
-        _conv.weight_gradient(x, padded_dy, parts, geo.stride_h, geo.stride_w, geo.pad_top,
-                              geo.pad_left, kh, kw, threads, _flush_denormal)
+        _conv.weight_gradient(x, padded_dy, parts, stride_h=geo.stride_h, stride_w=geo.stride_w,
+                              pad_top=geo.pad_top, pad_left=geo.pad_left, kernel_h=kh,
+                              kernel_w=kw, num_threads=threads, flush_denormal=_flush_denormal)
         summed = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
         dkernel[...] = summed[:-1, :cout].reshape(kernel.shape)
         dbias[...] = summed[-1, :cout]
@@ -446,9 +449,10 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     # (kernel - 1 - padding), with the flipped, transposed kernel.
     flipped = _workspace.get("flipped", (kh, kw, cout, cin), x.dtype)
     np.copyto(flipped, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
-    _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, 1, 1,
-                  geo.stride_h, geo.stride_w, kh - 1 - geo.pad_top, kw - 1 - geo.pad_left,
-                  False, threads, _flush_denormal)
+    _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, stride_h=1,
+                  stride_w=1, dilation_h=geo.stride_h, dilation_w=geo.stride_w,
+                  pad_top=kh - 1 - geo.pad_top, pad_left=kw - 1 - geo.pad_left, relu=False,
+                  num_threads=threads, flush_denormal=_flush_denormal)
 
 
 def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid",
@@ -465,9 +469,11 @@ def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="vali
         y[...] = reference.depthwise_conv2d_forward(x, kernel, bias, strides, padding,
                                                     dilation_rate)
         return y
-    _depthwise.forward(x, kernel, bias, y, geo.stride_h, geo.stride_w, geo.dilation_h,
-                       geo.dilation_w, geo.pad_top, geo.pad_left, _threads_for(y.size * kh * kw),
-                       _flush_denormal)
+    _depthwise.forward(x, kernel, bias, y, stride_h=geo.stride_h, stride_w=geo.stride_w,
+                       dilation_h=geo.dilation_h, dilation_w=geo.dilation_w,
+                       pad_top=geo.pad_top, pad_left=geo.pad_left,
+                       num_threads=_threads_for(y.size * kh * kw),
+                       flush_denormal=_flush_denormal)
     return y
 
 
@@ -493,9 +499,11 @@ def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
     parts = _workspace.get("depthwise_parts", (_gradient_parts(x.shape[0]),
                                                (kh * kw + 1) * width), x.dtype)
     parts.fill(0)
-    _depthwise.kernel_gradient(x, dy, parts, kh, kw, geo.stride_h, geo.stride_w,
-                               geo.dilation_h, geo.dilation_w, geo.pad_top, geo.pad_left,
-                               threads, _flush_denormal)
+    _depthwise.kernel_gradient(x, dy, parts, kernel_h=kh, kernel_w=kw, stride_h=geo.stride_h,
+                               stride_w=geo.stride_w, dilation_h=geo.dilation_h,
+                               dilation_w=geo.dilation_w, pad_top=geo.pad_top,
+                               pad_left=geo.pad_left, num_threads=threads,
+                               flush_denormal=_flush_denormal)
     summed = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
     dkernel[...] = summed[:-width].reshape(kernel.shape)
     dbias[...] = summed[-width:]
@@ -503,9 +511,10 @@ def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
         dkernel[...] = reference.depthwise_conv2d_backward(x, kernel, dy, strides, padding,
                                                            dilation_rate, compute_dx=False)[1]
     if compute_dx:
-        _depthwise.input_gradient(kernel, dy, dx, geo.stride_h, geo.stride_w, geo.dilation_h,
-                                  geo.dilation_w, geo.pad_top, geo.pad_left, threads,
-                                  _flush_denormal)
+        _depthwise.input_gradient(kernel, dy, dx, stride_h=geo.stride_h, stride_w=geo.stride_w,
+                                  dilation_h=geo.dilation_h, dilation_w=geo.dilation_w,
+                                  pad_top=geo.pad_top, pad_left=geo.pad_left,
+                                  num_threads=threads, flush_denormal=_flush_denormal)
     return dx, dkernel, dbias
 
 
@@ -513,8 +522,9 @@ def max_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=N
     """2-D max pooling: x (N, H, W, C) -> (N, OH, OW, C); strides default to pool_size."""
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype, (x,))
-    _pool.forward(x, y, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                  geo.pad_top, geo.pad_left, _threads_for(x.size), _flush_denormal)
+    _pool.forward(x, y, pool_h=pool_size[0], pool_w=pool_size[1], stride_h=geo.stride_h,
+                  stride_w=geo.stride_w, pad_top=geo.pad_top, pad_left=geo.pad_left,
+                  num_threads=_threads_for(x.size), flush_denormal=_flush_denormal)
     return y
 
 
@@ -525,8 +535,9 @@ def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     dy = check_output_gradient(dy, x, x.shape[3], geo)
     dx = check_out(out, "out", x.shape, x.dtype, (x, dy))
-    _pool.backward(x, dy, dx, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                   geo.pad_top, geo.pad_left, _threads_for(x.size), _flush_denormal)
+    _pool.backward(x, dy, dx, pool_h=pool_size[0], pool_w=pool_size[1], stride_h=geo.stride_h,
+                   stride_w=geo.stride_w, pad_top=geo.pad_top, pad_left=geo.pad_left,
+                   num_threads=_threads_for(x.size), flush_denormal=_flush_denormal)
     return dx
 
 
@@ -537,8 +548,10 @@ def avg_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=N
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype, (x,))
     threads = _threads_for(y.size * pool_size[0] * pool_size[1])
-    _pool.average_forward(x, y, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                          geo.pad_top, geo.pad_left, threads, _flush_denormal)
+    _pool.average_forward(x, y, pool_h=pool_size[0], pool_w=pool_size[1],
+                          stride_h=geo.stride_h, stride_w=geo.stride_w, pad_top=geo.pad_top,
+                          pad_left=geo.pad_left, num_threads=threads,
+                          flush_denormal=_flush_denormal)
     return y
 
 
@@ -549,8 +562,10 @@ def avg_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     dy = check_output_gradient(dy, x, x.shape[3], geo)
     dx = check_out(out, "out", x.shape, x.dtype, (x, dy))
     threads = _threads_for(dy.size * pool_size[0] * pool_size[1])
-    _pool.average_backward(dy, dx, pool_size[0], pool_size[1], geo.stride_h, geo.stride_w,
-                           geo.pad_top, geo.pad_left, threads, _flush_denormal)
+    _pool.average_backward(dy, dx, pool_h=pool_size[0], pool_w=pool_size[1],
+                           stride_h=geo.stride_h, stride_w=geo.stride_w, pad_top=geo.pad_top,
+                           pad_left=geo.pad_left, num_threads=threads,
+                           flush_denormal=_flush_denormal)
     return dx
 
 
