@@ -151,13 +151,14 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_
 
 cpdef Py_ssize_t gather_elements(Py_ssize_t kernel_h, Py_ssize_t out_w, Py_ssize_t stride_w,
                                  Py_ssize_t kernel_w, Py_ssize_t channels):
-    """Elements of the per-thread scratch ``forward`` needs on its padded or
-    dilated path: the kernel's rows of input, laid on the padded grid."""
+    """Elements of each thread's row of ``forward``'s scratch: the kernel's
+    rows of input, laid on the padded, dilated grid."""
     return kernel_h * ((out_w - 1) * stride_w + kernel_w) * channels
 
 
 def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weights,
-            const floating[::1] bias, floating[:, :, :, ::1] out, *, Py_ssize_t stride_h,
+            const floating[::1] bias, floating[:, :, :, ::1] out, floating[:, ::1] scratch, *,
+            Py_ssize_t stride_h,
             Py_ssize_t stride_w, Py_ssize_t dilation_h, Py_ssize_t dilation_w,
             Py_ssize_t pad_top, Py_ssize_t pad_left, bint relu, int num_threads,
             bint flush_denormal):
@@ -168,6 +169,10 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
     (N, OH, OW, CO) is written.
     The virtual input is ``src`` with ``dilation - 1`` zeros between
     neighbours and ``pad_top``/``pad_left`` zeros before the first row/column.
+    ``scratch`` has a row of at least ``gather_elements(KH, OW, stride_w, KW,
+    C)`` elements for each of the ``num_threads`` threads: where padding or
+    dilation lies under the windows, each output row's input rows are laid
+    out there first (elsewhere ``src`` is read in place).
     """
     cdef unsigned saved
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
@@ -177,7 +182,6 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
     cdef bint direct = (dilation_h == 1 and dilation_w == 1 and pad_top == 0 and pad_left == 0
                         and (out_h - 1) * stride_h + weights.shape[0] <= src.shape[1]
                         and (out_w - 1) * stride_w + kernel_w <= src.shape[2])
-    cdef floating[:, ::1] bufs
     if total == 0:
         return
     if direct:
@@ -199,22 +203,20 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
                                     out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
                 fc_mxcsr_leave(saved)
         return
-    bufs = _scratch(src, num_threads, gather_elements(weights.shape[0], out_w, stride_w,
-                                                      kernel_w, src.shape[3]))
     if num_threads == 1:
         with nogil:
             for r in range(batch * out_h):
                 saved = fc_mxcsr_enter(flush_denormal)
                 forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
                                    dilation_w, pad_top, pad_left, weights, bias_ptr, relu, out,
-                                   &bufs[0, 0])
+                                   &scratch[0, 0])
                 fc_mxcsr_leave(saved)
     else:
         for r in prange(batch * out_h, nogil=True, num_threads=num_threads, schedule="static"):
             saved = fc_mxcsr_enter(flush_denormal)
             forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
                                dilation_w, pad_top, pad_left, weights, bias_ptr, relu, out,
-                               &bufs[threadid(), 0])
+                               &scratch[threadid(), 0])
             fc_mxcsr_leave(saved)
 
 

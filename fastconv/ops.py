@@ -167,10 +167,23 @@ def _threads_for(work):
 
 
 class _Workspace(threading.local):
-    """Scratch arrays kept per Python thread and reused by later calls with
-    the same shapes, so that a training loop does not pay for fresh
-    allocations (and their page faults) on every step.  The most recently
-    used ones are kept: ``max_arrays`` of them, ``max_bytes`` in all."""
+    """The one owner of the kernels' scratch memory: arrays that live for one
+    call of this module's functions (a compiled kernel's per-thread rows,
+    weights and gradients padded to whole vectors, the phases of a dilated
+    convolution, the channel blocks of a grouped one).  The compiled kernels
+    allocate nothing: a helper of theirs (``_conv.gather_elements``) sizes
+    what they need, which is checked and taken from here.
+
+    Arrays are kept per Python thread and reused by later calls with the
+    same shapes, so that a training loop does not pay for fresh allocations
+    (and their page faults) on every step.  The most recently used ones are
+    kept: ``max_arrays`` of them, ``max_bytes`` in all.
+
+    Arrays that outlive a call are not scratch: a layer's outputs and
+    gradients, read by the next layer and by the backward pass, and the
+    trainer's batches.  Each layer and trainer keeps those in a
+    ``utils.Buffers`` of its own, since one array shared by name among
+    layers would be overwritten while still needed."""
 
     max_arrays = 32
     max_bytes = 64 << 20
@@ -400,18 +413,30 @@ def _forward(x, kernel, bias, geo, relu, y):
     """y = the undilated, ungrouped convolution of x (finite kernel)."""
     if bias is not None:
         bias = _padded_channels(bias, "bias")
-    _check_gather(kernel.shape, y.shape[2], geo.stride_w, x.shape[3])
     threads = _threads_for(y.size * kernel.shape[0] * kernel.shape[1] * kernel.shape[2])
-    _conv.forward(x, _padded_channels(kernel, "kernel"), bias, y, stride_h=geo.stride_h,
-                  stride_w=geo.stride_w, dilation_h=1, dilation_w=1, pad_top=geo.pad_top,
-                  pad_left=geo.pad_left, relu=relu, num_threads=threads,
+    _compiled_forward(x, _padded_channels(kernel, "kernel"), bias, y, stride_h=geo.stride_h,
+                      stride_w=geo.stride_w, dilation_h=1, dilation_w=1, pad_top=geo.pad_top,
+                      pad_left=geo.pad_left, relu=relu, threads=threads)
+
+
+def _compiled_forward(src, weights, bias, out, *, stride_h, stride_w, dilation_h, dilation_w,
+                      pad_top, pad_left, relu, threads):
+    """_conv.forward on ``threads`` threads (weights and bias padded to whole
+    vectors), its scratch rows taken from the workspace."""
+    elements = _check_gather(weights.shape, out.shape[2], stride_w, src.shape[3])
+    scratch = _workspace.get("gather_rows", (threads, elements), src.dtype)
+    _conv.forward(src, weights, bias, out, scratch, stride_h=stride_h, stride_w=stride_w,
+                  dilation_h=dilation_h, dilation_w=dilation_w, pad_top=pad_top,
+                  pad_left=pad_left, relu=relu, num_threads=threads,
                   flush_denormal=_flush_denormal)
 
 
 def _check_gather(kernel_shape, out_w, stride_w, channels):
-    """The rows of input one output row of _conv.forward reads fit a scratch array."""
-    check_elements(_conv.gather_elements(kernel_shape[0], out_w, stride_w, kernel_shape[1],
-                                         channels), "the padded input rows of one output row")
+    """The elements of a scratch row of _conv.forward (the rows of input one
+    output row reads), checked to be within bounds."""
+    elements = _conv.gather_elements(kernel_shape[0], out_w, stride_w, kernel_shape[1], channels)
+    check_elements(elements, "the padded input rows of one output row")
+    return elements
 
 
 # The weight gradients are summed in GRADIENT_PARTS parts of the batch (or
@@ -449,10 +474,10 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     # (kernel - 1 - padding), with the flipped, transposed kernel.
     flipped = _workspace.get("flipped", (kh, kw, cout, cin), x.dtype)
     np.copyto(flipped, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
-    _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, stride_h=1,
-                  stride_w=1, dilation_h=geo.stride_h, dilation_w=geo.stride_w,
-                  pad_top=kh - 1 - geo.pad_top, pad_left=kw - 1 - geo.pad_left, relu=False,
-                  num_threads=threads, flush_denormal=_flush_denormal)
+    _compiled_forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, stride_h=1,
+                      stride_w=1, dilation_h=geo.stride_h, dilation_w=geo.stride_w,
+                      pad_top=kh - 1 - geo.pad_top, pad_left=kw - 1 - geo.pad_left,
+                      relu=False, threads=threads)
 
 
 def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid",

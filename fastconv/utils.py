@@ -83,6 +83,10 @@ class Buffers(threading.local):
     the ``keep`` most recently used shapes of each name are kept, so memory
     stays bounded when batch sizes vary.  Each thread has arrays of its own,
     so that one model can predict in several threads at once.
+
+    These are outputs that outlive a call (a layer's outputs and gradients,
+    a trainer's batches), one Buffers per owner; the scratch of a single
+    kernel call comes from ``ops._workspace`` instead.
     """
 
     def __init__(self, keep=4):
