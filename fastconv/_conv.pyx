@@ -22,9 +22,11 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
-from microkernels cimport (FASTCONV_BUILD_FLAGS, FASTCONV_OPENMP, FC_FLUSH_DENORMAL,
-                          FC_MAX_PIXELS, FC_MAX_ROWS, FC_MAX_VECS, FC_VBYTES, fc_mxcsr_enter,
-                          fc_mxcsr_leave, fc_omp_max_threads, forward_tile, wgrad_tile)
+from microkernels cimport (
+    FASTCONV_BUILD_FLAGS, FASTCONV_OPENMP, FC_FLUSH_DENORMAL, FC_MAX_PIXELS, FC_MAX_ROWS,
+    FC_MAX_VECS, FC_VBYTES, fc_mxcsr_enter, fc_mxcsr_leave, fc_omp_max_threads, forward_tile,
+    wgrad_tile,
+)
 
 import numpy
 
