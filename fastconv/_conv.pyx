@@ -160,10 +160,9 @@ cpdef Py_ssize_t gather_elements(Py_ssize_t kernel_h, Py_ssize_t out_w, Py_ssize
 
 def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weights,
             const floating[::1] bias, floating[:, :, :, ::1] out, floating[:, ::1] scratch, *,
-            Py_ssize_t stride_h,
-            Py_ssize_t stride_w, Py_ssize_t dilation_h, Py_ssize_t dilation_w,
-            Py_ssize_t pad_top, Py_ssize_t pad_left, bint relu, int num_threads,
-            bint flush_denormal):
+            Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t dilation_h,
+            Py_ssize_t dilation_w, Py_ssize_t pad_top, Py_ssize_t pad_left, bint relu,
+            int num_threads, bint flush_denormal):
     """out[n, oh, ow, :] = sum over the window of src on the padded, dilated grid.
 
     ``src`` (N, H, W, C); ``weights`` (KH, KW, C, COP) and ``bias`` (COP,)
