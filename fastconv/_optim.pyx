@@ -16,10 +16,11 @@ returns True.
 The lists are checked (arrays of the weights' dtype, C-contiguous, slots and
 gradients of their weight's size) before the loops, which run without the
 GIL.  ``table`` is the caller's scratch for the arrays' addresses: an intp
-array (at least len(weights), TABLE_COLUMNS).  A weight of at least
-``min_parallel`` elements is split into ``num_threads`` contiguous ranges
-run by an OpenMP team; smaller ones, and every weight when ``num_threads``
-is 1, run as plain loops (no OpenMP region: see ``_conv``).  The updates are
+array (at least len(weights), TABLE_COLUMNS).  With ``num_threads`` > 1 the
+elements of all weights, taken one weight after the other, are cut into
+that many equal ranges, one per thread of an OpenMP team (one region for
+the finite check, one for the update); with one thread the step is a plain
+loop that enters no OpenMP region (see ``_conv``).  The updates are
 elementwise, so the results do not depend on the thread count.
 """
 
@@ -187,37 +188,62 @@ cdef void update_range(int algorithm, const Py_ssize_t[:, ::1] table, Py_ssize_t
         adam_range(w, g, s0, s1, s2, stop - start, c)
 
 
-cdef bint run(int algorithm, const Py_ssize_t[:, ::1] table, Py_ssize_t count, Coefficients c,
-              bint check_finite, int num_threads, Py_ssize_t min_parallel, bint flush_denormal,
-              floating *kind) noexcept nogil:
-    """The step over rows [0, count) of ``table``; False (nothing written)
-    when ``check_finite`` finds a non-finite gradient."""
-    cdef Py_ssize_t row, part, n, start, stop
-    cdef int bad = 0
-    cdef unsigned saved
-    if check_finite:
-        for row in range(count):
-            n = table[row, SIZE]
-            if num_threads > 1 and n >= min_parallel:
-                for part in prange(num_threads, num_threads=num_threads, schedule="static"):
-                    bad |= any_nonfinite(address(table, row, GRAD, kind) + n * part // num_threads,
-                                         n * (part + 1) // num_threads - n * part // num_threads)
-            elif n > 0:
-                bad |= any_nonfinite(address(table, row, GRAD, kind), n)
-        if bad:
-            return False
+cdef bint part_nonfinite(const Py_ssize_t[:, ::1] table, Py_ssize_t count, Py_ssize_t begin,
+                         Py_ssize_t end, floating *kind) noexcept nogil:
+    """True when elements [begin, end) of the gradients, numbered through
+    rows [0, count) one after the other, hold a NaN or an infinity."""
+    cdef Py_ssize_t row, offset = 0, n, lo, hi
+    cdef bint bad = False
     for row in range(count):
         n = table[row, SIZE]
-        if num_threads > 1 and n >= min_parallel:
-            for part in prange(num_threads, num_threads=num_threads, schedule="static"):
-                saved = fc_mxcsr_enter(flush_denormal)
-                update_range(algorithm, table, row, n * part // num_threads,
-                             n * (part + 1) // num_threads, c, kind)
-                fc_mxcsr_leave(saved)
-        elif n > 0:
-            saved = fc_mxcsr_enter(flush_denormal)
-            update_range(algorithm, table, row, 0, n, c, kind)
-            fc_mxcsr_leave(saved)
+        lo, hi = max(begin, offset), min(end, offset + n)
+        if lo < hi:
+            bad = bad or any_nonfinite(address(table, row, GRAD, kind) + lo - offset, hi - lo)
+        offset += n
+    return bad
+
+
+cdef void update_part(int algorithm, const Py_ssize_t[:, ::1] table, Py_ssize_t count,
+                      Py_ssize_t begin, Py_ssize_t end, Coefficients c, bint flush_denormal,
+                      floating *kind) noexcept nogil:
+    """The step on elements [begin, end) of the weights, numbered through
+    rows [0, count) one after the other."""
+    cdef Py_ssize_t row, offset = 0, n, lo, hi
+    cdef unsigned saved = fc_mxcsr_enter(flush_denormal)
+    for row in range(count):
+        n = table[row, SIZE]
+        lo, hi = max(begin, offset), min(end, offset + n)
+        if lo < hi:
+            update_range(algorithm, table, row, lo - offset, hi - offset, c, kind)
+        offset += n
+    fc_mxcsr_leave(saved)
+
+
+cdef bint run(int algorithm, const Py_ssize_t[:, ::1] table, Py_ssize_t count, Coefficients c,
+              bint check_finite, int num_threads, bint flush_denormal,
+              floating *kind) noexcept nogil:
+    """The step over rows [0, count) of ``table``; False (nothing written)
+    when ``check_finite`` finds a non-finite gradient.  With several threads
+    the elements of all rows, one after the other, are cut into
+    ``num_threads`` equal ranges: one parallel region checks, one updates."""
+    cdef Py_ssize_t total = 0, row, part
+    cdef int bad = 0
+    for row in range(count):
+        total += table[row, SIZE]
+    if num_threads == 1:
+        if check_finite and part_nonfinite(table, count, 0, total, kind):
+            return False
+        update_part(algorithm, table, count, 0, total, c, flush_denormal, kind)
+        return True
+    if check_finite:
+        for part in prange(num_threads, num_threads=num_threads, schedule="static"):
+            bad |= part_nonfinite(table, count, total * part // num_threads,
+                                  total * (part + 1) // num_threads, kind)
+        if bad:
+            return False
+    for part in prange(num_threads, num_threads=num_threads, schedule="static"):
+        update_part(algorithm, table, count, total * part // num_threads,
+                    total * (part + 1) // num_threads, c, flush_denormal, kind)
     return True
 
 
@@ -277,7 +303,7 @@ cdef cnp.ndarray check_array(object array, str name, int typenum, Py_ssize_t siz
 def step(Py_ssize_t[:, ::1] table, list weights, list grads, tuple slots, *, int algorithm,
          double rate, double decay, double first=0, double second=0, double epsilon=0,
          bint nesterov=False, bint check_finite=False, int num_threads=1,
-         Py_ssize_t min_parallel=1, bint flush_denormal=False):
+         bint flush_denormal=False):
     """One step of ``algorithm`` (SGD_STEP, RMSPROP_STEP or ADAM_STEP) on
     every weight; True when applied, False when ``check_finite`` found a
     non-finite gradient (nothing written).
@@ -296,8 +322,6 @@ def step(Py_ssize_t[:, ::1] table, list weights, list grads, tuple slots, *, int
         raise ValueError(f"unknown algorithm {algorithm}")
     if num_threads < 1:
         raise ValueError(f"num_threads must be at least 1, got {num_threads}")
-    if min_parallel < 1:
-        raise ValueError(f"min_parallel must be at least 1, got {min_parallel}")
     c.rate, c.decay, c.first, c.second = rate, decay, first, second
     c.epsilon, c.nesterov = epsilon, nesterov
     if count == 0:
@@ -305,10 +329,10 @@ def step(Py_ssize_t[:, ::1] table, list weights, list grads, tuple slots, *, int
     typenum = fill_table(table, weights, grads, slots)
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            applied = run(algorithm, table, count, c, check_finite, num_threads, min_parallel,
+            applied = run(algorithm, table, count, c, check_finite, num_threads,
                           flush_denormal, <float *>NULL)
         else:
-            applied = run(algorithm, table, count, c, check_finite, num_threads, min_parallel,
+            applied = run(algorithm, table, count, c, check_finite, num_threads,
                           flush_denormal, <double *>NULL)
     return applied
 

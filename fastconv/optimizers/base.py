@@ -125,7 +125,7 @@ class Optimizer:
         self._table = (np.empty((len(weights), _optim.TABLE_COLUMNS), np.intp) if compiles
                        else None)
         self._table_dtype = dtypes.pop() if compiles else None
-        self._largest = max(w.size for w in weights) if weights else 0
+        self._size = sum(w.size for w in weights)
 
     # ------------------------------------------------------------ one step
 
@@ -179,8 +179,7 @@ class Optimizer:
             if not _optim.step(self._table, [w for _, w, _ in pairs], clipped, slots,
                                decay=(self.weight_decay or 0.0) * learning_rate,
                                check_finite=check_finite and not clipping,
-                               num_threads=ops._threads_for(self._largest),
-                               min_parallel=ops.MIN_WORK_PER_THREAD,
+                               num_threads=ops._threads_for(self._size),
                                flush_denormal=ops.get_flush_denormal(), **arguments):
                 return False
         else:
