@@ -1,13 +1,15 @@
 """Compiled optimizer steps: one call updates every weight of a model.
 
-Each step function takes the weights, their gradients and their slot arrays
-as lists (one entry per weight, all of one dtype, float32 or float64, all
-C-contiguous) and applies the update of its optimizer to every element in
-one pass over the arrays.  The formulas are those of the NumPy ``update``
-methods in ``fastconv.optimizers.algorithms`` (the reference), evaluated in
-the same order in the weights' dtype.  Decoupled weight decay runs in the
-same pass: w -= w * decay (``decay`` = weight_decay * learning rate) before
-the update.
+``step`` takes the weights, their gradients and their slot arrays as lists
+(one entry per weight, all of one dtype, float32 or float64, all
+C-contiguous) and applies the update of SGD, RMSprop or Adam to every
+element in one pass over the arrays.  The equations are those of the
+optimizers' docstrings in ``fastconv.optimizers.algorithms``, whose NumPy
+``update`` methods are the reference: each loop here evaluates them in the
+same order, in the weights' dtype, so results agree to rounding (the
+compiler may fuse a multiply and an add).  Decoupled weight decay runs in
+the same pass: w -= w * decay (``decay`` = weight_decay * learning rate)
+before the update.
 
 With ``check_finite`` a step first reads every gradient; when one holds a
 NaN or an infinity it returns False without writing anything.  Otherwise it
@@ -84,8 +86,7 @@ cdef bint any_nonfinite(const floating *g, Py_ssize_t n) noexcept nogil:
 
 cdef void sgd_range(floating *w, const floating *g, floating *m, Py_ssize_t n,
                     Coefficients c) noexcept nogil:
-    """s = g * lr;  no momentum: w -= s;  else m = momentum * m - s and
-    w += m (nesterov: w = w - s + momentum * m)."""
+    """``SGD.update`` on n elements; m (the momentum slot) may be NULL."""
     cdef floating lr = <floating>c.rate, decay = <floating>c.decay
     cdef floating momentum = <floating>c.first, s, wi
     cdef Py_ssize_t i
@@ -107,10 +108,8 @@ cdef void sgd_range(floating *w, const floating *g, floating *m, Py_ssize_t n,
 
 cdef void rmsprop_range(floating *w, const floating *g, floating *v, floating *m,
                         floating *a, Py_ssize_t n, Coefficients c) noexcept nogil:
-    """v = rho * v + (1 - rho) * g**2;  centered (a not NULL):
-    a = rho * a + (1 - rho) * g and d = v - a**2, else d = v;
-    s = g / sqrt(d + epsilon) * lr;  w -= s, or with momentum (m not NULL)
-    m = momentum * m + s and w -= m."""
+    """``RMSprop.update`` on n elements, v the velocity; m (momentum) and a
+    (average_gradient, centered) may be NULL."""
     cdef floating lr = <floating>c.rate, decay = <floating>c.decay
     cdef floating rho = <floating>c.first, rest = <floating>(1 - c.first)
     cdef floating momentum = <floating>c.second, epsilon = <floating>c.epsilon
@@ -140,9 +139,7 @@ cdef void rmsprop_range(floating *w, const floating *g, floating *v, floating *m
 
 cdef void adam_range(floating *w, const floating *g, floating *m, floating *v,
                      floating *v_hat, Py_ssize_t n, Coefficients c) noexcept nogil:
-    """m += (1 - beta_1) * (g - m);  v += (1 - beta_2) * (g**2 - v);
-    amsgrad (v_hat not NULL): v_hat = max(v_hat, v) replaces v below;
-    w -= alpha * m / (sqrt(v) + epsilon)."""
+    """``Adam.update`` on n elements; v_hat (amsgrad) may be NULL."""
     cdef floating alpha = <floating>c.rate, decay = <floating>c.decay
     cdef floating rest_1 = <floating>(1 - c.first), rest_2 = <floating>(1 - c.second)
     cdef floating epsilon = <floating>c.epsilon, gi, mi, vi, wi

@@ -4,8 +4,10 @@ An optimizer updates a list of weight arrays in place from their gradients.
 ``build(weights)`` (run by the first ``apply``) remembers those arrays by
 identity and makes the state: ``slots`` (per weight, a dict of arrays shaped
 like it, e.g. RMSprop's 'velocity') and scratch arrays; ``iterations``
-counts the steps.  A step allocates nothing of the weights' size: every
-update runs NumPy ufuncs with ``out=`` into the preallocated arrays.
+counts the steps.  A step allocates nothing of the weights' size: SGD,
+RMSprop and Adam(W) update all weights in one compiled call
+(``fastconv._kernels._optim``), the others run NumPy ufuncs with ``out=``
+into the preallocated arrays.
 """
 
 import math
