@@ -1,4 +1,5 @@
-"""Compiled optimizer steps: one call updates every weight of a model.
+"""Compiled optimizer steps (one call updates every weight of a model) and
+the finite check of an array (``all_finite``).
 
 ``step`` takes the weights, their gradients and their slot arrays as lists
 (one entry per weight, all of one dtype, float32 or float64, all
@@ -262,24 +263,26 @@ cdef Py_ssize_t fill_table(Py_ssize_t[:, ::1] table, list weights, list grads,
         if slots[k] is not None and len(slots[k]) != count:
             raise ValueError(f"slot list {k} has {len(slots[k])} arrays for {count} weights")
     for row in range(count):
-        array = check_array(weights[row], "weights", typenum, -1)
+        array = check_array(weights[row], "weights", typenum, -1, True)
         typenum = cnp.PyArray_TYPE(array)
         table[row, SIZE] = cnp.PyArray_SIZE(array)
         table[row, WEIGHT] = <Py_ssize_t>cnp.PyArray_DATA(array)
         table[row, GRAD] = <Py_ssize_t>cnp.PyArray_DATA(
-            check_array(grads[row], "grads", typenum, table[row, SIZE]))
+            check_array(grads[row], "grads", typenum, table[row, SIZE], False))
         for k in range(COLUMNS - SLOT):
             if k < len(slots) and slots[k] is not None:
                 table[row, SLOT + k] = <Py_ssize_t>cnp.PyArray_DATA(
-                    check_array(slots[k][row], "slots", typenum, table[row, SIZE]))
+                    check_array(slots[k][row], "slots", typenum, table[row, SIZE], True))
             else:
                 table[row, SLOT + k] = 0
     return typenum
 
 
-cdef cnp.ndarray check_array(object array, str name, int typenum, Py_ssize_t size):
+cdef cnp.ndarray check_array(object array, str name, int typenum, Py_ssize_t size,
+                             bint written):
     """``array`` when it is a C-contiguous float32/float64 array (of type
-    ``typenum`` and ``size`` elements unless these are -1), else ValueError."""
+    ``typenum`` and ``size`` elements unless these are -1; writeable when
+    ``written``), else ValueError."""
     if not isinstance(array, cnp.ndarray):
         raise ValueError(f"{name} must hold numpy arrays, got {type(array).__name__}")
     cdef cnp.ndarray checked = <cnp.ndarray>array
@@ -288,9 +291,10 @@ cdef cnp.ndarray check_array(object array, str name, int typenum, Py_ssize_t siz
         raise ValueError(f"{name} must be float32 or float64 arrays, got {checked.dtype}")
     if typenum != -1 and kind != typenum:
         raise ValueError(f"{name} must have the weights' dtype, got {checked.dtype}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(checked) or (
-            name != "grads" and not cnp.PyArray_ISWRITEABLE(checked)):
-        raise ValueError(f"{name} must be C-contiguous (and writeable, but for grads)")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(checked):
+        raise ValueError(f"{name} must be C-contiguous")
+    if written and not cnp.PyArray_ISWRITEABLE(checked):
+        raise ValueError(f"{name} must be writeable")
     if size != -1 and cnp.PyArray_SIZE(checked) != size:
         raise ValueError(f"{name} must have their weight's size {size}, got "
                          f"{cnp.PyArray_SIZE(checked)}")
@@ -335,3 +339,33 @@ def step(Py_ssize_t[:, ::1] table, list weights, list grads, tuple slots, *, int
 
 
 SGD_STEP, RMSPROP_STEP, ADAM_STEP = SGD, RMSPROP, ADAM
+
+
+cdef bint parts_nonfinite(const floating *values, Py_ssize_t n, int num_threads) noexcept nogil:
+    """any_nonfinite over values[0:n], cut into ``num_threads`` equal ranges
+    (one OpenMP region; a plain loop for one thread)."""
+    cdef Py_ssize_t part
+    cdef int bad = 0
+    if num_threads == 1:
+        return any_nonfinite(values, n)
+    for part in prange(num_threads, num_threads=num_threads, schedule="static"):
+        bad |= any_nonfinite(values + n * part // num_threads,
+                             n * (part + 1) // num_threads - n * part // num_threads)
+    return bad
+
+
+def all_finite(array, *, int num_threads=1):
+    """True when ``array`` (C-contiguous float32 or float64, any shape) holds
+    no NaN and no infinity: ``np.isfinite(array).all()`` in one pass,
+    without a temporary."""
+    cdef cnp.ndarray checked = check_array(array, "array", -1, -1, False)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(checked)
+    cdef bint bad
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+    with nogil:
+        if cnp.PyArray_TYPE(checked) == cnp.NPY_FLOAT32:
+            bad = parts_nonfinite(<const float *>cnp.PyArray_DATA(checked), n, num_threads)
+        else:
+            bad = parts_nonfinite(<const double *>cnp.PyArray_DATA(checked), n, num_threads)
+    return not bad

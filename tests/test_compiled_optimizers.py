@@ -151,3 +151,28 @@ def test_the_step_checks_its_arrays():
         _optim.step(table, [weight, weight], [weight, weight], (), **arguments)
     with pytest.raises(ValueError, match="unknown algorithm"):
         _optim.step(table, [weight], [weight], (), **{**arguments, "algorithm": 9})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_agrees_with_numpy(dtype, threads_on_small_shapes):
+    rng = np.random.default_rng(3)
+    for threads in (1, 2, 3):
+        fastconv.set_num_threads(min(threads, ops.max_threads()))
+        for size in (0, 1, 7, 1000):
+            clean = rng.standard_normal(size).astype(dtype)
+            assert ops._all_finite(clean)
+            for position in {0, size // 2, size - 1} if size else ():
+                for bad in (np.nan, np.inf, -np.inf):
+                    dirty = clean.copy()
+                    dirty[position] = bad
+                    assert not ops._all_finite(dirty.reshape(1, -1))
+    strided = np.full(10, np.nan, dtype)[::2]  # not contiguous: NumPy's scan
+    assert not ops._all_finite(strided)
+    assert ops._all_finite(np.arange(4))
+
+
+def test_all_finite_checks_its_array():
+    with pytest.raises(ValueError, match="array must be float32 or float64"):
+        _optim.all_finite(np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="array must be C-contiguous"):
+        _optim.all_finite(np.zeros(6)[::2])
