@@ -321,6 +321,9 @@ def step(Py_ssize_t[:, ::1] table, list weights, list grads, tuple slots, *, int
     cdef bint applied
     if algorithm not in (SGD, RMSPROP, ADAM):
         raise ValueError(f"unknown algorithm {algorithm}")
+    required = {SGD: 0, RMSPROP: 1, ADAM: 2}[algorithm]  # slot lists that may not be None
+    if len(slots) < required or any(slots[k] is None for k in range(required)):
+        raise ValueError(f"algorithm {algorithm} needs {required} slot lists (not None)")
     if num_threads < 1:
         raise ValueError(f"num_threads must be at least 1, got {num_threads}")
     c.rate, c.decay, c.first, c.second = rate, decay, first, second

@@ -149,6 +149,9 @@ def test_the_step_checks_its_arrays():
         _optim.step(table, [np.zeros(8, np.float32)[::2]], [weight], (), **arguments)
     with pytest.raises(ValueError, match="table must have at least 2 rows"):
         _optim.step(table, [weight, weight], [weight, weight], (), **arguments)
+    with pytest.raises(ValueError, match="needs 2 slot lists"):
+        _optim.step(table, [weight], [weight], ([weight.copy()], None),
+                    **{**arguments, "algorithm": _optim.ADAM_STEP})
     with pytest.raises(ValueError, match="unknown algorithm"):
         _optim.step(table, [weight], [weight], (), **{**arguments, "algorithm": 9})
 
