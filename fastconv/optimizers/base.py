@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 
 from .. import backend, ops, utils
-from .._kernels import _optim
 from .._checks import check_number
+from .._kernels import _optim
 from .._registry import Registry
 from . import schedules
 
