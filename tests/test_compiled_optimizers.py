@@ -89,7 +89,10 @@ def test_a_subset_of_the_weights_in_another_order_updates_only_those(restore_bac
                                           ("adam", {"amsgrad": True}),
                                           ("adam", {"clipvalue": 0.1})])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_a_non_finite_gradient_changes_nothing_when_checked(name, config, bad):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_non_finite_gradient_changes_nothing_when_checked(name, config, bad, threads,
+                                                            threads_on_small_shapes):
+    fastconv.set_num_threads(min(threads, ops.max_threads()))
     weights, gradients = random_problem(np.float32, steps=2)
     optimizer = make(name, config)
     assert optimizer._apply(weights, gradients[0], check_finite=True)
@@ -122,20 +125,28 @@ def test_mixed_dtypes_and_strided_gradients_take_the_numpy_update(restore_backen
     np.testing.assert_array_equal(w_strided, w_contiguous)
 
 
+@pytest.mark.parametrize("name, config", [("rmsprop", {"centered": True, "momentum": 0.5}),
+                                          ("adam", {"amsgrad": True, "weight_decay": 0.1}),
+                                          ("sgd", {"momentum": 0.9, "nesterov": True})])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_results_do_not_depend_on_the_thread_count(dtype, threads_on_small_shapes):
+def test_results_do_not_depend_on_the_thread_count(name, config, dtype,
+                                                   threads_on_small_shapes):
+    """The threads' element ranges cut through weights of several sizes."""
     rng = np.random.default_rng(2)
-    weight = rng.standard_normal(10_007).astype(dtype)
-    grads = [rng.standard_normal(10_007).astype(dtype) for _ in range(3)]
+    shapes = [(3, 3, 2, 5), (1001,), (0, 4), (13, 1), (7,)]
+    weights = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    gradients = [[rng.standard_normal(shape).astype(dtype) for shape in shapes]
+                 for _ in range(3)]
     results = []
     for threads in (1, 2, 3):
         fastconv.set_num_threads(min(threads, ops.max_threads()))
-        optimizer, w = make("rmsprop", {"centered": True, "momentum": 0.5}), weight.copy()
-        for g in grads:
-            optimizer.apply([w], [g])
-        results.append(w)
-    for w in results[1:]:
-        np.testing.assert_array_equal(w, results[0])
+        optimizer, arrays = make(name, config), [w.copy() for w in weights]
+        for grads in gradients:
+            assert optimizer._apply(arrays, grads, check_finite=True)
+        results.append(arrays)
+    for arrays in results[1:]:
+        for w, first in zip(arrays, results[0]):
+            np.testing.assert_array_equal(w, first)
 
 
 def test_the_step_checks_its_arrays():
