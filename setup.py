@@ -1,6 +1,6 @@
 """Build of fastconv's compiled kernels.
 
-The kernel modules (``_conv``, ``_pool``, ``_depthwise``) are compiled once
+The kernel modules (``_conv``, ``_pool``, ``_depthwise``, ``_optim``) are compiled once
 per instruction-set level of ``fastconv/_kernels/levels.py``, as
 ``fastconv._kernels.<level>.<module>``: on x86-64 the baseline, AVX2+FMA and
 AVX-512; elsewhere the baseline.  Each level compiles a copy of the same
@@ -47,7 +47,10 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_MODULES = ("_conv", "_pool", "_depthwise")
+KERNEL_MODULES = ("_conv", "_pool", "_depthwise", "_optim")
+# Flags (GCC/Clang) of single modules: _optim's loops call sqrt, which the
+# compiler vectorises only when sqrt need not set errno.
+MODULE_FLAGS = {"_optim": ("-fno-math-errno",)}
 LEVELS = runpy.run_path(os.path.join("fastconv", "_kernels", "levels.py"))
 
 
@@ -122,6 +125,8 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             # ext.extra_compile_args holds the level's flags (see kernel_extension).
             args = compile_args + ext.extra_compile_args
+            if ctype != "msvc":
+                args += MODULE_FLAGS.get(ext.name.rsplit(".", 1)[-1], ())
             ext.extra_compile_args = args
             ext.extra_link_args = link_args
             ext.define_macros += [("FASTCONV_BUILD_FLAGS", '"%s"' % " ".join(args))]

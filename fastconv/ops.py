@@ -45,7 +45,7 @@ from ._checks import (
     check_pool,
     group_channels,
 )
-from ._kernels import _conv, _cpu, _depthwise, _pool
+from ._kernels import _conv, _cpu, _depthwise, _optim, _pool
 
 # Threads: the count follows the OpenMP runtime (OMP_NUM_THREADS, or
 # threadpoolctl's limits) until set_num_threads pins it.  It never exceeds
@@ -238,7 +238,7 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
     relu = check_activation(activation)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, kernel.shape[3]), x.dtype,
                   (x, kernel, bias))
-    if not np.isfinite(kernel).all():
+    if not _all_finite(kernel):
         y[...] = reference.conv2d_forward(x, kernel, bias, strides, padding, activation,
                                           dilation_rate=dilation_rate, groups=groups)
         return y
@@ -282,7 +282,7 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
         _conv.relu_backward(y.reshape(-1), dy.reshape(-1), masked.reshape(-1),
                             num_threads=_threads_for(dy.size))
         dy = masked
-    finite = np.isfinite(kernel).all()
+    finite = _all_finite(kernel)
     compiled_dx = dx if finite else None
     if not _is_dilated(geo):
         _grouped_backward(x, kernel, dy, geo, groups, compiled_dx, dkernel, dbias)
@@ -297,6 +297,14 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
 
 def _is_dilated(geo):
     return geo.dilation_h > 1 or geo.dilation_w > 1
+
+
+def _all_finite(array):
+    """``np.isfinite(array).all()``: one compiled pass without a temporary
+    for a C-contiguous float32/float64 array (the kernels' operands)."""
+    if array.dtype in (np.float32, np.float64) and array.flags.c_contiguous:
+        return _optim.all_finite(array, num_threads=_threads_for(array.size))
+    return bool(np.isfinite(array).all())
 
 
 Phase = collections.namedtuple("Phase", "out_rows out_cols x_rows x_cols in_rows in_cols shape geo")
@@ -490,7 +498,7 @@ def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="vali
     bias = check_bias(bias, kernel, channels * multiplier)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, channels * multiplier),
                   x.dtype, (x, kernel, bias))
-    if not np.isfinite(kernel).all():
+    if not _all_finite(kernel):
         y[...] = reference.depthwise_conv2d_forward(x, kernel, bias, strides, padding,
                                                     dilation_rate)
         return y
@@ -532,7 +540,7 @@ def depthwise_conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid",
     summed = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
     dkernel[...] = summed[:-width].reshape(kernel.shape)
     dbias[...] = summed[-width:]
-    if not np.isfinite(dy).all():
+    if not _all_finite(dy):
         dkernel[...] = reference.depthwise_conv2d_backward(x, kernel, dy, strides, padding,
                                                            dilation_rate, compute_dx=False)[1]
     if compute_dx:

@@ -382,11 +382,10 @@ class Trainer:
         pairs = [pair for layer in self._trained_layers for pair in layer.trainable_pairs()]
         if not math.isfinite(loss):
             return "loss"
-        if not all(np.isfinite(grad).all() for _, grad in pairs):
-            return "gradient"
         with _interrupts_held_back():
-            self.optimizer.apply([w for w, _ in pairs], [g for _, g in pairs])
-        return None
+            applied = self.optimizer._apply([w for w, _ in pairs], [g for _, g in pairs],
+                                            check_finite=True)
+        return None if applied else "gradient"
 
     def _backpropagate(self, xs, targets):
         """(total loss, outputs) of a training forward; fills every layer's grads."""

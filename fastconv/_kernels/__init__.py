@@ -1,10 +1,10 @@
 """The compiled kernels built for the instruction-set level this CPU runs best.
 
-``setup.py`` compiles ``_conv``, ``_pool`` and ``_depthwise`` once per level
+``setup.py`` compiles ``_conv``, ``_pool``, ``_depthwise`` and ``_optim`` once per level
 of :mod:`fastconv._kernels.levels`, into ``fastconv._kernels.<level>``.  At
 import this package picks the highest level that was built and whose CPU
 features the processor and operating system support, and exposes its
-modules as ``_conv``, ``_pool`` and ``_depthwise``.  The environment
+modules as ``_conv``, ``_pool``, ``_depthwise`` and ``_optim``.  The environment
 variable ``FASTCONV_CPU_LEVEL=<level>`` forces a level (for tests, and to
 compare levels); a level the CPU cannot run raises ValueError instead of
 crashing on an illegal instruction.
@@ -58,5 +58,5 @@ SUPPORTED_LEVELS = tuple(name for name in BUILT_LEVELS if _cpu_runs(name))
 LEVEL = choose_level(os.environ.get("FASTCONV_CPU_LEVEL", "").strip(), BUILT_LEVELS,
                      SUPPORTED_LEVELS)
 
-_conv, _pool, _depthwise = (importlib.import_module(f"{__name__}.{LEVEL}.{module}")
-                            for module in ("_conv", "_pool", "_depthwise"))
+_conv, _pool, _depthwise, _optim = (importlib.import_module(f"{__name__}.{LEVEL}.{module}")
+                                    for module in ("_conv", "_pool", "_depthwise", "_optim"))

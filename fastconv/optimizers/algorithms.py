@@ -3,6 +3,12 @@
 In the equations g is the gradient (after clipping), lr the learning rate of
 the step, t the step number counted from 1 (``iterations + 1``).  Every
 update writes only into the weight, its slots and its scratch arrays.
+
+The NumPy ``update`` methods are the reference.  SGD, RMSprop, Adam and
+AdamW (amsgrad included) also have a compiled step (``_compiled_step``,
+``fastconv._kernels._optim.step``) that evaluates the same equations in the
+same order over all weights in one call; ``Optimizer.apply`` uses it when it
+can.  Adagrad, Adadelta, Adamax and Nadam run the NumPy update.
 """
 
 import math
@@ -10,6 +16,7 @@ import math
 import numpy as np
 
 from .._checks import check_choice, check_number
+from .._kernels import _optim
 from .base import OPTIMIZERS, Optimizer
 
 
@@ -52,6 +59,11 @@ class SGD(Optimizer):
             weight += scratch
         else:
             weight += momentum
+
+    def _compiled_step(self, learning_rate):
+        return (("momentum" if self.momentum else None,),
+                {"algorithm": _optim.SGD_STEP, "rate": learning_rate, "first": self.momentum,
+                 "nesterov": self.nesterov})
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -103,6 +115,12 @@ class RMSprop(Optimizer):
             momentum += scratch
             weight -= momentum
 
+    def _compiled_step(self, learning_rate):
+        return (("velocity", "momentum" if self.momentum else None,
+                 "average_gradient" if self.centered else None),
+                {"algorithm": _optim.RMSPROP_STEP, "rate": learning_rate, "first": self.rho,
+                 "second": self.momentum, "epsilon": self.epsilon})
+
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
@@ -128,8 +146,7 @@ class Adam(Optimizer):
 
     def update(self, weight, grad, learning_rate, scratch, momentum, velocity,
                velocity_hat=None):
-        t = self.iterations + 1
-        alpha = learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        alpha = self._alpha(learning_rate)
         _moving_average(momentum, grad, self.beta_1, scratch)
         np.square(grad, out=scratch)
         _moving_average(velocity, scratch, self.beta_2, scratch)
@@ -141,6 +158,16 @@ class Adam(Optimizer):
         np.divide(momentum, scratch, out=scratch)
         scratch *= alpha
         weight -= scratch
+
+    def _alpha(self, learning_rate):
+        """The step's rate with the bias corrections of both moments."""
+        t = self.iterations + 1
+        return learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+
+    def _compiled_step(self, learning_rate):
+        return (("momentum", "velocity", "velocity_hat" if self.amsgrad else None),
+                {"algorithm": _optim.ADAM_STEP, "rate": self._alpha(learning_rate),
+                 "first": self.beta_1, "second": self.beta_2, "epsilon": self.epsilon})
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

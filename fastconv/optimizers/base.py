@@ -4,8 +4,10 @@ An optimizer updates a list of weight arrays in place from their gradients.
 ``build(weights)`` (run by the first ``apply``) remembers those arrays by
 identity and makes the state: ``slots`` (per weight, a dict of arrays shaped
 like it, e.g. RMSprop's 'velocity') and scratch arrays; ``iterations``
-counts the steps.  A step allocates nothing of the weights' size: every
-update runs NumPy ufuncs with ``out=`` into the preallocated arrays.
+counts the steps.  A step allocates nothing of the weights' size: SGD,
+RMSprop and Adam(W) update all weights in one compiled call
+(``fastconv._kernels._optim``), the others run NumPy ufuncs with ``out=``
+into the preallocated arrays.
 """
 
 import math
@@ -15,8 +17,9 @@ import warnings
 
 import numpy as np
 
-from .. import utils
+from .. import backend, ops, utils
 from .._checks import check_number
+from .._kernels import _optim
 from .._registry import Registry
 from . import schedules
 
@@ -67,7 +70,7 @@ class Optimizer:
         self.slots = None
         self._built_weights = []
         self._index = {}  # id(weight array) -> its position in _built_weights
-        self._scratch = self._clipped = None
+        self._scratch = self._clipped = self._table = None
 
     # ------------------------------------------------------------ learning rate
 
@@ -116,6 +119,15 @@ class Optimizer:
         clips = any(arg is not None for arg in (self.clipnorm, self.clipvalue,
                                                 self.global_clipnorm))
         self._clipped = [np.empty_like(w) for w in self._built_weights] if clips else None
+        dtypes = {w.dtype for w in weights}
+        compiles = (self._compiled_step(0.0) is not None and len(dtypes) == 1
+                    and dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}
+                    and all(w.flags.c_contiguous and w.flags.writeable for w in weights))
+        # The compiled step's scratch: a row of array addresses per weight.
+        self._table = (np.empty((len(weights), _optim.TABLE_COLUMNS), np.intp) if compiles
+                       else None)
+        self._table_dtype = dtypes.pop() if compiles else None
+        self._size = sum(w.size for w in weights)
 
     # ------------------------------------------------------------ one step
 
@@ -125,12 +137,24 @@ class Optimizer:
         The first call builds the optimizer for ``weights``; later calls may
         pass any of those arrays (e.g. without frozen layers) but no other:
         ValueError for an array the optimizer was not built with."""
+        self._apply(weights, grads, check_finite=False)
+
+    def _apply(self, weights, grads, check_finite):
+        """``apply``; with ``check_finite``, a step whose gradients (as given,
+        before clipping) hold a NaN or an infinity changes nothing (weights,
+        state, ``iterations``) and returns False.  Returns True when applied.
+
+        Optimizers with a compiled step (``_compiled_step``) run it over all
+        weights in one call when the weights share one dtype, the gradients
+        are C-contiguous arrays of it and the backend is 'cython'; the finite
+        check is then part of that call.  Otherwise (and on the 'numpy'
+        backend, the reference) the NumPy ``update`` runs per weight."""
         weights = list(weights)
         grads = [None if g is None else np.asarray(g) for g in grads]
         if len(weights) != len(grads):
             raise ValueError(f"got {len(grads)} gradients for {len(weights)} weights")
         if not weights:
-            return
+            return True
         if self.slots is None:
             self.build(weights)
         indices = [self._position(w) for w in weights]
@@ -138,18 +162,38 @@ class Optimizer:
         if not pairs:
             raise ValueError("No gradients provided for any variable.")
         for _, weight, grad in pairs:
-            if np.shape(grad) != weight.shape:
-                raise ValueError(f"a gradient of shape {np.shape(grad)} was given for a "
+            if grad.shape != weight.shape:
+                raise ValueError(f"a gradient of shape {grad.shape} was given for a "
                                  f"weight of shape {weight.shape}")
+        clipping = self._clipped is not None
+        compiled = self._table is not None and backend.get_backend() == "cython" and all(
+            g.dtype == self._table_dtype and g.flags.c_contiguous for _, _, g in pairs)
+        if check_finite and (clipping or not compiled) \
+                and not all(np.isfinite(g).all() for _, _, g in pairs):
+            return False
         clipped = self._clip([(i, g) for i, _, g in pairs])
         learning_rate = self.learning_rate
-        for (i, weight, _), grad in zip(pairs, clipped):
-            scratch = self._scratch[i]
-            if self.weight_decay is not None:
-                np.multiply(weight, self.weight_decay * learning_rate, out=scratch["scratch"])
-                weight -= scratch["scratch"]
-            self.update(weight, grad, learning_rate, **scratch, **self.slots[i])
+        if compiled:
+            slot_names, arguments = self._compiled_step(learning_rate)
+            indices = [i for i, _, _ in pairs]
+            slots = tuple(None if name is None else [self.slots[i][name] for i in indices]
+                          for name in slot_names)
+            if not _optim.step(self._table, [w for _, w, _ in pairs], clipped, slots,
+                               decay=(self.weight_decay or 0.0) * learning_rate,
+                               check_finite=check_finite and not clipping,
+                               num_threads=ops._threads_for(self._size),
+                               flush_denormal=ops.get_flush_denormal(), **arguments):
+                return False
+        else:
+            for (i, weight, _), grad in zip(pairs, clipped):
+                scratch = self._scratch[i]
+                if self.weight_decay is not None:
+                    np.multiply(weight, self.weight_decay * learning_rate,
+                                out=scratch["scratch"])
+                    weight -= scratch["scratch"]
+                self.update(weight, grad, learning_rate, **scratch, **self.slots[i])
         self.iterations += 1
+        return True
 
     def apply_gradients(self, grads_and_vars):
         """Keras's spelling: ``apply`` on (gradient, weight) pairs; returns
@@ -163,6 +207,13 @@ class Optimizer:
         ``slots``; the scratch arrays are free to overwrite.  ``iterations``
         is the number of steps before this one."""
         raise NotImplementedError
+
+    def _compiled_step(self, learning_rate):
+        """(slot names, keyword arguments) of the ``fastconv._kernels._optim.step``
+        that computes ``update`` for every weight at once, or None for an
+        optimizer without one.  The slot names are those of the step's slot
+        lists, in its order (None for a list it does not use)."""
+        return None
 
     def _position(self, weight):
         position = self._index.get(id(weight))
