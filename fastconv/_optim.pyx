@@ -28,18 +28,13 @@ elementwise, so the results do not depend on the thread count.
 """
 
 cimport numpy as cnp
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
+from microkernels cimport fc_mxcsr_enter, fc_mxcsr_leave
+
 cnp.import_array()
-
-ctypedef fused floating:
-    float
-    double
-
-cdef extern from "flush_denormal.h" nogil:
-    unsigned fc_mxcsr_enter(int flush)
-    void fc_mxcsr_leave(unsigned saved)
 
 # Columns of ``table``: element count, then the addresses of the weight, the
 # gradient and up to three slot arrays (0 for a slot the step does not use).
