@@ -127,16 +127,16 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
     layers = list(dict.fromkeys(node.layer for node in nodes))  # a shared layer once
     weights = model.get_weights()
     optimizer_state = _optimizer_state(model.optimizer)
-    steps = list(model._conv_pool_steps.values()) if functional.FUSE else []
+    pairs = list(model._conv_pool_steps.values()) if functional.FUSE else []
     fused_with = {}
-    for step in steps:
-        conv, pool = step.conv_node.layer, step.pool_node.layer
+    for pair in pairs:
+        conv, pool = pair.conv_node.layer, pair.pool_node.layer
         fused_with[id(conv)], fused_with[id(pool)] = pool.name, conv.name
     timers = {}
     try:
         for layer in layers:
-            timers[id(layer)] = _LayerTimer(layer, [step for step in steps
-                                                    if step.conv_node.layer is layer])
+            timers[id(layer)] = _LayerTimer(layer, [pair for pair in pairs
+                                                    if pair.conv_node.layer is layer])
         passes = []
         for timed in [False] + [True] * repeat:
             for timer in timers.values():
