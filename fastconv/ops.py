@@ -22,6 +22,10 @@ runs as dh * dw undilated ones on the phases of the input (see
 ``_dilation_phases``); a grouped one as one compiled call per group on
 copies of its channel blocks.  Depthwise convolution and average pooling
 have compiled kernels of their own (``_depthwise``, ``_pool``).
+
+A ReLU convolution followed by a max pooling whose strides are its window
+also runs fused (``conv2d_relu_max_pool2d_forward`` and its backward), in
+one pass over the pooled output, bit-identical to the two run in turn.
 """
 
 import collections

@@ -3,7 +3,8 @@
 Same functions, arguments, checks and results as :mod:`fastconv.ops`; the
 test oracle and the benchmark baseline.  Convolution is im2col (a strided
 window view, dilated by slicing its taps) followed by one matrix product
-per group; depthwise convolution is an einsum over the same view.
+per group; depthwise convolution is an einsum over the same view.  The
+fused ReLU convolution and max pooling compose the functions here.
 """
 
 import numpy as np

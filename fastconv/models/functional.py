@@ -66,7 +66,7 @@ class ConvPoolStep:
     def backward(self, dy, y, winners):
         """The convolution's pre-activation gradient dz (the buffer its
         cache holds) given dy = dL/d(pooled output)."""
-        x, dz, _ = self.conv_node.layer._cache
+        _, dz, _ = self.conv_node.layer._cache
         return kernels().relu_max_pool2d_backward(dy, y, winners, dz.shape,
                                                   self.pool_node.layer.pool_size, out=dz)
 
