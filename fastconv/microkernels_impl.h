@@ -3,6 +3,8 @@
 typedef FC_T FC_NAME(vec) __attribute__((vector_size(FC_VBYTES)));
 typedef FC_INT FC_NAME(mask) __attribute__((vector_size(FC_VBYTES)));
 typedef FC_T FC_NAME(uvec) __attribute__((vector_size(FC_VBYTES), aligned(sizeof(FC_T))));
+/* One byte per lane of a vector */
+typedef unsigned char FC_NAME(bytes) __attribute__((vector_size(FC_VBYTES / sizeof(FC_T))));
 #define VEC FC_NAME(vec)
 #define LOAD(p) (*(const FC_NAME(uvec) *)(p))
 #define STORE(p, v) (*(FC_NAME(uvec) *)(p) = (v))
@@ -229,8 +231,8 @@ FC_NAME(pool_max_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch
         const MASK index = FC_NAME(window_winner)(x, row_pitch, pix_pitch, rows, cols, c, n,
                                                   &best);
         FC_NAME(store_lanes)(out + c, best, n);
-        for (int lane = 0; lane < n; lane++)
-            winner[c + lane] = (unsigned char)index[lane];
+        const FC_NAME(bytes) narrow = __builtin_convertvector(index, FC_NAME(bytes));
+        memcpy(winner + c, &narrow, (size_t)n);
     }
 }
 
