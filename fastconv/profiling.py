@@ -185,13 +185,13 @@ class _LayerTimer:
         self.layer, self.products, self.wrapped = layer, 0, []
         backward = layer.backward
 
-        def timed_backward(dy, need_input_grad=True):
+        def counted_backward(dy, need_input_grad=True):
             try:
                 return backward(dy, need_input_grad=need_input_grad)
             finally:
                 self.products = max(self.products, 2 if need_input_grad else 1)
 
-        layer.backward = timed_backward
+        layer.backward = counted_backward  # then timed, as the layer's forward
         for owner in [layer, *steps]:
             self._time(owner, "forward", "forward_s")
             self._time(owner, "backward", "backward_s")

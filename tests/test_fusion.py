@@ -251,6 +251,23 @@ def test_training_with_fusion_gives_the_weights_of_training_without(
     assert [bits(a) for a in result] == [bits(b) for b in expected]
 
 
+def test_a_nested_model_fuses_its_own_pairs(fuse_switch, count_fused_calls):
+    def nested():
+        inner = mnist_like()
+        inputs = fastconv.Input((12, 12, 1))
+        outputs = layers.Dense(3, activation="softmax")(inner(inputs))
+        model = fastconv.Model(inputs, outputs)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        return model
+
+    fuse_switch(False)
+    expected = train_and_predict(nested(), steps=2)
+    fuse_switch(True)
+    result = train_and_predict(nested(), steps=2)
+    assert len(count_fused_calls) == 2 * 2 + 2
+    assert [bits(a) for a in result] == [bits(b) for b in expected]
+
+
 def test_fusion_does_not_depend_on_the_thread_count(threads_on_small_shapes):
     results = []
     for threads in (1, 2, 3):
