@@ -2,8 +2,10 @@
 "Deep Learning with Python" 5.2 cats-vs-dogs convnet (batch 32), against
 the FMA peak of bench/fma_probe.c measured in the same run.
 
-    OMP_NUM_THREADS=2 python bench/profile_models.py
+    OMP_NUM_THREADS=2 python bench/profile_models.py [--unfused]
 
+``--unfused`` runs each ReLU Conv2D and its MaxPooling2D as two steps
+(``fastconv.models.functional.FUSE = False``) for a before/after comparison.
 Inputs are random (the figures do not depend on the pixel values), labels
 random classes; each table is ``model.profile``'s.
 """
@@ -17,6 +19,7 @@ from fma_peak import fma_line, fma_probe
 
 import fastconv
 from fastconv.examples.mnist import notebook_model
+from fastconv.models import functional
 
 
 def main():
@@ -24,7 +27,10 @@ def main():
     parser.add_argument("--repeat", type=int, default=5, help="timed training steps per model")
     parser.add_argument("--threads", type=int, default=fastconv.get_num_threads(),
                         help="threads (default: OMP_NUM_THREADS)")
+    parser.add_argument("--unfused", action="store_true",
+                        help="run each ReLU Conv2D and its MaxPooling2D as two steps")
     args = parser.parse_args()
+    functional.FUSE = not args.unfused
     fastconv.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     probe = fma_probe(args.threads)

@@ -232,6 +232,58 @@ def check_pool(x, pool_size, strides, padding):
     return x, pool_size, geo
 
 
+# The most cells of a pooling window fused after a convolution (its winners'
+# indices are kept as uint8).
+MAX_FUSED_POOL_CELLS = 16
+
+
+def check_fused_pool_size(pool_size):
+    """The pool_size (a pair) of a max pooling fused after a ReLU: strides
+    equal to it, 'valid', at most MAX_FUSED_POOL_CELLS cells."""
+    pool_size = as_pair(pool_size, "pool_size")
+    if pool_size[0] * pool_size[1] > MAX_FUSED_POOL_CELLS:
+        raise ValueError(f"a fused max pooling window holds at most {MAX_FUSED_POOL_CELLS} "
+                         f"cells, got pool_size={pool_size}")
+    return pool_size
+
+
+def check_conv2d_relu_max_pool2d(x, kernel, strides, padding, pool_size):
+    """Checks the arguments of a ReLU convolution (undilated, one group)
+    followed by a max pooling of ``pool_size`` (strides equal to it,
+    'valid'); returns (x, kernel, conv geometry, pool_size, pool geometry)."""
+    x, kernel, geo = check_conv2d(x, kernel, strides, padding)
+    pool_size = check_fused_pool_size(pool_size)
+    pool_geo = geometry((x.shape[0], geo.out_h, geo.out_w), pool_size, pool_size, "valid",
+                        "pool_size", kernel.shape[3])
+    return x, kernel, geo, pool_size, pool_geo
+
+
+def check_relu_max_pool2d_backward(dy, y, winners, z_shape, pool_size):
+    """Checks the arguments of the backward pass of max_pool(relu(z)):
+    y (N, PH, PW, C) the pooled output, dy its gradient, winners its uint8
+    window indices, z_shape (N, H, W, C) relu's input shape; returns (dy, y,
+    winners, z_shape, pool_size)."""
+    pool_size = check_fused_pool_size(pool_size)
+    if not isinstance(z_shape, (tuple, list)) or len(z_shape) != 4:
+        raise TypeError(f"z_shape must be a tuple of 4 ints (N, H, W, C), got {z_shape!r}")
+    z_shape = tuple(check_int(size, "z_shape", minimum=0 if axis == 0 else 1)
+                    for axis, size in enumerate(z_shape))
+    check_elements(math.prod(z_shape[1:]), "an image of z_shape")
+    pool_geo = geometry(z_shape, pool_size, pool_size, "valid", "pool_size", z_shape[3])
+    expected = (z_shape[0], pool_geo.out_h, pool_geo.out_w, z_shape[3])
+    y = as_float_array(y, "y", 4, "NHWC (batch, height, width, channels)")
+    dy = as_float_array(dy, "dy", 4, "NHWC (batch, height, width, channels)")
+    check_same_dtype(dy=dy, y=y)
+    if not isinstance(winners, np.ndarray) or winners.dtype != np.uint8:
+        raise TypeError(f"winners must be a uint8 numpy array, got "
+                        f"{getattr(winners, 'dtype', type(winners).__name__)}")
+    winners = np.ascontiguousarray(winners)
+    for name, array in (("y", y), ("dy", dy), ("winners", winners)):
+        if array.shape != expected:
+            raise ValueError(f"{name} must have the pooled shape {expected}, got {array.shape}")
+    return dy, y, winners, z_shape, pool_size, pool_geo
+
+
 def check_output_gradient(dy, x, channels, geo):
     """dy matches the forward output of x: (N, OH, OW, channels)."""
     dy = as_float_array(dy, "dy", 4, "NHWC (batch, height, width, channels)")

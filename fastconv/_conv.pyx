@@ -25,7 +25,7 @@ from libc.string cimport memcpy, memset
 from microkernels cimport (
     FASTCONV_BUILD_FLAGS, FASTCONV_OPENMP, FC_FLUSH_DENORMAL, FC_MAX_PIXELS, FC_MAX_ROWS,
     FC_MAX_VECS, FC_VBYTES, fc_mxcsr_enter, fc_mxcsr_leave, fc_omp_max_threads, forward_tile,
-    wgrad_tile,
+    pool_max_winner, wgrad_tile,
 )
 
 import numpy
@@ -117,15 +117,16 @@ cdef void gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t 
 
 
 cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t oh,
-                             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t dilation_h,
-                             Py_ssize_t dilation_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                             const floating[:, :, :, ::1] weights, const floating *bias,
-                             bint relu, floating[:, :, :, ::1] out,
-                             floating *buf) noexcept nogil:
-    """Output row (n, oh) of a convolution over a padded and/or dilated input,
-    whose kernel rows are first copied into ``buf``."""
+                             Py_ssize_t out_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                             Py_ssize_t dilation_h, Py_ssize_t dilation_w, Py_ssize_t pad_top,
+                             Py_ssize_t pad_left, const floating[:, :, :, ::1] weights,
+                             const floating *bias, bint relu, floating *out,
+                             Py_ssize_t out_channels, floating *buf) noexcept nogil:
+    """The first ``out_w`` pixels of output row (n, oh) of a convolution over
+    a padded and/or dilated input, written to ``out`` (``out_channels`` per
+    pixel); the kernel rows of input are first copied into ``buf``."""
     cdef Py_ssize_t kernel_h = weights.shape[0], kernel_w = weights.shape[1]
-    cdef Py_ssize_t channels = src.shape[3], out_w = out.shape[2]
+    cdef Py_ssize_t channels = src.shape[3]
     cdef Py_ssize_t buf_width = (out_w - 1) * stride_w + kernel_w
     cdef Py_ssize_t row_pitch = buf_width * channels
     cdef Py_ssize_t kh, row, kh_lo = kernel_h, kh_hi = 0, tile, ow
@@ -148,7 +149,26 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_
         for p in range(npix):
             pixels[p] = buf + (ow + p) * stride_w * channels
         forward_blocks(npix, pixels, row_pitch, kh_lo, kh_hi, weights, bias, relu,
-                       &out[n, oh, ow, 0], out.shape[3])
+                       out + ow * out_channels, out_channels)
+
+
+cdef void forward_direct_row(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t oh,
+                             Py_ssize_t out_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                             const floating[:, :, :, ::1] weights, const floating *bias,
+                             bint relu, floating *out, Py_ssize_t out_channels) noexcept nogil:
+    """The first ``out_w`` pixels of output row (n, oh) of a convolution whose
+    windows lie inside ``src`` (no padding, no dilation), written to ``out``
+    (``out_channels`` per pixel); each pixel's sum as forward_direct_tile's."""
+    cdef Py_ssize_t tiles = (out_w + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS, tile, ow
+    cdef int p, npix
+    cdef const floating *pixels[FC_MAX_PIXELS]
+    for tile in range(tiles):
+        ow = tile * out_w // tiles
+        npix = <int>((tile + 1) * out_w // tiles - ow)
+        for p in range(npix):
+            pixels[p] = &src[n, oh * stride_h, (ow + p) * stride_w, 0]
+        forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
+                       bias, relu, out + ow * out_channels, out_channels)
 
 
 cpdef Py_ssize_t gather_elements(Py_ssize_t kernel_h, Py_ssize_t out_w, Py_ssize_t stride_w,
@@ -208,16 +228,102 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
         with nogil:
             for r in range(batch * out_h):
                 saved = fc_mxcsr_enter(flush_denormal)
-                forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
-                                   dilation_w, pad_top, pad_left, weights, bias_ptr, relu, out,
+                forward_gather_row(src, r // out_h, r % out_h, out_w, stride_h, stride_w,
+                                   dilation_h, dilation_w, pad_top, pad_left, weights, bias_ptr,
+                                   relu, &out[r // out_h, r % out_h, 0, 0], out.shape[3],
                                    &scratch[0, 0])
                 fc_mxcsr_leave(saved)
     else:
         for r in prange(batch * out_h, nogil=True, num_threads=num_threads, schedule="static"):
             saved = fc_mxcsr_enter(flush_denormal)
-            forward_gather_row(src, r // out_h, r % out_h, stride_h, stride_w, dilation_h,
-                               dilation_w, pad_top, pad_left, weights, bias_ptr, relu, out,
+            forward_gather_row(src, r // out_h, r % out_h, out_w, stride_h, stride_w,
+                               dilation_h, dilation_w, pad_top, pad_left, weights, bias_ptr,
+                               relu, &out[r // out_h, r % out_h, 0, 0], out.shape[3],
                                &scratch[threadid(), 0])
+            fc_mxcsr_leave(saved)
+
+
+cpdef Py_ssize_t relu_max_pool_elements(Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                                        Py_ssize_t channels, Py_ssize_t out_channels,
+                                        Py_ssize_t stride_w, Py_ssize_t pool_h,
+                                        Py_ssize_t pool_w, Py_ssize_t pooled_w):
+    """Elements of the per-thread scratch ``forward_relu_max_pool`` needs:
+    the ``pool_h`` convolution rows one pooled row reads, then the padded
+    input rows of one convolution row (``gather_elements``)."""
+    cdef Py_ssize_t conv_w = pooled_w * pool_w
+    return (pool_h * conv_w * out_channels
+            + gather_elements(kernel_h, conv_w, stride_w, kernel_w, channels))
+
+
+cdef void relu_max_pool_row(const floating[:, :, :, ::1] src,
+                            const floating[:, :, :, ::1] weights, const floating *bias,
+                            floating[:, :, :, ::1] pooled, unsigned char[:, :, :, ::1] winners,
+                            Py_ssize_t n, Py_ssize_t ph, Py_ssize_t stride_h,
+                            Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                            Py_ssize_t pool_h, Py_ssize_t pool_w, bint direct,
+                            floating *scratch) noexcept nogil:
+    """Pooled row (n, ph): the ``pool_h`` ReLU convolution rows under it
+    (their first pooled_w * pool_w pixels) into ``scratch``, then each
+    window's maximum and winner."""
+    cdef Py_ssize_t out_channels = pooled.shape[3], conv_w = pooled.shape[2] * pool_w
+    cdef Py_ssize_t row_pitch = conv_w * out_channels, i, pw
+    cdef floating *rows = scratch
+    cdef floating *buf = scratch + pool_h * row_pitch
+    for i in range(pool_h):
+        if direct:
+            forward_direct_row(src, n, ph * pool_h + i, conv_w, stride_h, stride_w, weights,
+                               bias, True, rows + i * row_pitch, out_channels)
+        else:
+            forward_gather_row(src, n, ph * pool_h + i, conv_w, stride_h, stride_w, 1, 1,
+                               pad_top, pad_left, weights, bias, True, rows + i * row_pitch,
+                               out_channels, buf)
+    for pw in range(pooled.shape[2]):
+        pool_max_winner(rows + pw * pool_w * out_channels, row_pitch, out_channels, pool_h,
+                        pool_w, out_channels, &pooled[n, ph, pw, 0], &winners[n, ph, pw, 0])
+
+
+def forward_relu_max_pool(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weights,
+                          const floating[::1] bias, floating[:, :, :, ::1] pooled,
+                          unsigned char[:, :, :, ::1] winners, floating[:, ::1] scratch, *,
+                          Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+                          Py_ssize_t pad_left, Py_ssize_t pool_h, Py_ssize_t pool_w,
+                          int num_threads, bint flush_denormal):
+    """pooled = max_pool(relu(conv(src) + bias)) with pool strides equal to
+    the pool size ('valid'), in one pass: each pooled row computes only the
+    convolution rows and columns its windows cover, in a scratch row.
+
+    ``src`` (N, H, W, C); ``weights`` (KH, KW, C, COP) and ``bias`` (COP,)
+    or None as for ``forward`` (undilated); ``pooled`` (N, PH, PW, CO) and
+    ``winners`` (N, PH, PW, CO, uint8: the row-major index in its window of
+    the cell the gradient goes to, as ``_pool.backward`` picks it) are
+    written; ``scratch`` has a row of ``relu_max_pool_elements`` elements
+    per thread.  Each value is bit-identical to ``forward`` then
+    ``_pool.forward``.
+    """
+    cdef unsigned saved
+    cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
+    cdef Py_ssize_t pooled_h = pooled.shape[1], rows = pooled.shape[0] * pooled_h, r
+    cdef bint direct = (pad_top == 0 and pad_left == 0
+                        and (pooled_h * pool_h - 1) * stride_h + weights.shape[0] <= src.shape[1]
+                        and (pooled.shape[2] * pool_w - 1) * stride_w + weights.shape[1]
+                        <= src.shape[2])
+    if rows == 0:
+        return
+    # With one thread: a plain loop, no OpenMP region (see the module's docstring).
+    if num_threads == 1:
+        with nogil:
+            for r in range(rows):
+                saved = fc_mxcsr_enter(flush_denormal)
+                relu_max_pool_row(src, weights, bias_ptr, pooled, winners, r // pooled_h,
+                                  r % pooled_h, stride_h, stride_w, pad_top, pad_left, pool_h,
+                                  pool_w, direct, &scratch[0, 0])
+                fc_mxcsr_leave(saved)
+    else:
+        for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
+            relu_max_pool_row(src, weights, bias_ptr, pooled, winners, r // pooled_h,
+                              r % pooled_h, stride_h, stride_w, pad_top, pad_left, pool_h,
+                              pool_w, direct, &scratch[threadid(), 0])
             fc_mxcsr_leave(saved)
 
 

@@ -224,3 +224,63 @@ def average_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
             saved = fc_mxcsr_enter(flush_denormal)
             spread_image(dy, dx, n, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
             fc_mxcsr_leave(saved)
+
+
+cdef void relu_unpool_row(const floating[:, :, :, ::1] dpooled,
+                          const floating[:, :, :, ::1] pooled,
+                          const unsigned char[:, :, :, ::1] winners, floating[:, :, :, ::1] dz,
+                          Py_ssize_t n, Py_ssize_t ph, Py_ssize_t pool_h,
+                          Py_ssize_t pool_w) noexcept nogil:
+    """The dz rows under pooled row (n, ph), and after the last pooled row
+    the rows no window covers."""
+    cdef Py_ssize_t channels = dz.shape[3], pooled_w = pooled.shape[2]
+    cdef Py_ssize_t row_pitch = dz.shape[2] * channels, covered = pooled_w * pool_w * channels
+    cdef Py_ssize_t last = (ph + 1) * pool_h if ph + 1 < pooled.shape[1] else dz.shape[1]
+    cdef Py_ssize_t oh, pw, j, c
+    cdef unsigned char k
+    cdef const floating *grad
+    cdef const floating *value
+    cdef const unsigned char *winner
+    cdef floating *cell
+    for oh in range(ph * pool_h, last):
+        if oh >= (ph + 1) * pool_h:
+            memset(&dz[n, oh, 0, 0], 0, row_pitch * sizeof(floating))
+            continue
+        for pw in range(pooled_w):
+            grad = &dpooled[n, ph, pw, 0]
+            value = &pooled[n, ph, pw, 0]
+            winner = &winners[n, ph, pw, 0]
+            for j in range(pool_w):
+                k = <unsigned char>((oh - ph * pool_h) * pool_w + j)
+                cell = &dz[n, oh, pw * pool_w + j, 0]
+                for c in range(channels):
+                    cell[c] = grad[c] if winner[c] == k and value[c] > 0 else 0
+        memset(&dz[n, oh, 0, 0] + covered, 0, (row_pitch - covered) * sizeof(floating))
+
+
+def relu_max_pool_backward(const floating[:, :, :, ::1] dpooled,
+                           const floating[:, :, :, ::1] pooled,
+                           const unsigned char[:, :, :, ::1] winners, floating[:, :, :, ::1] dz,
+                           *, Py_ssize_t pool_h, Py_ssize_t pool_w, int num_threads,
+                           bint flush_denormal):
+    """dz (N, OH, OW, C) = the gradient of relu's input z under
+    pooled = max_pool(relu(z)) (pool strides equal to the pool size,
+    'valid') given dpooled, pooled and winners (N, PH, PW, C; see
+    ``_conv.forward_relu_max_pool``): dpooled at each window's winner where
+    the pooled value is > 0, zero elsewhere.  Bit-identical to
+    ``backward`` then the ReLU mask."""
+    cdef unsigned saved
+    cdef Py_ssize_t pooled_h = pooled.shape[1], rows = pooled.shape[0] * pooled_h, r
+    if num_threads == 1:
+        with nogil:
+            for r in range(rows):
+                saved = fc_mxcsr_enter(flush_denormal)
+                relu_unpool_row(dpooled, pooled, winners, dz, r // pooled_h, r % pooled_h,
+                                pool_h, pool_w)
+                fc_mxcsr_leave(saved)
+    else:
+        for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
+            relu_unpool_row(dpooled, pooled, winners, dz, r // pooled_h, r % pooled_h,
+                            pool_h, pool_w)
+            fc_mxcsr_leave(saved)

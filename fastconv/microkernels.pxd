@@ -46,6 +46,12 @@ cdef extern from "microkernels.h" nogil:
     void pool_route_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
                         Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels,
                         const double *dy, double *dx, int accumulate)
+    void pool_max_winner_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
+                             Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, float *out,
+                             unsigned char *winner)
+    void pool_max_winner_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
+                             Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, double *out,
+                             unsigned char *winner)
 
 
 cdef inline void forward_tile(int npix, int nvec, const floating **pixels, Py_ssize_t row_pitch,
@@ -90,3 +96,12 @@ cdef inline void pool_route(const floating *x, Py_ssize_t row_pitch, Py_ssize_t 
         pool_route_f32(x, row_pitch, pix_pitch, rows, cols, channels, dy, dx, accumulate)
     else:
         pool_route_f64(x, row_pitch, pix_pitch, rows, cols, channels, dy, dx, accumulate)
+
+
+cdef inline void pool_max_winner(const floating *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
+                                 Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels,
+                                 floating *out, unsigned char *winner) noexcept nogil:
+    if floating is float:
+        pool_max_winner_f32(x, row_pitch, pix_pitch, rows, cols, channels, out, winner)
+    else:
+        pool_max_winner_f64(x, row_pitch, pix_pitch, rows, cols, channels, out, winner)

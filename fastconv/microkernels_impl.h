@@ -3,6 +3,8 @@
 typedef FC_T FC_NAME(vec) __attribute__((vector_size(FC_VBYTES)));
 typedef FC_INT FC_NAME(mask) __attribute__((vector_size(FC_VBYTES)));
 typedef FC_T FC_NAME(uvec) __attribute__((vector_size(FC_VBYTES), aligned(sizeof(FC_T))));
+/* One byte per lane of a vector */
+typedef unsigned char FC_NAME(bytes) __attribute__((vector_size(FC_VBYTES / sizeof(FC_T))));
 #define VEC FC_NAME(vec)
 #define LOAD(p) (*(const FC_NAME(uvec) *)(p))
 #define STORE(p, v) (*(FC_NAME(uvec) *)(p) = (v))
@@ -186,6 +188,46 @@ FC_NAME(pool_max)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, ptrdi
     }
 }
 
+/* The index (row-major, < 256) of each lane's winning cell in the window of
+ * channels [c, c + n): its first NaN, else its first maximal cell; *max
+ * gets the lanes' maxima as pool_max computes them (a NaN lane: its last NaN). */
+static inline MASK
+FC_NAME(window_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, ptrdiff_t rows,
+                       ptrdiff_t cols, ptrdiff_t c, int n, VEC *max)
+{
+    VEC best = FC_NAME(load_lanes)(x + c, n), first = best;
+    MASK winner = (MASK){0};
+    int k = 0;
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t q = 0; q < cols; q++, k++) {
+            const VEC v = FC_NAME(load_lanes)(x + r * row_pitch + q * pix_pitch + c, n);
+            const MASK take = (v > first) | ((v != v) & (first == first));
+            first = SELECT(take, v, first);
+            winner = (take & ((MASK){0} + k)) | (~take & winner);
+            best = SELECT((v > best) | (v != v), v, best);
+        }
+    *max = best;
+    return winner;
+}
+
+/* out[c] = the window's maximum of channel c (as pool_max) and winner[c] the
+ * index of the cell pool_route sends channel c's gradient to: at most 256 cells. */
+static void
+FC_NAME(pool_max_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
+                         ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t channels, FC_T *out,
+                         unsigned char *winner)
+{
+    for (ptrdiff_t c = 0; c < channels; c += VW) {
+        const int n = channels - c < VW ? (int)(channels - c) : VW;
+        VEC best;
+        const MASK index = FC_NAME(window_winner)(x, row_pitch, pix_pitch, rows, cols, c, n,
+                                                  &best);
+        FC_NAME(store_lanes)(out + c, best, n);
+        const FC_NAME(bytes) narrow = __builtin_convertvector(index, FC_NAME(bytes));
+        memcpy(winner + c, &narrow, (size_t)n);
+    }
+}
+
 /* dx of the window's cells (laid out like x's) = dy[c] at each channel's
  * maximal cell, 0 elsewhere; added to dx when `accumulate`, else stored. */
 static void
@@ -194,18 +236,11 @@ FC_NAME(pool_route)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, ptr
 {
     for (ptrdiff_t c = 0; c < channels; c += VW) {
         const int n = channels - c < VW ? (int)(channels - c) : VW;
-        VEC best = FC_NAME(load_lanes)(x + c, n);
-        MASK winner = (MASK){0};
-        int k = 0;  /* the cell's index in the window (fewer cells than an image holds) */
-        for (ptrdiff_t r = 0; r < rows; r++)
-            for (ptrdiff_t q = 0; q < cols; q++, k++) {
-                const VEC v = FC_NAME(load_lanes)(x + r * row_pitch + q * pix_pitch + c, n);
-                const MASK take = (v > best) | ((v != v) & (best == best));
-                best = SELECT(take, v, best);
-                winner = (take & ((MASK){0} + k)) | (~take & winner);
-            }
+        VEC best;
+        const MASK winner = FC_NAME(window_winner)(x, row_pitch, pix_pitch, rows, cols, c, n,
+                                                   &best);
         const VEC grad = FC_NAME(load_lanes)(dy + c, n);
-        k = 0;
+        int k = 0;
         for (ptrdiff_t r = 0; r < rows; r++)
             for (ptrdiff_t q = 0; q < cols; q++, k++) {
                 FC_T *cell = dx + r * row_pitch + q * pix_pitch + c;

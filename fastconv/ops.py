@@ -22,6 +22,10 @@ runs as dh * dw undilated ones on the phases of the input (see
 ``_dilation_phases``); a grouped one as one compiled call per group on
 copies of its channel blocks.  Depthwise convolution and average pooling
 have compiled kernels of their own (``_depthwise``, ``_pool``).
+
+A ReLU convolution followed by a max pooling whose strides are its window
+also runs fused (``conv2d_relu_max_pool2d_forward`` and its backward), in
+one pass over the pooled output, bit-identical to the two run in turn.
 """
 
 import collections
@@ -38,11 +42,13 @@ from ._checks import (
     check_activation_output,
     check_bias,
     check_conv2d,
+    check_conv2d_relu_max_pool2d,
     check_depthwise_conv2d,
     check_elements,
     check_out,
     check_output_gradient,
     check_pool,
+    check_relu_max_pool2d_backward,
     group_channels,
 )
 from ._kernels import _conv, _cpu, _depthwise, _optim, _pool
@@ -572,6 +578,80 @@ def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
                    stride_w=geo.stride_w, pad_top=geo.pad_top, pad_left=geo.pad_left,
                    num_threads=_threads_for(x.size), flush_denormal=_flush_denormal)
     return dx
+
+
+def conv2d_relu_max_pool2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid",
+                                   pool_size=(2, 2), out=None):
+    """``max_pool2d_forward(conv2d_forward(x, kernel, bias, strides, padding,
+    activation='relu'), pool_size)`` in one pass, bit-identical to it: the
+    convolution's output is never stored, and its rows and columns that no
+    window covers are not computed.
+
+    x (N, H, W, C), kernel (KH, KW, C, CO), bias (CO,) or None; the
+    convolution is undilated, with one group; the pooling has strides equal
+    to ``pool_size`` and 'valid' padding, its window at most 16 cells.
+    Returns (y, winners), both (N, PH, PW, CO): the pooled output and, as
+    uint8, the row-major index within its window of the cell each pooled
+    value's gradient goes to (its first NaN, else its first maximum), for
+    ``relu_max_pool2d_backward``.  ``out`` may give the two arrays to fill.
+    """
+    x, kernel, geo, pool_size, pool_geo = check_conv2d_relu_max_pool2d(x, kernel, strides,
+                                                                       padding, pool_size)
+    bias = check_bias(bias, kernel)
+    shape = (x.shape[0], pool_geo.out_h, pool_geo.out_w, kernel.shape[3])
+    y_out, winners_out = (None, None) if out is None else out
+    y = check_out(y_out, "out[0] (y)", shape, x.dtype, (x, kernel, bias))
+    winners = check_out(winners_out, "out[1] (winners)", shape, np.uint8, (x, kernel, bias, y))
+    if not _all_finite(kernel):
+        reference.conv2d_relu_max_pool2d_forward(x, kernel, bias, strides, padding, pool_size,
+                                                 out=(y, winners))
+        return y, winners
+    if bias is not None:
+        bias = _padded_channels(bias, "bias")
+    elements = _conv.relu_max_pool_elements(kernel.shape[0], kernel.shape[1], x.shape[3],
+                                            kernel.shape[3], geo.stride_w, pool_size[0],
+                                            pool_size[1], pool_geo.out_w)
+    check_elements(elements, "the convolution rows under one pooled row")
+    macs = y.size * pool_size[0] * pool_size[1] * kernel.shape[0] * kernel.shape[1] * x.shape[3]
+    threads = _threads_for(macs)
+    scratch = _workspace.get("relu_max_pool", (threads, elements), x.dtype)
+    _conv.forward_relu_max_pool(x, _padded_channels(kernel, "kernel"), bias, y, winners,
+                                scratch, stride_h=geo.stride_h, stride_w=geo.stride_w,
+                                pad_top=geo.pad_top, pad_left=geo.pad_left,
+                                pool_h=pool_size[0], pool_w=pool_size[1], num_threads=threads,
+                                flush_denormal=_flush_denormal)
+    return y, winners
+
+
+def relu_max_pool2d_backward(dy, y, winners, z_shape, pool_size=(2, 2), out=None):
+    """The gradient dz of z under y = max_pool2d(relu(z), pool_size) (strides
+    equal to pool_size, 'valid'), given dy = dL/dy, y and the ``winners`` of
+    ``conv2d_relu_max_pool2d_forward``: dy at each window's winner where y
+    is > 0, zero elsewhere (rows and columns no window covers included).
+    z_shape is (N, H, W, C); returns dz of that shape, bit-identical to
+    ``max_pool2d_backward`` followed by the ReLU mask."""
+    dy, y, winners, z_shape, pool_size, _ = check_relu_max_pool2d_backward(
+        dy, y, winners, z_shape, pool_size)
+    dz = check_out(out, "out", z_shape, y.dtype, (dy, y, winners))
+    _pool.relu_max_pool_backward(dy, y, winners, dz, pool_h=pool_size[0], pool_w=pool_size[1],
+                                 num_threads=_threads_for(dz.size),
+                                 flush_denormal=_flush_denormal)
+    return dz
+
+
+def conv2d_relu_max_pool2d_backward(x, kernel, dy, y, winners, strides=(1, 1), padding="valid",
+                                    pool_size=(2, 2), compute_dx=True, out=None):
+    """Gradients (dx, dkernel, dbias) of ``conv2d_relu_max_pool2d_forward``
+    given dy = dL/dy and its outputs y and winners: ``relu_max_pool2d_backward``
+    gives the convolution's pre-activation gradient, then
+    ``conv2d_backward`` runs without activation.  dx is None unless
+    ``compute_dx``; ``out`` may give the three arrays to fill."""
+    x, kernel, geo, pool_size, _ = check_conv2d_relu_max_pool2d(x, kernel, strides, padding,
+                                                                pool_size)
+    z_shape = (x.shape[0], geo.out_h, geo.out_w, kernel.shape[3])
+    dz = relu_max_pool2d_backward(dy, y, winners, z_shape, pool_size,
+                                  out=_workspace.get("relu_max_pool_dz", z_shape, x.dtype))
+    return conv2d_backward(x, kernel, dz, strides, padding, compute_dx=compute_dx, out=out)
 
 
 def avg_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=None):

@@ -9,6 +9,11 @@ GFLOP/s and, given ``peak_gflops`` (e.g. the FMA peak of
 ``bench/fma_peak.py``), the share of that peak; then the totals and the
 step, so that the time outside the layers (loss, optimizer, checks, the
 executor itself) shows as the gap between the two.
+
+A ReLU Conv2D and the MaxPooling2D the executor runs fused with it (see
+``fastconv.models.functional.ConvPoolStep``) are timed as one: the
+convolution's row carries the pair's time (its label names the pooling
+layer), the pooling's row says which row holds its time.
 """
 
 import math
@@ -36,8 +41,9 @@ class Profile:
     checks, the executor; the medians of the rows need not add up to
     ``step_ms`` on a noisy machine), ``batch_size``, ``repeat``,
     ``peak_gflops``, ``step`` (what a timed step ran) and ``threads``
-    (fastconv's thread count).  ``str()`` gives
-    the printed table."""
+    (fastconv's thread count).  A row's "fused_with" names the layer that
+    ran fused with it (None for most): the convolution's row holds the
+    pair's time, the max pooling's none.  ``str()`` gives the printed table."""
 
     def __init__(self, rows, step_ms, outside_ms, batch_size, repeat, peak_gflops, step,
                  threads):
@@ -56,7 +62,7 @@ class Profile:
         peak = self.peak_gflops is not None
         headers = ["Layer (type)", "fwd ms", "bwd ms", "MMACs", "fwd GFLOP/s", "bwd GFLOP/s"]
         headers += ["fwd % peak", "bwd % peak"] if peak else []
-        rows = [[f"{r['layer']} ({r['type']})", _ms(r["forward_ms"]), _ms(r["backward_ms"]),
+        rows = [[_label(r), _ms(r["forward_ms"]), _ms(r["backward_ms"]),
                  _mmacs(r["macs"]), _rate(r["forward_gflops"]),
                  _rate(r["backward_gflops"])]
                 + ([_percent(r["forward_peak_percent"]), _percent(r["backward_peak_percent"])]
@@ -101,9 +107,9 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
     models: the sum of theirs); other layers count 0.  Do not use the model
     from another thread meanwhile.
     """
-    from .models.functional import Model  # it imports this module
+    from .models import functional  # it imports this module
 
-    if not isinstance(model, Model):
+    if not isinstance(model, functional.Model):
         raise TypeError(f"profile needs a fastconv Model, got {type(model).__name__}")
     batch_size, repeat = check_int(batch_size, "batch_size"), check_int(repeat, "repeat")
     if peak_gflops is not None:
@@ -121,10 +127,16 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
     layers = list(dict.fromkeys(node.layer for node in nodes))  # a shared layer once
     weights = model.get_weights()
     optimizer_state = _optimizer_state(model.optimizer)
+    pairs = list(model._conv_pool_steps.values()) if functional.FUSE else []
+    fused_with = {}
+    for pair in pairs:
+        conv, pool = pair.conv_node.layer, pair.pool_node.layer
+        fused_with[id(conv)], fused_with[id(pool)] = pool.name, conv.name
     timers = {}
     try:
         for layer in layers:
-            timers[id(layer)] = _LayerTimer(layer)
+            timers[id(layer)] = _LayerTimer(layer, [pair for pair in pairs
+                                                    if pair.conv_node.layer is layer])
         passes = []
         for timed in [False] + [True] * repeat:
             for timer in timers.values():
@@ -150,7 +162,7 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
         backward_ms = 1e3 * statistics.median(p[1][i][1] for p in passes)
         backward_macs = macs[id(layer)] * timers[id(layer)].products
         rows.append(_row(layer, forward_ms, backward_ms, macs[id(layer)], backward_macs,
-                         peak_gflops))
+                         peak_gflops, fused_with.get(id(layer))))
     step_ms = 1e3 * statistics.median(elapsed for elapsed, _ in passes)
     outside_ms = 1e3 * statistics.median(elapsed - sum(map(sum, totals))
                                          for elapsed, totals in passes)
@@ -163,30 +175,40 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
 class _LayerTimer:
     """Wraps a layer's ``forward`` and ``backward`` (as instance attributes
     that shadow the methods until ``remove``) to add up their wall time per
-    pass.  ``products``: how many products of the forward's size a backward
-    ran: 2 when it computed the input gradient (that and the weight
-    gradient), 1 without it (the weight gradient), 0 when it never ran."""
+    pass, and those of the fused ``steps`` that run it (ConvPoolSteps whose
+    convolution it is).  ``products``: how many products of the forward's
+    size a backward ran: 2 when it computed the input gradient (that and
+    the weight gradient), 1 without it (the weight gradient), 0 when it
+    never ran."""
 
-    def __init__(self, layer):
-        self.layer, self.products = layer, 0
-        forward, backward = layer.forward, layer.backward
+    def __init__(self, layer, steps=()):
+        self.layer, self.products, self.wrapped = layer, 0, []
+        backward = layer.backward
 
-        def timed_forward(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return forward(*args, **kwargs)
-            finally:
-                self.forward_s += time.perf_counter() - start
-
-        def timed_backward(dy, need_input_grad=True):
-            start = time.perf_counter()
+        def counted_backward(dy, need_input_grad=True):
             try:
                 return backward(dy, need_input_grad=need_input_grad)
             finally:
-                self.backward_s += time.perf_counter() - start
                 self.products = max(self.products, 2 if need_input_grad else 1)
 
-        layer.forward, layer.backward = timed_forward, timed_backward
+        layer.backward = counted_backward  # then timed, as the layer's forward
+        for owner in [layer, *steps]:
+            self._time(owner, "forward", "forward_s")
+            self._time(owner, "backward", "backward_s")
+
+    def _time(self, owner, method, total):
+        """Shadows owner.<method> by a call that adds its wall time to self.<total>."""
+        call = getattr(owner, method)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                setattr(self, total, getattr(self, total) + time.perf_counter() - start)
+
+        setattr(owner, method, timed)
+        self.wrapped.append((owner, method))
 
     def start_pass(self):
         self.forward_s = self.backward_s = 0.0
@@ -195,7 +217,8 @@ class _LayerTimer:
         return self.forward_s, self.backward_s
 
     def remove(self):
-        del self.layer.forward, self.layer.backward
+        for owner, method in self.wrapped:
+            delattr(owner, method)
 
 
 def _forward_backward_step(model, xs):
@@ -244,14 +267,26 @@ def _macs(node, batch):
     return outputs * math.prod(kernel[:-1])  # Conv2D (kh, kw, in/groups, out), Dense (in, out)
 
 
-def _row(layer, forward_ms, backward_ms, macs, backward_macs, peak_gflops):
+def _row(layer, forward_ms, backward_ms, macs, backward_macs, peak_gflops, fused_with):
     forward_gflops = _gflops(macs, forward_ms)
     backward_gflops = _gflops(backward_macs, backward_ms)
-    return {"layer": layer.name, "type": type(layer).__name__, "forward_ms": forward_ms,
+    return {"layer": layer.name, "type": type(layer).__name__, "fused_with": fused_with,
+            "forward_ms": forward_ms,
             "backward_ms": backward_ms, "macs": macs, "backward_macs": backward_macs,
             "forward_gflops": forward_gflops, "backward_gflops": backward_gflops,
             "forward_peak_percent": _share(forward_gflops, peak_gflops),
             "backward_peak_percent": _share(backward_gflops, peak_gflops)}
+
+
+def _label(row):
+    """'name (Type)'; for a fused pair 'conv (Conv2D) + pool' on the row
+    holding the time, 'pool (MaxPooling2D) in conv' on the other."""
+    label = f"{row['layer']} ({row['type']})"
+    if row["fused_with"] is None:
+        return label
+    if row["type"] == "MaxPooling2D":
+        return f"{label} in {row['fused_with']}"
+    return f"{label} + {row['fused_with']}"
 
 
 def _gflops(macs, ms):

@@ -3,7 +3,8 @@
 Same functions, arguments, checks and results as :mod:`fastconv.ops`; the
 test oracle and the benchmark baseline.  Convolution is im2col (a strided
 window view, dilated by slicing its taps) followed by one matrix product
-per group; depthwise convolution is an einsum over the same view.
+per group; depthwise convolution is an einsum over the same view.  The
+fused ReLU convolution and max pooling compose the functions here.
 """
 
 import numpy as np
@@ -14,10 +15,12 @@ from ._checks import (
     check_activation_output,
     check_bias,
     check_conv2d,
+    check_conv2d_relu_max_pool2d,
     check_depthwise_conv2d,
     check_out,
     check_output_gradient,
     check_pool,
+    check_relu_max_pool2d_backward,
     dilated_window,
     group_channels,
 )
@@ -196,12 +199,9 @@ def max_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=N
     return _result(windows.max(axis=(3, 4)), out)
 
 
-def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", out=None):
-    """Gradient of max_pool2d_forward: each window's dy goes to its first
-    maximal element in row-major order (its first NaN, if it holds one)."""
-    x, pool_size, geo = check_pool(x, pool_size, strides, padding)
-    dy = check_output_gradient(dy, x, x.shape[3], geo)
-    out = check_out(out, "out", x.shape, x.dtype, (x, dy), allocate=False)
+def _max_pool_winners(x, pool_size, geo):
+    """(N, OH, OW, C): the row-major index within its window of each window's
+    first NaN, else its first maximal cell inside the input."""
     padded = _pad(x, pool_size, geo, -np.inf)
     inside = _pad(np.ones(x.shape[1:3] + (1,), bool)[None], pool_size, geo, False)
     shape = (x.shape[0], geo.out_h, geo.out_w, pool_size[0] * pool_size[1], x.shape[3])
@@ -209,12 +209,66 @@ def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     valid = _windows(inside, pool_size, geo).reshape((1,) + shape[1:4] + (1,))
     best = values.max(axis=3, keepdims=True)
     is_best = valid & ((values == best) | (np.isnan(values) & np.isnan(best)))
-    first = is_best.argmax(axis=3)
-    routed = np.where(first[:, :, :, None] == np.arange(shape[3])[:, None], dy[:, :, :, None], 0)
-    routed = routed.reshape(shape[:3] + pool_size + (x.shape[3],))
-    dx = _crop(_scatter_windows(routed.astype(x.dtype, copy=False), padded.shape, pool_size,
-                                geo), x.shape, geo)
-    return _result(dx, out)
+    return is_best.argmax(axis=3)
+
+
+def _route_to_winners(dy, winners, x_shape, pool_size, geo):
+    """dx of ``x_shape``: each window's dy at the cell its ``winners`` index names."""
+    cells = pool_size[0] * pool_size[1]
+    routed = np.where(winners[:, :, :, None] == np.arange(cells)[:, None], dy[:, :, :, None], 0)
+    routed = routed.reshape(dy.shape[:3] + pool_size + (x_shape[3],))
+    padded_shape = _pad(np.empty((1,) + x_shape[1:3] + (1,)), pool_size, geo).shape
+    dx = _scatter_windows(routed.astype(dy.dtype, copy=False),
+                          (x_shape[0],) + padded_shape[1:3] + (x_shape[3],), pool_size, geo)
+    return _crop(dx, x_shape, geo)
+
+
+def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", out=None):
+    """Gradient of max_pool2d_forward: each window's dy goes to its first
+    maximal element in row-major order (its first NaN, if it holds one)."""
+    x, pool_size, geo = check_pool(x, pool_size, strides, padding)
+    dy = check_output_gradient(dy, x, x.shape[3], geo)
+    out = check_out(out, "out", x.shape, x.dtype, (x, dy), allocate=False)
+    return _result(_route_to_winners(dy, _max_pool_winners(x, pool_size, geo), x.shape,
+                                     pool_size, geo), out)
+
+
+def conv2d_relu_max_pool2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid",
+                                   pool_size=(2, 2), out=None):
+    """(y, winners) = (max_pool2d_forward(conv2d_forward(..., activation='relu'),
+    pool_size), each pooled value's window index of its gradient's cell as uint8)."""
+    x, kernel, geo, pool_size, pool_geo = check_conv2d_relu_max_pool2d(x, kernel, strides,
+                                                                       padding, pool_size)
+    bias = check_bias(bias, kernel)
+    shape = (x.shape[0], pool_geo.out_h, pool_geo.out_w, kernel.shape[3])
+    y_out, winners_out = (None, None) if out is None else out
+    y_out = check_out(y_out, "out[0] (y)", shape, x.dtype, (x, kernel, bias), allocate=False)
+    winners_out = check_out(winners_out, "out[1] (winners)", shape, np.uint8,
+                            (x, kernel, bias, y_out), allocate=False)
+    z = conv2d_forward(x, kernel, bias, strides, padding, activation="relu")
+    winners = _max_pool_winners(z, pool_size, pool_geo).astype(np.uint8)
+    return (_result(max_pool2d_forward(z, pool_size), y_out), _result(winners, winners_out))
+
+
+def relu_max_pool2d_backward(dy, y, winners, z_shape, pool_size=(2, 2), out=None):
+    """dz of z (z_shape) under y = max_pool2d(relu(z), pool_size): dy at each
+    window's winner where y > 0, zero elsewhere."""
+    dy, y, winners, z_shape, pool_size, geo = check_relu_max_pool2d_backward(
+        dy, y, winners, z_shape, pool_size)
+    out = check_out(out, "out", z_shape, y.dtype, (dy, y, winners), allocate=False)
+    masked = np.where(y > 0, dy, dy.dtype.type(0))
+    return _result(_route_to_winners(masked, winners, z_shape, pool_size, geo), out)
+
+
+def conv2d_relu_max_pool2d_backward(x, kernel, dy, y, winners, strides=(1, 1), padding="valid",
+                                    pool_size=(2, 2), compute_dx=True, out=None):
+    """Gradients (dx, dkernel, dbias) of conv2d_relu_max_pool2d_forward given
+    dy = dL/dy, y and winners; dx is None unless ``compute_dx``."""
+    x, kernel, geo, pool_size, _ = check_conv2d_relu_max_pool2d(x, kernel, strides, padding,
+                                                                pool_size)
+    dz = relu_max_pool2d_backward(dy, y, winners, (x.shape[0], geo.out_h, geo.out_w,
+                                                   kernel.shape[3]), pool_size)
+    return conv2d_backward(x, kernel, dz, strides, padding, compute_dx=compute_dx, out=out)
 
 
 def _window_counts(x_shape, pool_size, geo, dtype):

@@ -49,8 +49,13 @@ def test_one_row_per_layer_with_hand_counted_multiply_adds():
     assert [row["macs"] for row in result.rows] == [4 * 6 * 6 * 4 * 18, 0, 0, 4 * 3 * 36]
     assert result.batch_size == 4 and result.repeat == 2 and result.step == "train_on_batch"
     assert result.threads == fastconv.get_num_threads()
+    # the pool runs fused with the conv (fastconv.models.functional.FUSE): the
+    # conv's row holds the pair's time, the pool's none
+    assert [row["fused_with"] for row in result.rows] == ["pool", "conv", None, None]
     for row in result.rows:
-        assert row["forward_ms"] > 0 and row["backward_ms"] > 0
+        fused_pool = row["fused_with"] == "conv"
+        assert row["forward_ms"] > 0 and row["backward_ms"] > 0 or fused_pool
+        assert row["forward_ms"] == row["backward_ms"] == 0 or not fused_pool
     conv, dense = result.rows[0], result.rows[3]
     assert conv["forward_gflops"] == pytest.approx(2 * conv["macs"] / conv["forward_ms"] / 1e6)
     # the first layer's backward computes the weight gradient only: one product
@@ -68,7 +73,7 @@ def test_one_row_per_layer_with_hand_counted_multiply_adds():
     assert result.step_ms > 0 and 0 < result.outside_ms < result.step_ms
     assert printed == [str(result)]
     text = printed[0]
-    for name in ["conv (Conv2D)", "pool (MaxPooling2D)", "dense (Dense)", "Total",
+    for name in ["conv (Conv2D) + pool", "pool (MaxPooling2D) in conv", "dense (Dense)", "Total",
                  "fwd % peak", "train_on_batch"]:
         assert name in text
 

@@ -9,11 +9,18 @@ gradients over the nodes.
 
 A model is itself a layer: it can be called on KerasTensors, added to a
 Sequential model, or nested in another functional model.
+
+A ReLU Conv2D whose output only a MaxPooling2D reads runs with it as one
+fused step (``ConvPoolStep``), in training and at inference: the
+convolution's output is never stored.  ``FUSE = False`` runs every layer
+on its own instead (the same results, bit for bit).
 """
 
 import numpy as np
 
-from .. import utils
+from .. import activations, utils
+from .._checks import MAX_FUSED_POOL_CELLS
+from ..backend import kernels
 from ..layers.base import Layer
 from ..layers.symbolic import KerasTensor, flatten
 from ..profiling import profile
@@ -21,6 +28,47 @@ from ..saving import Saving
 from ..summary import print_summary
 from ..tensor import Tensor
 from ..trainer import Trainer
+
+# Whether the executor runs each ConvPoolStep of a model as one fused step.
+FUSE = True
+
+
+class ConvPoolStep:
+    """A ReLU Conv2D node and the MaxPooling2D node that alone reads its
+    output, run as one step: ``forward`` computes the pooled output without
+    storing the convolution's, ``backward`` the convolution's pre-activation
+    gradient, on which the convolution's own (linear) backward then runs.
+    Its methods are the executor's calls, which ``model.profile`` times."""
+
+    def __init__(self, conv_node, pool_node):
+        self.conv_node, self.pool_node = conv_node, pool_node
+
+    def forward(self, x, record):
+        """(pooled output, winners) for the convolution's input x.  With
+        ``record`` the convolution keeps what its backward needs: x, and
+        the buffer of the gradient dz that ``backward`` fills standing for
+        its output, whose shape alone a linear backward reads."""
+        conv, pool = self.conv_node.layer, self.pool_node.layer
+        x = np.ascontiguousarray(x, dtype=conv.dtype)
+        conv._check_input_shape(x.shape)
+        shape = (len(x),) + pool.output_shape[1:]
+        y = pool._buffers.get("y", shape, conv.dtype)
+        winners = pool._buffers.get("winners", shape, np.uint8)
+        kernels().conv2d_relu_max_pool2d_forward(x, conv.params["kernel"],
+                                                 conv.params.get("bias"), conv.strides,
+                                                 conv.padding, pool.pool_size, out=(y, winners))
+        conv._cache = pool._cache = None
+        if record:
+            dz = conv._buffers.get("dz", (len(x),) + conv.output_shape[1:], conv.dtype)
+            conv._cache = (x, dz, activations.linear)
+        return y, winners
+
+    def backward(self, dy, y, winners):
+        """The convolution's pre-activation gradient dz (the buffer its
+        cache holds) given dy = dL/d(pooled output)."""
+        _, dz, _ = self.conv_node.layer._cache
+        return kernels().relu_max_pool2d_backward(dy, y, winners, dz.shape,
+                                                  self.pool_node.layer.pool_size, out=dz)
 
 
 class Model(Trainer, Saving, Layer):
@@ -62,6 +110,7 @@ class Model(Trainer, Saving, Layer):
             counts[id(node.layer)] = counts.get(id(node.layer), 0) + 1
         self._shared = {layer_id for layer_id, count in counts.items() if count > 1}
         self._inference_folds = self._batch_norm_folds()
+        self._conv_pool_steps = self._fusable_conv_pools()
         self.built = True
 
     def _tensors_after_trainable_weights(self):
@@ -75,6 +124,14 @@ class Model(Trainer, Saving, Layer):
                 after.add(node.output.id)
         return after
 
+    def _readers(self):
+        """{tensor id: the nodes that read it}."""
+        readers = {}
+        for node in self._nodes:
+            for tensor in node.inputs:
+                readers.setdefault(tensor.id, []).append(node)
+        return readers
+
     def _batch_norm_folds(self):
         """{convolution node: BatchNormalization node} of the pairs whose
         normalisation folds into the convolution at inference: a linear
@@ -82,10 +139,7 @@ class Model(Trainer, Saving, Layer):
         BatchNormalization, neither of them shared nor a model output."""
         from ..layers import BatchNormalization, Conv2D, Dense
 
-        readers = {}
-        for node in self._nodes:
-            for tensor in node.inputs:
-                readers.setdefault(tensor.id, []).append(node)
+        readers = self._readers()
         outputs = {t.id for t in self.outputs}
         folds = {}
         for node in self._nodes:
@@ -101,6 +155,34 @@ class Model(Trainer, Saving, Layer):
                     and readers[source.output.id] == [node] and source.output.id not in outputs):
                 folds[source] = node
         return folds
+
+    def _fusable_conv_pools(self):
+        """{Conv2D node: ConvPoolStep} of the pairs the executor may fuse: a
+        ReLU Conv2D (undilated, one group) whose output feeds only a
+        MaxPooling2D of its dtype whose strides are its pool size ('valid',
+        at most MAX_FUSED_POOL_CELLS cells); neither layer shared nor with
+        an activity regularizer, the convolution's output not a model output."""
+        from ..layers import Conv2D, MaxPooling2D
+
+        readers = self._readers()
+        outputs = {t.id for t in self.outputs}
+        steps = {}
+        for node in self._nodes:
+            pool = node.layer
+            if type(pool) is not MaxPooling2D or len(node.inputs) != 1:
+                continue
+            source = node.inputs[0].node
+            conv = source.layer
+            if (type(conv) is Conv2D and conv.activation is activations.relu
+                    and conv.dilation_rate == (1, 1) and conv.groups == 1
+                    and conv.dtype == pool.dtype and pool.padding == "valid"
+                    and pool.strides == pool.pool_size
+                    and pool.pool_size[0] * pool.pool_size[1] <= MAX_FUSED_POOL_CELLS
+                    and conv.activity_regularizer is None and pool.activity_regularizer is None
+                    and id(conv) not in self._shared and id(pool) not in self._shared
+                    and readers[source.output.id] == [node] and source.output.id not in outputs):
+                steps[source] = ConvPoolStep(source, node)
+        return steps
 
     @property
     def layers(self):
@@ -221,20 +303,27 @@ class Model(Trainer, Saving, Layer):
 
     # ------------------------------------------------------------ executor
 
-    def run_forward(self, arrays, training=False, logits_of=(), record=None):
+    def run_forward(self, arrays, training=False, logits_of=(), record=None, keep=()):
         """The outputs (a list) for the input ``arrays`` (a list, one per
         input).  Outputs whose index is in ``logits_of`` skip their layer's
         activation.  With ``record`` (default: in training), every layer
         keeps what backward needs.  At inference, a BatchNormalization after
-        a linear convolution is folded into it (see _batch_norm_folds)."""
+        a linear convolution is folded into it (see _batch_norm_folds).
+        With FUSE, each ConvPoolStep runs fused unless its convolution's
+        output is among the tensor ids in ``keep`` (whose values or
+        gradients the caller reads)."""
         record = training if record is None else record
         values = {tensor.id: array for tensor, array in zip(self.inputs, arrays)}
         logits = {self.outputs[i].id for i in logits_of}
         node_caches = self._thread_state.node_caches = {}
+        # {pool node: (its ConvPoolStep, pooled output, winners)} of this forward
+        fused = self._thread_state.fused_pools = {}
+        steps = {node: step for node, step in self._conv_pool_steps.items()
+                 if FUSE and node.output.id not in keep}
         folds = {} if training or record else self._inference_folds
-        folded = set()
+        skipped = set()
         for node in self._nodes:
-            if node.is_input or node in folded:
+            if node.is_input or node in skipped:
                 continue
             layer = node.layer
             args = [values[t.id] for t in node.inputs]
@@ -242,7 +331,15 @@ class Model(Trainer, Saving, Layer):
                 norm = folds[node]
                 x = np.ascontiguousarray(args[0], dtype=layer.dtype)
                 values[norm.output.id] = layer.call_with_affine(x, *norm.layer.inference_affine())
-                folded.add(norm)
+                skipped.add(norm)
+                continue
+            if node in steps:  # a convolution and its max pooling in one pass
+                step = steps[node]
+                y, winners = step.forward(args[0], record)
+                values[step.pool_node.output.id] = y
+                if record:
+                    fused[step.pool_node] = (step, y, winners)
+                skipped.add(step.pool_node)
                 continue
             y = layer.forward(args[0] if len(args) == 1 else args, training,
                               activate=node.output.id not in logits, record=record)
@@ -261,13 +358,19 @@ class Model(Trainer, Saving, Layer):
         gradient of every tensor and returns dL/d(inputs) (a list), and
         stores the gradients of the KerasTensors whose ids are in ``wanted``
         (a dict) into it; without, only the gradients training needs (a
-        list of None)."""
+        list of None).  A fused ConvPoolStep passes its convolution the
+        pre-activation gradient; ``wanted`` cannot hold the output that
+        step never stored (give it to run_forward's ``keep``)."""
         grads = {}
         for tensor, grad in zip(self.outputs, output_grads):
             if grad is not None:
                 _accumulate(grads, tensor.id, grad)
         shared_sums = {}
         node_caches = getattr(self._thread_state, "node_caches", {})
+        fused = getattr(self._thread_state, "fused_pools", {})
+        if wanted and any(pool.inputs[0].id in wanted for pool in fused):
+            raise ValueError("wanted holds the output of a convolution that the last forward "
+                             "fused with its max pooling: pass its id to run_forward's keep")
         trained_upstream = None if need_input_grads else self._tensors_after_trainable_weights()
         for node in reversed(self._nodes):
             if node.is_input:
@@ -281,6 +384,11 @@ class Model(Trainer, Saving, Layer):
                     _zero_grads(layer)
                 continue
             need = need_input_grads or any(t.id in trained_upstream for t in node.inputs)
+            if node in fused:  # the convolution's backward runs at its node on this dz
+                step, y, winners = fused[node]
+                if need:
+                    grads[step.conv_node.output.id] = step.backward(dy, y, winners)
+                continue
             if node in node_caches:
                 layer._cache = node_caches[node]
             dx = layer.backward(dy, need_input_grad=need)
@@ -320,7 +428,7 @@ class Model(Trainer, Saving, Layer):
             if not isinstance(tensor, KerasTensor) or tensor.id not in known:
                 raise ValueError(f"wrt must hold KerasTensors of model {self.name!r}'s graph, "
                                  f"got {tensor!r}")
-        outputs = self.run_forward(arrays, training, record=True)
+        outputs = self.run_forward(arrays, training, record=True, keep={t.id for t in tensors})
         checked = []
         for grad, output in zip(grads, outputs):
             if grad is not None:
