@@ -53,12 +53,16 @@ cdef extern from "microkernels.h" nogil:
                         Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
                         Py_ssize_t out_h, Py_ssize_t out_w, const float *dy,
                         Py_ssize_t dy_pitch, float *dkernel,
-                        Py_ssize_t dk_pitch)
+                        Py_ssize_t dk_pitch, int ncols, int accumulate)
+    void sum_pixels_f32(Py_ssize_t npix, int nvec, const float *dy, Py_ssize_t dy_pitch,
+                          float *out, int ncols, int accumulate)
     void wgrad_tile_f64(int nrows, int nvec, const double **rows, Py_ssize_t row_pitch,
                         Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
                         Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
                         Py_ssize_t dy_pitch, double *dkernel,
-                        Py_ssize_t dk_pitch)
+                        Py_ssize_t dk_pitch, int ncols, int accumulate)
+    void sum_pixels_f64(Py_ssize_t npix, int nvec, const double *dy, Py_ssize_t dy_pitch,
+                          double *out, int ncols, int accumulate)
 
 cdef enum:
     # The weight gradient sums over chunks of images whose inputs and output
@@ -266,137 +270,200 @@ cdef _scratch(const floating[:, :, :, ::1] like, int num_threads, Py_ssize_t siz
 cdef inline void wgrad_tile(int nrows, int nvec, const floating **rows, Py_ssize_t row_pitch,
                             Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
                             Py_ssize_t out_h, Py_ssize_t out_w, const floating *dy,
-                            Py_ssize_t dy_pitch, floating *dkernel,
-                            Py_ssize_t dk_pitch) noexcept nogil:
+                            Py_ssize_t dy_pitch, floating *dkernel, Py_ssize_t dk_pitch,
+                            int ncols, bint accumulate) noexcept nogil:
     if floating is float:
         wgrad_tile_f32(nrows, nvec, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, out_w,
-                       dy, dy_pitch, dkernel, dk_pitch)
+                       dy, dy_pitch, dkernel, dk_pitch, ncols, accumulate)
     else:
         wgrad_tile_f64(nrows, nvec, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, out_w,
-                       dy, dy_pitch, dkernel, dk_pitch)
+                       dy, dy_pitch, dkernel, dk_pitch, ncols, accumulate)
 
 
-cdef void wgrad_images(const floating *images, Py_ssize_t image_h, Py_ssize_t image_w,
-                       Py_ssize_t channels, Py_ssize_t nimages, const floating *dy,
-                       Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t stride_h,
-                       Py_ssize_t stride_w, floating *dk, Py_ssize_t kernel_h,
-                       Py_ssize_t kernel_w, Py_ssize_t co_pad) noexcept nogil:
-    """Adds the contribution of ``nimages`` consecutive images to dk
-    (KH * KW * C + 1, COP), whose last row is the bias gradient: ``images``
-    are (padded) inputs (image_h, image_w, C), ``dy`` their (OH, OW, COP)
-    output gradients.  Each tile of dk stays in registers over all the images."""
+cdef inline void sum_pixels(Py_ssize_t npix, int nvec, const floating *dy, Py_ssize_t dy_pitch,
+                            floating *out, int ncols, bint accumulate) noexcept nogil:
+    if floating is float:
+        sum_pixels_f32(npix, nvec, dy, dy_pitch, out, ncols, accumulate)
+    else:
+        sum_pixels_f64(npix, nvec, dy, dy_pitch, out, ncols, accumulate)
+
+
+cpdef tuple gradient_tiles(Py_ssize_t rows, Py_ssize_t channels, Py_ssize_t itemsize):
+    """(row tiles, channel blocks): the register tiles ``weight_gradient``
+    cuts a gradient of ``rows`` kernel rows (KH * KW * C) by ``channels``
+    output channels into, for elements of ``itemsize`` bytes (4 or 8)."""
+    cdef Py_ssize_t block = FC_MAX_VECS * (FC_VBYTES // itemsize)
+    return (rows + FC_MAX_ROWS - 1) // FC_MAX_ROWS, (channels + block - 1) // block
+
+
+cdef struct Split:
+    # How weight_gradient cuts its work, and the convolution's geometry.
+    Py_ssize_t parts, groups, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w
+
+
+cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :, ::1] dy,
+                     floating[:, ::1] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
+                     Split s, Py_ssize_t item) noexcept nogil:
+    """Work item ``item`` = (p * groups + g) * blocks + b of weight_gradient:
+    the gradient rows of row group g and the output channels of block b,
+    summed over the images of batch part p, stored into dkernel (one part)
+    or partials[p]; group 0 stores the block's bias gradient too.  The
+    part's images are read in chunks whose inputs and output gradients stay
+    in cache while the group's tiles sweep them."""
+    cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating), block = FC_MAX_VECS * lanes
+    cdef Py_ssize_t batch = images.shape[0], image_w = images.shape[2]
+    cdef Py_ssize_t channels = images.shape[3], x_pitch = images.shape[1] * image_w * channels
+    cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2], co_pad = dy.shape[3]
+    cdef Py_ssize_t channels_out = dkernel.shape[1], total = dkernel.shape[0]
+    cdef Py_ssize_t width = s.kernel_w * channels, tiles = (total + FC_MAX_ROWS - 1) // FC_MAX_ROWS
+    cdef Py_ssize_t blocks = (channels_out + block - 1) // block
+    cdef Py_ssize_t b = item % blocks, g = item // blocks % s.groups
+    cdef Py_ssize_t p = item // (blocks * s.groups)
+    cdef Py_ssize_t co = b * block, start = p * batch // s.parts
+    cdef Py_ssize_t end = (p + 1) * batch // s.parts
+    cdef Py_ssize_t tile_lo = g * tiles // s.groups, tile_hi = (g + 1) * tiles // s.groups
+    # The group's rows read a band of the channels of each input pixel.
+    cdef Py_ssize_t band = min(channels, (tile_hi - tile_lo) * FC_MAX_ROWS + lanes)
+    cdef Py_ssize_t chunk = max(1, CHUNK_BYTES // ((x_pitch // channels * band
+                                                    + out_h * out_w * block) * sizeof(floating)))
+    cdef int ncols = <int>min(block, channels_out - co)
+    cdef int nvec = <int>((ncols + lanes - 1) // lanes)
+    cdef floating *dk
+    cdef floating *db
+    cdef Py_ssize_t dk_pitch, n = start, count, tile, first, last, r
     cdef const floating *rows[FC_MAX_ROWS]
-    cdef Py_ssize_t width = kernel_w * channels, total = kernel_h * width
-    cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating)
-    cdef Py_ssize_t block = FC_MAX_VECS * lanes
-    cdef Py_ssize_t tiles = (total + FC_MAX_ROWS - 1) // FC_MAX_ROWS
-    cdef Py_ssize_t row_pitch = stride_h * image_w * channels
-    cdef Py_ssize_t x_pitch = image_h * image_w * channels
-    cdef Py_ssize_t tile, first, last, r, b, co, c, p
-    cdef floating *dbias = dk + total * co_pad
-    for tile in range(tiles):
-        first = tile * total // tiles
-        last = (tile + 1) * total // tiles
-        for r in range(first, last):
-            rows[r - first] = images + (r // width) * image_w * channels + r % width
-        for b in range((co_pad + block - 1) // block):
-            co = b * block
-            wgrad_tile(<int>(last - first), <int>((min(block, co_pad - co) + lanes - 1) // lanes),
-                       rows, row_pitch, stride_w * channels, x_pitch, nimages, out_h, out_w,
-                       dy + co, co_pad, dk + first * co_pad + co, co_pad)
-    for p in range(nimages * out_h * out_w):
-        for c in range(co_pad):
-            dbias[c] += dy[p * co_pad + c]
-
-
-cdef void wgrad_part(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
-                     floating *part, Py_ssize_t first, Py_ssize_t end, Py_ssize_t chunk,
-                     Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-                     Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
-                     floating *image) noexcept nogil:
-    """part = the kernel and bias gradients of images [first, end): read in
-    place ``chunk`` at a time (image is NULL), or one at a time laid on the
-    padded grid in the scratch ``image``."""
-    cdef Py_ssize_t channels = src.shape[3], out_h = dy.shape[1], out_w = dy.shape[2]
-    cdef Py_ssize_t co_pad = dy.shape[3]
-    cdef Py_ssize_t padded_h = (out_h - 1) * stride_h + kernel_h
-    cdef Py_ssize_t padded_w = (out_w - 1) * stride_w + kernel_w
-    cdef Py_ssize_t pitch = padded_w * channels, n = first, r, row
-    memset(part, 0, (kernel_h * kernel_w * channels + 1) * co_pad * sizeof(floating))
+    if s.parts == 1:
+        dk, dk_pitch, db = &dkernel[0, 0], dkernel.strides[0] // sizeof(floating), &dbias[0]
+    else:
+        dk, dk_pitch, db = &partials[p, 0, 0], partials.shape[2], &partials[p, total, 0]
     while n < end:
-        if image == NULL:
-            wgrad_images(&src[n, 0, 0, 0], src.shape[1], src.shape[2], channels,
-                         min(chunk, end - n), &dy[n, 0, 0, 0], out_h, out_w, stride_h,
-                         stride_w, part, kernel_h, kernel_w, co_pad)
-            n = n + chunk
+        count = min(chunk, end - n)
+        for tile in range(tile_lo, tile_hi):
+            first = tile * total // tiles
+            last = (tile + 1) * total // tiles
+            for r in range(first, last):
+                rows[r - first] = &images[n, r // width, 0, 0] + r % width
+            wgrad_tile(<int>(last - first), nvec, rows, s.stride_h * image_w * channels,
+                       s.stride_w * channels, x_pitch, count, out_h, out_w, &dy[n, 0, 0, co],
+                       co_pad, dk + first * dk_pitch + co, dk_pitch, ncols, n > start)
+        if g == 0:
+            sum_pixels(count * out_h * out_w, nvec, &dy[n, 0, 0, co], co_pad, db + co, ncols,
+                       n > start)
+        n = n + count
+
+
+cdef void pad_image(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t pad_top,
+                    Py_ssize_t pad_left, floating[:, :, :, ::1] padded) noexcept nogil:
+    """padded[n] = image n of src on the padded grid, zeros around it."""
+    cdef Py_ssize_t pitch = padded.shape[2] * padded.shape[3], r, row
+    for r in range(padded.shape[1]):
+        row = source_index(r - pad_top, 1, src.shape[1])
+        if row >= 0:
+            gather_row(src, n, row, 1, pad_left, padded.shape[2], &padded[n, r, 0, 0])
         else:
-            for r in range(padded_h):
-                row = source_index(r - pad_top, 1, src.shape[1])
-                if row >= 0:
-                    gather_row(src, n, row, 1, pad_left, padded_w, image + r * pitch)
-                else:
-                    memset(image + r * pitch, 0, pitch * sizeof(floating))
-            wgrad_images(image, padded_h, padded_w, channels, 1, &dy[n, 0, 0, 0], out_h,
-                         out_w, stride_h, stride_w, part, kernel_h, kernel_w, co_pad)
-            n = n + 1
+            memset(&padded[n, r, 0, 0], 0, pitch * sizeof(floating))
 
 
-cpdef Py_ssize_t padded_elements(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t stride_h,
-                                 Py_ssize_t stride_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
-                                 Py_ssize_t channels):
-    """Elements of the per-thread scratch ``weight_gradient`` needs for a
-    padded input: one image on the padded grid."""
-    return ((out_h - 1) * stride_h + kernel_h) * ((out_w - 1) * stride_w + kernel_w) * channels
+cdef void add_parts(const floating[:, :, ::1] partials, Py_ssize_t r, Py_ssize_t ncols,
+                    floating *out) noexcept nogil:
+    """out[:ncols] = partials[0, r] + partials[1, r] + ..., added in that order."""
+    cdef Py_ssize_t p, c
+    cdef const floating *part
+    memcpy(out, &partials[0, r, 0], ncols * sizeof(floating))
+    for p in range(1, partials.shape[0]):
+        part = &partials[p, r, 0]
+        for c in range(ncols):
+            out[c] += part[c]
+
+
+cdef enum Phase:
+    PAD_IMAGES, ITEMS, ADD_PARTS
+
+
+cdef void wgrad_unit(Phase phase, Py_ssize_t i, const floating[:, :, :, ::1] src,
+                     const floating[:, :, :, ::1] images, floating[:, :, :, ::1] padded,
+                     const floating[:, :, :, ::1] dy, floating[:, ::1] dkernel,
+                     floating[::1] dbias, floating[:, :, ::1] partials, Split s,
+                     bint flush_denormal) noexcept nogil:
+    """Unit i of one phase of weight_gradient: pad image i, run item i, or add
+    up row i of the parts (the bias gradient after the kernel rows)."""
+    cdef unsigned saved = fc_mxcsr_enter(flush_denormal)
+    if phase == PAD_IMAGES:
+        pad_image(src, i, s.pad_top, s.pad_left, padded)
+    elif phase == ITEMS:
+        wgrad_item(images, dy, dkernel, dbias, partials, s, i)
+    elif i < dkernel.shape[0]:
+        add_parts(partials, i, dkernel.shape[1], &dkernel[i, 0])
+    else:
+        add_parts(partials, i, dkernel.shape[1], &dbias[0])
+    fc_mxcsr_leave(saved)
+
+
+cdef void wgrad_phase(Phase phase, Py_ssize_t units, const floating[:, :, :, ::1] src,
+                      const floating[:, :, :, ::1] images, floating[:, :, :, ::1] padded,
+                      const floating[:, :, :, ::1] dy, floating[:, ::1] dkernel,
+                      floating[::1] dbias, floating[:, :, ::1] partials, Split s,
+                      int num_threads, bint flush_denormal) noexcept nogil:
+    """Units 0 .. units - 1 of one phase, shared among at most num_threads threads."""
+    cdef Py_ssize_t i
+    cdef int threads = <int>min(num_threads, units)
+    # With one thread: a plain loop, no OpenMP region (see the module's docstring).
+    if threads <= 1:
+        for i in range(units):
+            wgrad_unit(phase, i, src, images, padded, dy, dkernel, dbias, partials, s,
+                       flush_denormal)
+    else:
+        for i in prange(units, num_threads=threads, schedule="static"):
+            wgrad_unit(phase, i, src, images, padded, dy, dkernel, dbias, partials, s,
+                       flush_denormal)
+
+
+cpdef tuple padded_image_shape(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t stride_h,
+                               Py_ssize_t stride_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                               Py_ssize_t channels):
+    """(PH, PW, C): one image on the padded grid, as ``weight_gradient``'s
+    ``padded`` scratch holds each image of a padded input."""
+    return (out_h - 1) * stride_h + kernel_h, (out_w - 1) * stride_w + kernel_w, channels
 
 
 def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
-                    floating[:, :, ::1] dk_parts, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                    floating[:, ::1] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
+                    floating[:, :, :, ::1] padded, Py_ssize_t stride_h, Py_ssize_t stride_w,
                     Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
-                    Py_ssize_t kernel_w, int num_threads, bint flush_denormal):
-    """dk_parts[p] = the kernel and bias gradients of part p of the images.
+                    Py_ssize_t kernel_w, Py_ssize_t row_groups, int num_threads,
+                    bint flush_denormal):
+    """dkernel, dbias = the kernel and bias gradients of a convolution.
 
-    ``src`` (N, H, W, C); ``dy`` (N, OH, OW, COP), its channels zero-padded
-    to whole vectors; ``dk_parts`` (P, KH * KW * C + 1, COP) is overwritten
-    and summed over its first axis afterwards: rows (kh, kw, ci) hold
-    sum_{n, oh, ow} window(src) x dy, the last row sum dy.  Part p covers
-    the images [p * N // P, (p + 1) * N // P); the threads share the parts
-    out, so the parts, and their sum, depend on P and not on the thread
-    count.  A part's images are read in chunks small enough to stay in cache.
+    ``src`` (N, H, W, C), N >= 1; ``dy`` (N, OH, OW, COP), OH, OW >= 1, its
+    channels zero-padded to whole vectors; ``dkernel`` (KH * KW * C, CO)
+    rows (kh, kw, ci), any row pitch: sum_{n, oh, ow} window(src) x dy;
+    ``dbias`` (CO,): sum dy.  ``padded`` (N, PH, PW, C) (see
+    ``padded_image_shape``) is scratch for an input that needs padding, else
+    None.
+
+    The work items are (batch part p, group g of ``row_groups`` groups of
+    row tiles, block b of output channels), P = 1 when ``partials`` is None,
+    else its length: parts p cover images [p * N // P, (p + 1) * N // P),
+    item (p, g, b) stores its sums into dkernel (P = 1) or into partials
+    (P, KH * KW * C + 1, COP) (the last row the bias), which are then added
+    in part order.  The threads share the items out, so the result depends
+    on the shapes and on P and row_groups, never on the thread count.
     """
-    cdef unsigned saved
-    cdef Py_ssize_t parts = dk_parts.shape[0], batch = src.shape[0], p
-    cdef Py_ssize_t padded_h = (dy.shape[1] - 1) * stride_h + kernel_h
-    cdef Py_ssize_t padded_w = (dy.shape[2] - 1) * stride_w + kernel_w
-    cdef bint direct = (pad_top == 0 and pad_left == 0 and padded_h <= src.shape[1]
-                        and padded_w <= src.shape[2])
-    cdef Py_ssize_t image_bytes = (src.shape[1] * src.shape[2] * src.shape[3]
-                                   + dy.shape[1] * dy.shape[2] * dy.shape[3]) * sizeof(floating)
-    cdef Py_ssize_t chunk = max(1, min(CHUNK_BYTES // image_bytes, batch))
-    cdef int threads = <int>max(1, min(num_threads, parts))
-    cdef floating[:, ::1] bufs
-    if batch == 0 or dy.shape[1] == 0 or dy.shape[2] == 0:
-        dk_parts[...] = 0
-        return
-    if not direct:
-        bufs = _scratch(src, threads, padded_elements(dy.shape[1], dy.shape[2], stride_h,
-                                                      stride_w, kernel_h, kernel_w,
-                                                      src.shape[3]))
-    # With one thread: a plain loop, no OpenMP region (see the module's docstring).
-    if threads == 1:
-        with nogil:
-            for p in range(parts):
-                saved = fc_mxcsr_enter(flush_denormal)
-                wgrad_part(src, dy, &dk_parts[p, 0, 0], p * batch // parts,
-                           (p + 1) * batch // parts, chunk, stride_h, stride_w, pad_top, pad_left,
-                           kernel_h, kernel_w, NULL if direct else &bufs[0, 0])
-                fc_mxcsr_leave(saved)
-    else:
-        for p in prange(parts, nogil=True, num_threads=threads, schedule="static"):
-            saved = fc_mxcsr_enter(flush_denormal)
-            wgrad_part(src, dy, &dk_parts[p, 0, 0], p * batch // parts,
-                       (p + 1) * batch // parts, chunk, stride_h, stride_w, pad_top, pad_left,
-                       kernel_h, kernel_w, NULL if direct else &bufs[threadid(), 0])
-            fc_mxcsr_leave(saved)
+    cdef Py_ssize_t parts = 1 if partials is None else partials.shape[0]
+    cdef Py_ssize_t blocks = gradient_tiles(dkernel.shape[0], dkernel.shape[1],
+                                            sizeof(floating))[1]
+    cdef Split s = Split(parts, row_groups, stride_h, stride_w, pad_top, pad_left, kernel_h,
+                         kernel_w)
+    cdef const floating[:, :, :, ::1] images = src if padded is None else padded
+    with nogil:
+        if padded is not None:
+            wgrad_phase(PAD_IMAGES, src.shape[0], src, images, padded, dy, dkernel, dbias,
+                        partials, s, num_threads, flush_denormal)
+        wgrad_phase(ITEMS, parts * row_groups * blocks, src, images, padded, dy, dkernel,
+                    dbias, partials, s, num_threads, flush_denormal)
+        if parts > 1:
+            wgrad_phase(ADD_PARTS, dkernel.shape[0] + 1, src, images, padded, dy, dkernel,
+                        dbias, partials, s, num_threads, flush_denormal)
 
 
 def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out,

@@ -25,6 +25,7 @@ have compiled kernels of their own (``_depthwise``, ``_pool``).
 """
 
 import collections
+import functools
 import os
 import threading
 import warnings
@@ -412,9 +413,9 @@ def _check_gather(kernel_shape, out_w, stride_w, channels):
                                          channels), "the padded input rows of one output row")
 
 
-# The weight gradients are summed in GRADIENT_PARTS parts of the batch (or
-# one per image, for smaller batches), whatever the thread count, and the
-# parts added in order: the result is bit-identical for any thread count.
+# The depthwise kernel gradients are summed in GRADIENT_PARTS parts of the
+# batch (or one per image, for smaller batches), whatever the thread count,
+# and the parts added in order: the result is bit-identical for any thread count.
 GRADIENT_PARTS = 16
 
 
@@ -422,26 +423,58 @@ def _gradient_parts(batch):
     return max(1, min(batch, GRADIENT_PARTS))
 
 
+# The Conv2D weight gradient's work items: (part of the batch, group of row
+# tiles, block of output channels), chosen from the shapes alone (never the
+# thread count): at least GRADIENT_ITEMS items where the shapes have them
+# (work for 64 threads), and of those splits the one with the least memory
+# traffic.  A batch part beyond the first costs a partial gradient written
+# and added back; a row group costs reading dy (and the input's channels
+# outside its band) once more.
+GRADIENT_ITEMS = 64
+
+
+@functools.lru_cache(maxsize=256)
+def _gradient_split(batch, in_pixels, channels, out_pixels, rows, channels_out, itemsize):
+    """(parts, row_groups) of ``_conv.weight_gradient`` for a batch of
+    ``batch`` images of in_pixels x channels (padded grid) with out_pixels
+    output pixels, and a gradient of rows x channels_out."""
+    tiles, blocks = _conv.gradient_tiles(rows, channels_out, itemsize)
+    lanes = _conv.VECTOR_BYTES // itemsize
+    co_pad = -(-channels_out // lanes) * lanes
+    needed = min(GRADIENT_ITEMS, tiles * blocks * batch)
+
+    def traffic(split):
+        parts, groups = split
+        band = min(channels, rows // groups + lanes)
+        reads = groups * batch * (blocks * in_pixels * band + out_pixels * co_pad)
+        return reads + (2 * parts * (rows + 1) * co_pad if parts > 1 else 0)
+
+    splits = []
+    for groups in sorted({min(2 ** k, tiles) for k in range(tiles.bit_length() + 1)}):
+        parts = min(batch, -(-GRADIENT_ITEMS // (groups * blocks)))
+        if parts * groups * blocks >= needed:
+            splits.append((parts, groups))
+    return min(splits, key=traffic)
+
+
+def _rows(array):
+    """A 2-D view (rows, last axis) of ``array``: a C-contiguous array, or
+    a block of channels of one (its leading axes merge into rows)."""
+    view = array.view()
+    view.shape = (-1, array.shape[-1])  # raises rather than copy
+    return view
+
+
 def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     """Fills dkernel, dbias (arrays or views) and dx (C-contiguous), each
     unless None, for an undilated, ungrouped convolution with a finite kernel."""
     kh, kw, cin, cout = kernel.shape
-    check_elements(_conv.padded_elements(geo.out_h, geo.out_w, geo.stride_h, geo.stride_w, kh,
-                                         kw, cin), "the padded input image")
-    if dx is not None:
-        _check_gather((kh, kw), x.shape[2], 1, cout)
     threads = _threads_for(dy.size * kh * kw * cin)
     if dkernel is not None:
-        padded_dy = _padded_channels(dy, "dy")
-        parts = _workspace.get("parts", (_gradient_parts(x.shape[0]), kh * kw * cin + 1,
-                                         padded_dy.shape[3]), x.dtype)
-        _conv.weight_gradient(x, padded_dy, parts, geo.stride_h, geo.stride_w, geo.pad_top,
-                              geo.pad_left, kh, kw, threads, _flush_denormal)
-        summed = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
-        dkernel[...] = summed[:-1, :cout].reshape(kernel.shape)
-        dbias[...] = summed[-1, :cout]
+        _weight_gradient(x, dy, geo, kh, kw, dkernel, dbias, threads)
     if dx is None:
         return
+    _check_gather((kh, kw), x.shape[2], 1, cout)
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
     flipped = _workspace.get("flipped", (kh, kw, cout, cin), x.dtype)
@@ -449,6 +482,32 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, 1, 1,
                   geo.stride_h, geo.stride_w, kh - 1 - geo.pad_top, kw - 1 - geo.pad_left,
                   False, threads, _flush_denormal)
+
+
+def _weight_gradient(x, dy, geo, kh, kw, dkernel, dbias, threads):
+    """dkernel (KH, KW, C, CO), dbias (CO,) = the weight gradients of an
+    undilated, ungrouped convolution (both may be views of larger arrays)."""
+    batch, height, width, cin = x.shape
+    if dy.size == 0:
+        dkernel.fill(0)
+        dbias.fill(0)
+        return
+    image = _conv.padded_image_shape(geo.out_h, geo.out_w, geo.stride_h, geo.stride_w, kh, kw,
+                                     cin)
+    check_elements(np.prod(image), "the padded input image")
+    direct = (geo.pad_top == 0 and geo.pad_left == 0 and image[0] <= height
+              and image[1] <= width)
+    padded = None if direct else _workspace.get("padded_x", (batch,) + image, x.dtype)
+    rows = kh * kw * cin
+    parts, groups = _gradient_split(batch, image[0] * image[1], cin, geo.out_h * geo.out_w,
+                                    rows, dy.shape[3], x.itemsize)
+    padded_dy = _padded_channels(dy, "dy")
+    partials = None if parts == 1 else _workspace.get(
+        "gradient_partials", (parts, rows + 1, padded_dy.shape[3]), x.dtype)
+    _conv.weight_gradient(x, padded_dy, _rows(dkernel), dbias, partials, padded,
+                          stride_h=geo.stride_h, stride_w=geo.stride_w, pad_top=geo.pad_top,
+                          pad_left=geo.pad_left, kernel_h=kh, kernel_w=kw, row_groups=groups,
+                          num_threads=threads, flush_denormal=_flush_denormal)
 
 
 def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid",
