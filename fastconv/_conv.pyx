@@ -17,6 +17,7 @@ number of vectors (``VECTOR_BYTES`` each); the register tiles in
 """
 
 from cython.parallel cimport prange, threadid
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.string cimport memcpy, memset
 
 import numpy
@@ -68,6 +69,8 @@ cdef enum:
     # The weight gradient sums over chunks of images whose inputs and output
     # gradients fit in this many bytes (a share of a core's L2 cache).
     CHUNK_BYTES = 256 * 1024
+    # The forward pass reads larger weights block by block (a share of L2).
+    WEIGHT_BYTES = 512 * 1024
 
 OPENMP = bool(FASTCONV_OPENMP)
 BUILD_FLAGS = FASTCONV_BUILD_FLAGS.decode()
@@ -99,14 +102,16 @@ cdef inline void forward_tile(int npix, int nvec, const floating **pixels, Py_ss
 cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch,
                          Py_ssize_t kh_lo, Py_ssize_t kh_hi,
                          const floating[:, :, :, ::1] weights, const floating *bias, bint relu,
-                         floating *out, Py_ssize_t out_channels) noexcept nogil:
-    """All output-channel blocks of one tile of ``npix`` pixels."""
+                         floating *out, Py_ssize_t out_channels, Py_ssize_t first_block=0,
+                         Py_ssize_t end_block=PY_SSIZE_T_MAX) noexcept nogil:
+    """The output-channel blocks [first_block, end_block) (all by default) of
+    one tile of ``npix`` pixels."""
     cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating)
     cdef Py_ssize_t block = FC_MAX_VECS * lanes
     cdef Py_ssize_t width = weights.shape[1] * weights.shape[2], w_pitch = weights.shape[3]
     cdef Py_ssize_t b, co
     cdef int ncols
-    for b in range((out_channels + block - 1) // block):
+    for b in range(first_block, min(end_block, (out_channels + block - 1) // block)):
         co = b * block
         ncols = <int>min(block, out_channels - co)
         forward_tile(npix, <int>((ncols + lanes - 1) // lanes), pixels, row_pitch, kh_lo, kh_hi,
@@ -114,13 +119,20 @@ cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch
                      relu, out + co, out_channels, ncols)
 
 
-cdef void forward_direct_tile(const floating[:, :, :, ::1] src, Py_ssize_t first, int npix,
-                              Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t stride_h,
-                              Py_ssize_t stride_w, const floating[:, :, :, ::1] weights,
-                              const floating *bias, bint relu,
-                              floating[:, :, :, ::1] out) noexcept nogil:
-    """Pixels first .. first + npix - 1 of the flattened (n, oh, ow) output,
-    for a convolution that needs neither padding nor dilation."""
+cdef void forward_direct_unit(const floating[:, :, :, ::1] src, Py_ssize_t unit,
+                              bint by_block, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                              const floating[:, :, :, ::1] weights, const floating *bias,
+                              bint relu, floating[:, :, :, ::1] out) noexcept nogil:
+    """Unit ``unit`` of a convolution that needs neither padding nor
+    dilation: tile t (pixels t * FC_MAX_PIXELS ... of the flattened (n, oh,
+    ow) output), t = unit, for all output-channel blocks; or, ``by_block``,
+    t = unit % tiles for block unit // tiles only (the tiles that share a
+    block of weights run in turn, which then stay in cache)."""
+    cdef Py_ssize_t out_h = out.shape[1], out_w = out.shape[2]
+    cdef Py_ssize_t total = out.shape[0] * out_h * out_w
+    cdef Py_ssize_t tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
+    cdef Py_ssize_t first = (unit % tiles if by_block else unit) * FC_MAX_PIXELS
+    cdef int npix = <int>min(FC_MAX_PIXELS, total - first)
     cdef const floating *pixels[FC_MAX_PIXELS]
     cdef Py_ssize_t q, n, rest
     cdef int p
@@ -131,8 +143,13 @@ cdef void forward_direct_tile(const floating[:, :, :, ::1] src, Py_ssize_t first
         pixels[p] = &src[n, (rest // out_w) * stride_h, (rest % out_w) * stride_w, 0]
     n = first // (out_h * out_w)
     rest = first - n * out_h * out_w
-    forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
-                   bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3])
+    if by_block:
+        forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
+                       bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3],
+                       unit // tiles, unit // tiles + 1)
+    else:
+        forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
+                       bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3])
 
 
 cdef inline Py_ssize_t source_index(Py_ssize_t virtual, Py_ssize_t dilation,
@@ -216,8 +233,13 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
     cdef unsigned saved
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
     cdef Py_ssize_t batch = out.shape[0], out_h = out.shape[1], out_w = out.shape[2]
-    cdef Py_ssize_t total = batch * out_h * out_w, tiles, t, r
+    cdef Py_ssize_t total = batch * out_h * out_w, tiles, units, t, r
     cdef Py_ssize_t kernel_w = weights.shape[1]
+    cdef Py_ssize_t blocks = (weights.shape[3] * sizeof(floating) + FC_MAX_VECS * FC_VBYTES
+                              - 1) // (FC_MAX_VECS * FC_VBYTES)
+    # Weights too large to stay in cache are read once per block of output
+    # channels (shared by all pixel tiles) rather than once per tile.
+    cdef bint by_block = weights.size * sizeof(floating) > WEIGHT_BYTES
     cdef bint direct = (dilation_h == 1 and dilation_w == 1 and pad_top == 0 and pad_left == 0
                         and (out_h - 1) * stride_h + weights.shape[0] <= src.shape[1]
                         and (out_w - 1) * stride_w + kernel_w <= src.shape[2])
@@ -226,21 +248,20 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
         return
     if direct:
         tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
+        units = tiles * blocks if by_block else tiles
         # With one thread: a plain loop, no OpenMP region (see the module's docstring).
         if num_threads == 1:
             with nogil:
-                for t in range(tiles):
+                for t in range(units):
                     saved = fc_mxcsr_enter(flush_denormal)
-                    forward_direct_tile(src, t * FC_MAX_PIXELS,
-                                        <int>min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS), out_h,
-                                        out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
+                    forward_direct_unit(src, t, by_block, stride_h, stride_w, weights, bias_ptr,
+                                        relu, out)
                     fc_mxcsr_leave(saved)
         else:
-            for t in prange(tiles, nogil=True, num_threads=num_threads, schedule="static"):
+            for t in prange(units, nogil=True, num_threads=num_threads, schedule="static"):
                 saved = fc_mxcsr_enter(flush_denormal)
-                forward_direct_tile(src, t * FC_MAX_PIXELS,
-                                    <int>min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS), out_h,
-                                    out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
+                forward_direct_unit(src, t, by_block, stride_h, stride_w, weights, bias_ptr,
+                                    relu, out)
                 fc_mxcsr_leave(saved)
         return
     bufs = _scratch(src, num_threads, gather_elements(weights.shape[0], out_w, stride_w,
@@ -288,49 +309,44 @@ cdef inline void sum_pixels(Py_ssize_t npix, int nvec, const floating *dy, Py_ss
         sum_pixels_f64(npix, nvec, dy, dy_pitch, out, ncols, accumulate)
 
 
-cpdef tuple gradient_tiles(Py_ssize_t rows, Py_ssize_t channels, Py_ssize_t itemsize):
-    """(row tiles, channel blocks): the register tiles ``weight_gradient``
-    cuts a gradient of ``rows`` kernel rows (KH * KW * C) by ``channels``
-    output channels into, for elements of ``itemsize`` bytes (4 or 8)."""
-    cdef Py_ssize_t block = FC_MAX_VECS * (FC_VBYTES // itemsize)
-    return (rows + FC_MAX_ROWS - 1) // FC_MAX_ROWS, (channels + block - 1) // block
+cpdef Py_ssize_t gradient_tiles(Py_ssize_t rows):
+    """Row tiles (register tiles of weight_gradient, each for all output
+    channels) of a gradient of ``rows`` kernel rows (KH * KW * C)."""
+    return (rows + FC_MAX_ROWS - 1) // FC_MAX_ROWS
 
 
 cdef struct Split:
-    # How weight_gradient cuts its work, and the convolution's geometry.
+    # How weight_gradient cuts its work (batch parts, row groups), and the
+    # convolution's geometry.
     Py_ssize_t parts, groups, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w
 
 
 cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :, ::1] dy,
                      floating[:, ::1] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
                      Split s, Py_ssize_t item) noexcept nogil:
-    """Work item ``item`` = (p * groups + g) * blocks + b of weight_gradient:
-    the gradient rows of row group g and the output channels of block b,
-    summed over the images of batch part p, stored into dkernel (one part)
-    or partials[p]; group 0 stores the block's bias gradient too.  The
-    part's images are read in chunks whose inputs and output gradients stay
-    in cache while the group's tiles sweep them."""
+    """Work item ``item`` = p * groups + g of weight_gradient: the gradient
+    rows of row group g, all output channels, summed over the images of
+    batch part p, stored into dkernel (one part) or partials[p]; group 0
+    stores the bias gradient too.  The part's images are read in chunks
+    whose inputs and output gradients stay in cache while the group's tiles
+    sweep them; each tile's inputs serve all blocks of output channels."""
     cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating), block = FC_MAX_VECS * lanes
     cdef Py_ssize_t batch = images.shape[0], image_w = images.shape[2]
     cdef Py_ssize_t channels = images.shape[3], x_pitch = images.shape[1] * image_w * channels
     cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2], co_pad = dy.shape[3]
     cdef Py_ssize_t channels_out = dkernel.shape[1], total = dkernel.shape[0]
     cdef Py_ssize_t width = s.kernel_w * channels, tiles = (total + FC_MAX_ROWS - 1) // FC_MAX_ROWS
-    cdef Py_ssize_t blocks = (channels_out + block - 1) // block
-    cdef Py_ssize_t b = item % blocks, g = item // blocks % s.groups
-    cdef Py_ssize_t p = item // (blocks * s.groups)
-    cdef Py_ssize_t co = b * block, start = p * batch // s.parts
-    cdef Py_ssize_t end = (p + 1) * batch // s.parts
+    cdef Py_ssize_t g = item % s.groups, p = item // s.groups
+    cdef Py_ssize_t start = p * batch // s.parts, end = (p + 1) * batch // s.parts
     cdef Py_ssize_t tile_lo = g * tiles // s.groups, tile_hi = (g + 1) * tiles // s.groups
     # The group's rows read a band of the channels of each input pixel.
     cdef Py_ssize_t band = min(channels, (tile_hi - tile_lo) * FC_MAX_ROWS + lanes)
     cdef Py_ssize_t chunk = max(1, CHUNK_BYTES // ((x_pitch // channels * band
-                                                    + out_h * out_w * block) * sizeof(floating)))
-    cdef int ncols = <int>min(block, channels_out - co)
-    cdef int nvec = <int>((ncols + lanes - 1) // lanes)
+                                                    + out_h * out_w * co_pad) * sizeof(floating)))
     cdef floating *dk
     cdef floating *db
-    cdef Py_ssize_t dk_pitch, n = start, count, tile, first, last, r
+    cdef Py_ssize_t dk_pitch, n = start, count, tile, first, last, r, kh, at, b, co
+    cdef int ncols
     cdef const floating *rows[FC_MAX_ROWS]
     if s.parts == 1:
         dk, dk_pitch, db = &dkernel[0, 0], dkernel.strides[0] // sizeof(floating), &dbias[0]
@@ -341,14 +357,25 @@ cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :
         for tile in range(tile_lo, tile_hi):
             first = tile * total // tiles
             last = (tile + 1) * total // tiles
-            for r in range(first, last):
-                rows[r - first] = &images[n, r // width, 0, 0] + r % width
-            wgrad_tile(<int>(last - first), nvec, rows, s.stride_h * image_w * channels,
-                       s.stride_w * channels, x_pitch, count, out_h, out_w, &dy[n, 0, 0, co],
-                       co_pad, dk + first * dk_pitch + co, dk_pitch, ncols, n > start)
+            kh, at = first // width, first % width
+            for r in range(last - first):
+                rows[r] = &images[n, kh, 0, 0] + at
+                at = at + 1
+                if at == width:
+                    kh, at = kh + 1, 0
+            for b in range((channels_out + block - 1) // block):
+                co = b * block
+                ncols = <int>min(block, channels_out - co)
+                wgrad_tile(<int>(last - first), <int>((ncols + lanes - 1) // lanes), rows,
+                           s.stride_h * image_w * channels, s.stride_w * channels, x_pitch,
+                           count, out_h, out_w, &dy[n, 0, 0, co], co_pad,
+                           dk + first * dk_pitch + co, dk_pitch, ncols, n > start)
         if g == 0:
-            sum_pixels(count * out_h * out_w, nvec, &dy[n, 0, 0, co], co_pad, db + co, ncols,
-                       n > start)
+            for b in range((channels_out + block - 1) // block):
+                co = b * block
+                ncols = <int>min(block, channels_out - co)
+                sum_pixels(count * out_h * out_w, <int>((ncols + lanes - 1) // lanes),
+                           &dy[n, 0, 0, co], co_pad, db + co, ncols, n > start)
         n = n + count
 
 
@@ -442,16 +469,13 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
     None.
 
     The work items are (batch part p, group g of ``row_groups`` groups of
-    row tiles, block b of output channels), P = 1 when ``partials`` is None,
-    else its length: parts p cover images [p * N // P, (p + 1) * N // P),
-    item (p, g, b) stores its sums into dkernel (P = 1) or into partials
-    (P, KH * KW * C + 1, COP) (the last row the bias), which are then added
-    in part order.  The threads share the items out, so the result depends
+    row tiles), P = 1 when ``partials`` is None, else its length: parts p
+    cover images [p * N // P, (p + 1) * N // P); item (p, g) stores its sums
+    into dkernel (P = 1) or into partials (P, KH * KW * C + 1, COP) (the last
+    row the bias), which are then added in part order.  The threads share the items out, so the result depends
     on the shapes and on P and row_groups, never on the thread count.
     """
     cdef Py_ssize_t parts = 1 if partials is None else partials.shape[0]
-    cdef Py_ssize_t blocks = gradient_tiles(dkernel.shape[0], dkernel.shape[1],
-                                            sizeof(floating))[1]
     cdef Split s = Split(parts, row_groups, stride_h, stride_w, pad_top, pad_left, kernel_h,
                          kernel_w)
     cdef const floating[:, :, :, ::1] images = src if padded is None else padded
@@ -459,7 +483,7 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
         if padded is not None:
             wgrad_phase(PAD_IMAGES, src.shape[0], src, images, padded, dy, dkernel, dbias,
                         partials, s, num_threads, flush_denormal)
-        wgrad_phase(ITEMS, parts * row_groups * blocks, src, images, padded, dy, dkernel,
+        wgrad_phase(ITEMS, parts * row_groups, src, images, padded, dy, dkernel,
                     dbias, partials, s, num_threads, flush_denormal)
         if parts > 1:
             wgrad_phase(ADD_PARTS, dkernel.shape[0] + 1, src, images, padded, dy, dkernel,

@@ -424,35 +424,34 @@ def _gradient_parts(batch):
 
 
 # The Conv2D weight gradient's work items: (part of the batch, group of row
-# tiles, block of output channels), chosen from the shapes alone (never the
-# thread count): at least GRADIENT_ITEMS items where the shapes have them
-# (work for 64 threads), and of those splits the one with the least memory
-# traffic.  A batch part beyond the first costs a partial gradient written
-# and added back; a row group costs reading dy (and the input's channels
-# outside its band) once more.
+# tiles), chosen from the shapes alone (never the thread count): at least
+# GRADIENT_ITEMS items where the shapes have them (work for 64 threads), and
+# of those splits the one with the least memory traffic.  A batch part beyond
+# the first costs a partial gradient written and added back; a row group
+# costs reading dy (and the input's channels outside its band) once more.
 GRADIENT_ITEMS = 64
 
 
 @functools.lru_cache(maxsize=256)
 def _gradient_split(batch, in_pixels, channels, out_pixels, rows, channels_out, itemsize):
     """(parts, row_groups) of ``_conv.weight_gradient`` for a batch of
-    ``batch`` images of in_pixels x channels (padded grid) with out_pixels
-    output pixels, and a gradient of rows x channels_out."""
-    tiles, blocks = _conv.gradient_tiles(rows, channels_out, itemsize)
+    ``batch`` images of in_pixels x channels (on the padded grid) with
+    out_pixels output pixels, and a gradient of rows x channels_out."""
+    tiles = _conv.gradient_tiles(rows)
     lanes = _conv.VECTOR_BYTES // itemsize
     co_pad = -(-channels_out // lanes) * lanes
-    needed = min(GRADIENT_ITEMS, tiles * blocks * batch)
+    needed = min(GRADIENT_ITEMS, tiles * batch)
 
     def traffic(split):
         parts, groups = split
         band = min(channels, rows // groups + lanes)
-        reads = groups * batch * (blocks * in_pixels * band + out_pixels * co_pad)
+        reads = groups * batch * (in_pixels * band + out_pixels * co_pad)
         return reads + (2 * parts * (rows + 1) * co_pad if parts > 1 else 0)
 
     splits = []
     for groups in sorted({min(2 ** k, tiles) for k in range(tiles.bit_length() + 1)}):
-        parts = min(batch, -(-GRADIENT_ITEMS // (groups * blocks)))
-        if parts * groups * blocks >= needed:
+        parts = min(batch, -(-GRADIENT_ITEMS // groups))
+        if parts * groups >= needed:
             splits.append((parts, groups))
     return min(splits, key=traffic)
 
@@ -474,6 +473,10 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
         _weight_gradient(x, dy, geo, kh, kw, dkernel, dbias, threads)
     if dx is None:
         return
+    pixels = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    if kh == kw == geo.stride_h == geo.stride_w == 1 and pixels * (cin + cout) < cin * cout:
+        _pointwise_input_gradient(kernel, dy, dx, threads)
+        return
     _check_gather((kh, kw), x.shape[2], 1, cout)
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
@@ -482,6 +485,21 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     _conv.forward(dy, _padded_channels(flipped, "flipped_padded"), None, dx, 1, 1,
                   geo.stride_h, geo.stride_w, kh - 1 - geo.pad_top, kw - 1 - geo.pad_left,
                   False, threads, _flush_denormal)
+
+
+def _pointwise_input_gradient(kernel, dy, dx, threads):
+    """dx = dy @ kernel^T for a 1x1, stride-1 convolution with fewer pixels
+    than weights (a Dense layer's): computed transposed, dx^T = kernel @ dy^T,
+    as a convolution whose 'image' is the kernel, so that only dy and dx are
+    transposed (copied), not the kernel."""
+    cin, cout = kernel.shape[2:]
+    pixels = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    dy_t = _workspace.get("dy_t", (1, 1, cout, pixels), dy.dtype)
+    np.copyto(dy_t[0, 0], dy.reshape(pixels, cout).T)
+    dx_t = _workspace.get("dx_t", (1, 1, cin, pixels), dy.dtype)
+    _conv.forward(kernel.reshape(1, 1, cin, cout), _padded_channels(dy_t, "dy_t_padded"), None,
+                  dx_t, 1, 1, 1, 1, 0, 0, False, threads, _flush_denormal)
+    np.copyto(dx.reshape(pixels, cin), dx_t[0, 0].T)
 
 
 def _weight_gradient(x, dy, geo, kh, kw, dkernel, dbias, threads):
