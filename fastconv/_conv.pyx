@@ -322,7 +322,7 @@ cdef struct Split:
 
 
 cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :, ::1] dy,
-                     floating[:, ::1] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
+                     floating[:, :] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
                      Split s, Py_ssize_t item) noexcept nogil:
     """Work item ``item`` = p * groups + g of weight_gradient: the gradient
     rows of row group g, all output channels, summed over the images of
@@ -409,7 +409,7 @@ cdef enum Phase:
 
 cdef void wgrad_unit(Phase phase, Py_ssize_t i, const floating[:, :, :, ::1] src,
                      const floating[:, :, :, ::1] images, floating[:, :, :, ::1] padded,
-                     const floating[:, :, :, ::1] dy, floating[:, ::1] dkernel,
+                     const floating[:, :, :, ::1] dy, floating[:, :] dkernel,
                      floating[::1] dbias, floating[:, :, ::1] partials, Split s,
                      bint flush_denormal) noexcept nogil:
     """Unit i of one phase of weight_gradient: pad image i, run item i, or add
@@ -428,7 +428,7 @@ cdef void wgrad_unit(Phase phase, Py_ssize_t i, const floating[:, :, :, ::1] src
 
 cdef void wgrad_phase(Phase phase, Py_ssize_t units, const floating[:, :, :, ::1] src,
                       const floating[:, :, :, ::1] images, floating[:, :, :, ::1] padded,
-                      const floating[:, :, :, ::1] dy, floating[:, ::1] dkernel,
+                      const floating[:, :, :, ::1] dy, floating[:, :] dkernel,
                       floating[::1] dbias, floating[:, :, ::1] partials, Split s,
                       int num_threads, bint flush_denormal) noexcept nogil:
     """Units 0 .. units - 1 of one phase, shared among at most num_threads threads."""
@@ -454,7 +454,7 @@ cpdef tuple padded_image_shape(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t st
 
 
 def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
-                    floating[:, ::1] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
+                    floating[:, :] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
                     floating[:, :, :, ::1] padded, Py_ssize_t stride_h, Py_ssize_t stride_w,
                     Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
                     Py_ssize_t kernel_w, Py_ssize_t row_groups, int num_threads,
@@ -462,8 +462,8 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
     """dkernel, dbias = the kernel and bias gradients of a convolution.
 
     ``src`` (N, H, W, C), N >= 1; ``dy`` (N, OH, OW, COP), OH, OW >= 1, its
-    channels zero-padded to whole vectors; ``dkernel`` (KH * KW * C, CO)
-    rows (kh, kw, ci), any row pitch: sum_{n, oh, ow} window(src) x dy;
+    channels zero-padded to whole vectors; ``dkernel`` (KH * KW * C, CO),
+    rows (kh, kw, ci) at any pitch, each contiguous: sum_{n, oh, ow} window(src) x dy;
     ``dbias`` (CO,): sum dy.  ``padded`` (N, PH, PW, C) (see
     ``padded_image_shape``) is scratch for an input that needs padding, else
     None.
