@@ -40,6 +40,7 @@ cdef extern from "microkernels.h" nogil:
         FC_VBYTES
         FC_MAX_VECS
     int fc_omp_max_threads()
+    long long fc_count(long long *counter)
     void forward_tile_f32(int npix, int nvec, const float **pixels, Py_ssize_t row_pitch,
                           Py_ssize_t kh_lo, Py_ssize_t kh_hi, Py_ssize_t width,
                           const float *weights,
@@ -315,10 +316,23 @@ cpdef Py_ssize_t gradient_tiles(Py_ssize_t rows):
     return (rows + FC_MAX_ROWS - 1) // FC_MAX_ROWS
 
 
+cdef void add_parts(const floating[:, :, ::1] partials, Py_ssize_t r, Py_ssize_t ncols,
+                    floating *out) noexcept nogil:
+    """out[:ncols] = partials[0, r] + partials[1, r] + ..., added in that order."""
+    cdef Py_ssize_t p, c
+    cdef const floating *part
+    memcpy(out, &partials[0, r, 0], ncols * sizeof(floating))
+    for p in range(1, partials.shape[0]):
+        part = &partials[p, r, 0]
+        for c in range(ncols):
+            out[c] += part[c]
+
+
 cdef struct Split:
-    # How weight_gradient cuts its work (batch parts, row groups), and the
-    # convolution's geometry.
+    # How weight_gradient cuts its work (batch parts, row groups), the
+    # convolution's geometry, and the parts finished per row group.
     Py_ssize_t parts, groups, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w
+    long long *finished
 
 
 cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :, ::1] dy,
@@ -329,7 +343,8 @@ cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :
     batch part p, stored into dkernel (one part) or partials[p]; group 0
     stores the bias gradient too.  The part's images are read in chunks
     whose inputs and output gradients stay in cache while the group's tiles
-    sweep them; each tile's inputs serve all blocks of output channels."""
+    sweep them; each tile's inputs serve all blocks of output channels.
+    The item that finishes a row group's last part adds up its parts."""
     cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating), block = FC_MAX_VECS * lanes
     cdef Py_ssize_t batch = images.shape[0], image_w = images.shape[2]
     cdef Py_ssize_t channels = images.shape[3], x_pitch = images.shape[1] * image_w * channels
@@ -377,6 +392,11 @@ cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :
                 sum_pixels(count * out_h * out_w, <int>((ncols + lanes - 1) // lanes),
                            &dy[n, 0, 0, co], co_pad, db + co, ncols, n > start)
         n = n + count
+    if s.parts > 1 and fc_count(&s.finished[g]) == s.parts:
+        for r in range(tile_lo * total // tiles, tile_hi * total // tiles):
+            add_parts(partials, r, channels_out, &dkernel[r, 0])
+        if g == 0:
+            add_parts(partials, total, channels_out, &dbias[0])
 
 
 cdef void pad_image(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t pad_top,
@@ -391,20 +411,8 @@ cdef void pad_image(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t p
             memset(&padded[n, r, 0, 0], 0, pitch * sizeof(floating))
 
 
-cdef void add_parts(const floating[:, :, ::1] partials, Py_ssize_t r, Py_ssize_t ncols,
-                    floating *out) noexcept nogil:
-    """out[:ncols] = partials[0, r] + partials[1, r] + ..., added in that order."""
-    cdef Py_ssize_t p, c
-    cdef const floating *part
-    memcpy(out, &partials[0, r, 0], ncols * sizeof(floating))
-    for p in range(1, partials.shape[0]):
-        part = &partials[p, r, 0]
-        for c in range(ncols):
-            out[c] += part[c]
-
-
 cdef enum Phase:
-    PAD_IMAGES, ITEMS, ADD_PARTS
+    PAD_IMAGES, ITEMS
 
 
 cdef void wgrad_unit(Phase phase, Py_ssize_t i, const floating[:, :, :, ::1] src,
@@ -412,17 +420,12 @@ cdef void wgrad_unit(Phase phase, Py_ssize_t i, const floating[:, :, :, ::1] src
                      const floating[:, :, :, ::1] dy, floating[:, :] dkernel,
                      floating[::1] dbias, floating[:, :, ::1] partials, Split s,
                      bint flush_denormal) noexcept nogil:
-    """Unit i of one phase of weight_gradient: pad image i, run item i, or add
-    up row i of the parts (the bias gradient after the kernel rows)."""
+    """Unit i of one phase of weight_gradient: pad image i, or run item i."""
     cdef unsigned saved = fc_mxcsr_enter(flush_denormal)
     if phase == PAD_IMAGES:
         pad_image(src, i, s.pad_top, s.pad_left, padded)
-    elif phase == ITEMS:
-        wgrad_item(images, dy, dkernel, dbias, partials, s, i)
-    elif i < dkernel.shape[0]:
-        add_parts(partials, i, dkernel.shape[1], &dkernel[i, 0])
     else:
-        add_parts(partials, i, dkernel.shape[1], &dbias[0])
+        wgrad_item(images, dy, dkernel, dbias, partials, s, i)
     fc_mxcsr_leave(saved)
 
 
@@ -455,7 +458,7 @@ cpdef tuple padded_image_shape(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t st
 
 def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
                     floating[:, :] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
-                    floating[:, :, :, ::1] padded, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                    long long[::1] finished, floating[:, :, :, ::1] padded, Py_ssize_t stride_h, Py_ssize_t stride_w,
                     Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
                     Py_ssize_t kernel_w, Py_ssize_t row_groups, int num_threads,
                     bint flush_denormal):
@@ -472,22 +475,24 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
     row tiles), P = 1 when ``partials`` is None, else its length: parts p
     cover images [p * N // P, (p + 1) * N // P); item (p, g) stores its sums
     into dkernel (P = 1) or into partials (P, KH * KW * C + 1, COP) (the last
-    row the bias), which are then added in part order.  The threads share the items out, so the result depends
-    on the shapes and on P and row_groups, never on the thread count.
+    row the bias); the last of a group's P items to finish (counted in
+    ``finished``, (row_groups,) scratch, given with partials) adds up the
+    group's rows in part order.  The threads share the items out, so the
+    result depends on the shapes, P and row_groups, never on the thread count.
     """
     cdef Py_ssize_t parts = 1 if partials is None else partials.shape[0]
     cdef Split s = Split(parts, row_groups, stride_h, stride_w, pad_top, pad_left, kernel_h,
-                         kernel_w)
+                         kernel_w, NULL)
     cdef const floating[:, :, :, ::1] images = src if padded is None else padded
+    if parts > 1:
+        finished[:row_groups] = 0
+        s.finished = &finished[0]
     with nogil:
         if padded is not None:
             wgrad_phase(PAD_IMAGES, src.shape[0], src, images, padded, dy, dkernel, dbias,
                         partials, s, num_threads, flush_denormal)
         wgrad_phase(ITEMS, parts * row_groups, src, images, padded, dy, dkernel,
                     dbias, partials, s, num_threads, flush_denormal)
-        if parts > 1:
-            wgrad_phase(ADD_PARTS, dkernel.shape[0] + 1, src, images, padded, dy, dkernel,
-                        dbias, partials, s, num_threads, flush_denormal)
 
 
 def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out,
