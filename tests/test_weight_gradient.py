@@ -108,9 +108,11 @@ def test_both_paths_of_the_split_are_exercised():
     assert many[0] > 1
 
 
-def test_dense_kernel_gradient_matches_finite_differences():
+def test_dense_gradients_match_finite_differences():
     """A Dense layer (a 1x1 convolution on the compiled kernels) wide enough
-    for several row groups: kernel and bias gradients of L = sum(y * r)."""
+    for several row groups, with fewer pixels than weights (its input
+    gradient computed transposed): kernel, bias and input gradients of
+    L = sum(y * r)."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 40))
     layer = layers.Dense(20, dtype="float64", bias_initializer="he_normal")
@@ -120,7 +122,25 @@ def test_dense_kernel_gradient_matches_finite_differences():
         return float(np.sum(layer.forward(x, training=True) * r))
 
     loss()
-    layer.backward(r.copy())
+    dx = layer.backward(r.copy())
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=1e-6, atol=1e-8)
     for name, grad in layer.grads.items():
         np.testing.assert_allclose(grad, numeric_gradient(loss, layer.params[name]),
                                    rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, cout", [((2, 1, 1, 97), 33), ((4, 2, 3, 300), 70),
+                                           ((1, 1, 1, 5), 64)])
+def test_pointwise_input_gradient_matches_reference(dtype, x_shape, cout):
+    """The input gradient of a 1x1 stride-1 convolution with fewer pixels than
+    weights (computed as kernel @ dy^T, without a transposed kernel)."""
+    pixels = np.prod(x_shape[:3])
+    assert pixels * (x_shape[3] + cout) < x_shape[3] * cout  # that path is taken
+    x, kernel, dy = random_case(x_shape, (1, 1, x_shape[3], cout), (1, 1), "valid", dtype)
+    expected = reference.conv2d_backward(x, kernel, dy)[0]
+    out = (np.full(x.shape, np.nan, dtype), None, None)
+    dx = ops.conv2d_backward(x, kernel, dy, compute_dkernel=False, out=out)[0]
+    assert dx is out[0]
+    np.testing.assert_allclose(dx, expected, rtol=0,
+                               atol=TOLERANCE[np.dtype(dtype)] * np.abs(expected).max())
