@@ -57,14 +57,14 @@ cdef extern from "microkernels.h" nogil:
                         Py_ssize_t dy_pitch, float *dkernel,
                         Py_ssize_t dk_pitch, int ncols, int accumulate)
     void sum_pixels_f32(Py_ssize_t npix, int nvec, const float *dy, Py_ssize_t dy_pitch,
-                          float *out, int ncols, int accumulate)
+                        float *out, int ncols, int accumulate)
     void wgrad_tile_f64(int nrows, int nvec, const double **rows, Py_ssize_t row_pitch,
                         Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
                         Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
                         Py_ssize_t dy_pitch, double *dkernel,
                         Py_ssize_t dk_pitch, int ncols, int accumulate)
     void sum_pixels_f64(Py_ssize_t npix, int nvec, const double *dy, Py_ssize_t dy_pitch,
-                          double *out, int ncols, int accumulate)
+                        double *out, int ncols, int accumulate)
 
 cdef enum:
     # The weight gradient sums over chunks of images whose inputs and output
@@ -466,8 +466,8 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
 
     ``src`` (N, H, W, C), N >= 1; ``dy`` (N, OH, OW, COP), OH, OW >= 1, its
     channels zero-padded to whole vectors; ``dkernel`` (KH * KW * C, CO),
-    rows (kh, kw, ci) at any pitch, each contiguous: sum_{n, oh, ow} window(src) x dy;
-    ``dbias`` (CO,): sum dy.  ``padded`` (N, PH, PW, C) (see
+    rows (kh, kw, ci) at any pitch, each contiguous: sum_{n, oh, ow}
+    window(src) x dy; ``dbias`` (CO,): sum dy.  ``padded`` (N, PH, PW, C) (see
     ``padded_image_shape``) is scratch for an input that needs padding, else
     None.
 
