@@ -70,8 +70,9 @@ cdef enum:
     # The weight gradient sums over chunks of images whose inputs and output
     # gradients fit in this many bytes (a share of a core's L2 cache).
     CHUNK_BYTES = 256 * 1024
-    # The forward pass reads larger weights block by block (a share of L2).
-    WEIGHT_BYTES = 512 * 1024
+    # The forward pass reads weights larger than this (more than a core's L2
+    # holds) block by block of output channels.
+    WEIGHT_BYTES = 2 * 1024 * 1024
 
 OPENMP = bool(FASTCONV_OPENMP)
 BUILD_FLAGS = FASTCONV_BUILD_FLAGS.decode()

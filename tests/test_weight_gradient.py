@@ -1,8 +1,8 @@
 """The Conv2D weight gradient (``_conv.weight_gradient`` through
 ``ops.conv2d_backward``): kernel and bias gradients against the NumPy
 reference, its split of the work (batch parts, row groups), bit-identity
-across thread counts, and a Dense layer's kernel gradient against finite
-differences."""
+across thread counts, and a Dense layer's gradients against finite
+differences; the Dense-shaped (1x1) forward and input-gradient paths."""
 
 import numpy as np
 import pytest
@@ -144,3 +144,15 @@ def test_pointwise_input_gradient_matches_reference(dtype, x_shape, cout):
     assert dx is out[0]
     np.testing.assert_allclose(dx, expected, rtol=0,
                                atol=TOLERANCE[np.dtype(dtype)] * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_with_weights_read_block_by_block_matches_reference(dtype):
+    """Weights larger than _conv's WEIGHT_BYTES (2 MiB, a Dense layer's) are
+    read one block of output channels at a time, for all pixel tiles."""
+    x, kernel, _ = random_case((19, 1, 1, 1100), (1, 1, 1100, 500), (1, 1), "valid", dtype)
+    assert kernel.nbytes > 2 << 20
+    bias = np.random.default_rng(1).standard_normal(500).astype(dtype)
+    expected = reference.conv2d_forward(x, kernel, bias, activation="relu")
+    np.testing.assert_allclose(ops.conv2d_forward(x, kernel, bias, activation="relu"), expected,
+                               rtol=0, atol=TOLERANCE[np.dtype(dtype)] * np.abs(expected).max())
