@@ -343,8 +343,9 @@ cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :
     rows of row group g, all output channels, summed over the images of
     batch part p, stored into dkernel (one part) or partials[p]; group 0
     stores the bias gradient too.  The part's images are read in chunks
-    whose inputs and output gradients stay in cache while the group's tiles
-    sweep them; each tile's inputs serve all blocks of output channels.
+    (whole images, or bands of output rows of large ones) whose inputs and
+    output gradients stay in cache while the group's tiles sweep them; each
+    tile's inputs serve all blocks of output channels.
     The item that finishes a row group's last part adds up its parts."""
     cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating), block = FC_MAX_VECS * lanes
     cdef Py_ssize_t batch = images.shape[0], image_w = images.shape[2]
@@ -355,27 +356,34 @@ cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :
     cdef Py_ssize_t g = item % s.groups, p = item // s.groups
     cdef Py_ssize_t start = p * batch // s.parts, end = (p + 1) * batch // s.parts
     cdef Py_ssize_t tile_lo = g * tiles // s.groups, tile_hi = (g + 1) * tiles // s.groups
-    # The group's rows read a band of the channels of each input pixel.
+    # The group's rows read a band of the channels of each input pixel; an
+    # output row needs stride_h input rows and its dy row.
     cdef Py_ssize_t band = min(channels, (tile_hi - tile_lo) * FC_MAX_ROWS + lanes)
-    cdef Py_ssize_t chunk = max(1, CHUNK_BYTES // ((x_pitch // channels * band
-                                                    + out_h * out_w * co_pad) * sizeof(floating)))
+    cdef Py_ssize_t row_bytes = (s.stride_h * image_w * band + out_w * co_pad) * sizeof(floating)
+    # Chunks of whole images, or of out_rows rows of one image when an image
+    # does not fit CHUNK_BYTES.
+    cdef Py_ssize_t chunk = CHUNK_BYTES // (out_h * row_bytes)
+    cdef Py_ssize_t out_rows = out_h if chunk > 0 else max(1, CHUNK_BYTES // row_bytes)
     cdef floating *dk
     cdef floating *db
-    cdef Py_ssize_t dk_pitch, n = start, count, tile, first, last, r, kh, at, b, co
+    cdef Py_ssize_t dk_pitch, n = start, oh = 0, count, height, tile, first, last, r, kh, at
+    cdef Py_ssize_t b, co
     cdef int ncols
+    cdef bint accumulate = False
     cdef const floating *rows[FC_MAX_ROWS]
     if s.parts == 1:
         dk, dk_pitch, db = &dkernel[0, 0], dkernel.strides[0] // sizeof(floating), &dbias[0]
     else:
         dk, dk_pitch, db = &partials[p, 0, 0], partials.shape[2], &partials[p, total, 0]
     while n < end:
-        count = min(chunk, end - n)
+        count = min(chunk, end - n) if chunk > 0 else 1
+        height = min(out_rows, out_h - oh)
         for tile in range(tile_lo, tile_hi):
             first = tile * total // tiles
             last = (tile + 1) * total // tiles
             kh, at = first // width, first % width
             for r in range(last - first):
-                rows[r] = &images[n, kh, 0, 0] + at
+                rows[r] = &images[n, oh * s.stride_h + kh, 0, 0] + at
                 at = at + 1
                 if at == width:
                     kh, at = kh + 1, 0
@@ -384,15 +392,18 @@ cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :
                 ncols = <int>min(block, channels_out - co)
                 wgrad_tile(<int>(last - first), <int>((ncols + lanes - 1) // lanes), rows,
                            s.stride_h * image_w * channels, s.stride_w * channels, x_pitch,
-                           count, out_h, out_w, &dy[n, 0, 0, co], co_pad,
-                           dk + first * dk_pitch + co, dk_pitch, ncols, n > start)
+                           count, height, out_w, &dy[n, oh, 0, co], co_pad,
+                           dk + first * dk_pitch + co, dk_pitch, ncols, accumulate)
         if g == 0:
             for b in range((channels_out + block - 1) // block):
                 co = b * block
                 ncols = <int>min(block, channels_out - co)
-                sum_pixels(count * out_h * out_w, <int>((ncols + lanes - 1) // lanes),
-                           &dy[n, 0, 0, co], co_pad, db + co, ncols, n > start)
-        n = n + count
+                sum_pixels(count * height * out_w, <int>((ncols + lanes - 1) // lanes),
+                           &dy[n, oh, 0, co], co_pad, db + co, ncols, accumulate)
+        accumulate = True
+        oh = oh + height
+        if oh == out_h:
+            n, oh = n + count, 0
     if s.parts > 1 and fc_count(&s.finished[g]) == s.parts:
         for r in range(tile_lo * total // tiles, tile_hi * total // tiles):
             add_parts(partials, r, channels_out, &dkernel[r, 0])

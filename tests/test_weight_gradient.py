@@ -14,7 +14,8 @@ TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 
 # (x shape, kernel shape, strides, padding): 1x1 with many channels in and out
 # (the Dense case), Cin = 1 and 3, strides, 'same' padding, batches of 1, 2,
-# 17 and 64, output channels that are no multiple of a vector.
+# 17 and 64, output channels that are no multiple of a vector; images too
+# large for one chunk (read in bands of output rows).
 SHAPES = [
     ((32, 1, 1, 700), (1, 1, 700, 300), (1, 1), "valid"),
     ((2, 1, 1, 97), (1, 1, 97, 33), (1, 1), "valid"),
@@ -24,6 +25,8 @@ SHAPES = [
     ((1, 7, 9, 3), (3, 3, 3, 17), (1, 2), "same"),
     ((2, 8, 8, 16), (5, 5, 16, 24), (2, 1), "valid"),
     ((17, 6, 6, 32), (3, 3, 32, 64), (1, 1), "same"),
+    ((2, 40, 40, 32), (3, 3, 32, 64), (1, 1), "same"),
+    ((3, 61, 57, 16), (3, 3, 16, 40), (2, 2), "valid"),
 ]
 
 
@@ -82,6 +85,7 @@ def test_the_split_follows_the_shapes():
     ((20, 1, 1, 800), (1, 1, 800, 40), (1, 1), "valid"),  # one part, several row groups
     ((17, 9, 8, 3), (3, 2, 3, 5), (2, 2), "same"),         # parts added up
     ((9, 6, 6, 32), (3, 3, 32, 40), (1, 1), "same"),
+    ((3, 61, 57, 16), (3, 3, 16, 40), (2, 2), "valid"),  # bands of output rows
 ])
 def test_weight_gradient_is_bit_identical_across_threads(threads_on_small_shapes, dtype,
                                                          x_shape, kernel_shape, strides,
