@@ -468,16 +468,18 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     """Fills dkernel, dbias (arrays or views) and dx (C-contiguous), each
     unless None, for an undilated, ungrouped convolution with a finite kernel."""
     kh, kw, cin, cout = kernel.shape
+    pixels = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    pointwise = kh == kw == geo.stride_h == geo.stride_w == 1 and pixels * (cin + cout) < cin * cout
+    if dx is not None and not pointwise:
+        _check_gather((kh, kw), x.shape[2], 1, cout)
     threads = _threads_for(dy.size * kh * kw * cin)
     if dkernel is not None:
         _weight_gradient(x, dy, geo, kh, kw, dkernel, dbias, threads)
     if dx is None:
         return
-    pixels = dy.shape[0] * dy.shape[1] * dy.shape[2]
-    if kh == kw == geo.stride_h == geo.stride_w == 1 and pixels * (cin + cout) < cin * cout:
+    if pointwise:
         _pointwise_input_gradient(kernel, dy, dx, threads)
         return
-    _check_gather((kh, kw), x.shape[2], 1, cout)
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
     flipped = _workspace.get("flipped", (kh, kw, cout, cin), x.dtype)
@@ -498,7 +500,8 @@ def _pointwise_input_gradient(kernel, dy, dx, threads):
     np.copyto(dy_t[0, 0], dy.reshape(pixels, cout).T)
     dx_t = _workspace.get("dx_t", (1, 1, cin, pixels), dy.dtype)
     _conv.forward(kernel.reshape(1, 1, cin, cout), _padded_channels(dy_t, "dy_t_padded"), None,
-                  dx_t, 1, 1, 1, 1, 0, 0, False, threads, _flush_denormal)
+                  dx_t, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, pad_top=0,
+                  pad_left=0, relu=False, num_threads=threads, flush_denormal=_flush_denormal)
     np.copyto(dx.reshape(pixels, cin), dx_t[0, 0].T)
 
 
