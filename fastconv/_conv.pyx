@@ -360,10 +360,11 @@ cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :
     # output row needs stride_h input rows and its dy row.
     cdef Py_ssize_t band = min(channels, (tile_hi - tile_lo) * FC_MAX_ROWS + lanes)
     cdef Py_ssize_t row_bytes = (s.stride_h * image_w * band + out_w * co_pad) * sizeof(floating)
-    # Chunks of whole images, or of out_rows rows of one image when an image
-    # does not fit CHUNK_BYTES.
+    # Chunks of whole images, or, when an image does not fit CHUNK_BYTES, of
+    # equal bands of out_rows rows of one image.
     cdef Py_ssize_t chunk = CHUNK_BYTES // (out_h * row_bytes)
-    cdef Py_ssize_t out_rows = out_h if chunk > 0 else max(1, CHUNK_BYTES // row_bytes)
+    cdef Py_ssize_t bands = (out_h * row_bytes + CHUNK_BYTES - 1) // CHUNK_BYTES
+    cdef Py_ssize_t out_rows = out_h if chunk > 0 else (out_h + bands - 1) // bands
     cdef floating *dk
     cdef floating *db
     cdef Py_ssize_t dk_pitch, n = start, oh = 0, count, height, tile, first, last, r, kh, at

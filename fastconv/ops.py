@@ -426,9 +426,10 @@ def _gradient_parts(batch):
 # The Conv2D weight gradient's work items: (part of the batch, group of row
 # tiles), chosen from the shapes alone (never the thread count): at least
 # GRADIENT_ITEMS items where the shapes have them (work for 64 threads), and
-# of those splits the one with the least memory traffic.  A batch part beyond
-# the first costs a partial gradient written and added back; a row group
-# costs reading dy (and the input's channels outside its band) once more.
+# of those splits the one with the least memory traffic.  Batch parts cost
+# their partial gradients, each written (its cache lines read first) and read
+# back: 3 passes; a row group costs reading dy (and the input's channels in
+# its band) once more.
 GRADIENT_ITEMS = 64
 
 
@@ -446,7 +447,7 @@ def _gradient_split(batch, in_pixels, channels, out_pixels, rows, channels_out, 
         parts, groups = split
         band = min(channels, rows // groups + lanes)
         reads = groups * batch * (in_pixels * band + out_pixels * co_pad)
-        return reads + (2 * parts * (rows + 1) * co_pad if parts > 1 else 0)
+        return reads + (3 * parts * (rows + 1) * co_pad if parts > 1 else 0)
 
     splits = []
     for groups in sorted({min(2 ** k, tiles) for k in range(tiles.bit_length() + 1)}):
