@@ -20,20 +20,23 @@ number of vectors (``VECTOR_BYTES`` each); the register tiles in
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.string cimport memcpy, memset
 
 from microkernels cimport (
     FASTCONV_BUILD_FLAGS, FASTCONV_OPENMP, FC_FLUSH_DENORMAL, FC_MAX_PIXELS, FC_MAX_ROWS,
-    FC_MAX_VECS, FC_VBYTES, fc_mxcsr_enter, fc_mxcsr_leave, fc_omp_max_threads, forward_tile,
-    pool_max_winner, wgrad_tile,
+    FC_MAX_VECS, FC_VBYTES, fc_count, fc_mxcsr_enter, fc_mxcsr_leave, fc_omp_max_threads,
+    forward_tile, pool_max_winner, sum_pixels, wgrad_tile,
 )
 
-import numpy
 
 cdef enum:
     # The weight gradient sums over chunks of images whose inputs and output
     # gradients fit in this many bytes (a share of a core's L2 cache).
     CHUNK_BYTES = 256 * 1024
+    # The forward pass reads weights larger than this (more than a core's L2
+    # holds) block by block of output channels.
+    WEIGHT_BYTES = 2 * 1024 * 1024
 
 OPENMP = bool(FASTCONV_OPENMP)
 BUILD_FLAGS = FASTCONV_BUILD_FLAGS.decode()
@@ -57,14 +60,16 @@ def omp_max_threads():
 cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch,
                          Py_ssize_t kh_lo, Py_ssize_t kh_hi,
                          const floating[:, :, :, ::1] weights, const floating *bias, bint relu,
-                         floating *out, Py_ssize_t out_channels) noexcept nogil:
-    """All output-channel blocks of one tile of ``npix`` pixels."""
+                         floating *out, Py_ssize_t out_channels, Py_ssize_t first_block=0,
+                         Py_ssize_t end_block=PY_SSIZE_T_MAX) noexcept nogil:
+    """The output-channel blocks [first_block, end_block) (all by default) of
+    one tile of ``npix`` pixels."""
     cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating)
     cdef Py_ssize_t block = FC_MAX_VECS * lanes
     cdef Py_ssize_t width = weights.shape[1] * weights.shape[2], w_pitch = weights.shape[3]
     cdef Py_ssize_t b, co
     cdef int ncols
-    for b in range((out_channels + block - 1) // block):
+    for b in range(first_block, min(end_block, (out_channels + block - 1) // block)):
         co = b * block
         ncols = <int>min(block, out_channels - co)
         forward_tile(npix, <int>((ncols + lanes - 1) // lanes), pixels, row_pitch, kh_lo, kh_hi,
@@ -72,13 +77,20 @@ cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch
                      relu, out + co, out_channels, ncols)
 
 
-cdef void forward_direct_tile(const floating[:, :, :, ::1] src, Py_ssize_t first, int npix,
-                              Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t stride_h,
-                              Py_ssize_t stride_w, const floating[:, :, :, ::1] weights,
-                              const floating *bias, bint relu,
-                              floating[:, :, :, ::1] out) noexcept nogil:
-    """Pixels first .. first + npix - 1 of the flattened (n, oh, ow) output,
-    for a convolution that needs neither padding nor dilation."""
+cdef void forward_direct_unit(const floating[:, :, :, ::1] src, Py_ssize_t unit,
+                              bint by_block, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                              const floating[:, :, :, ::1] weights, const floating *bias,
+                              bint relu, floating[:, :, :, ::1] out) noexcept nogil:
+    """Unit ``unit`` of a convolution that needs neither padding nor
+    dilation: tile t (pixels t * FC_MAX_PIXELS ... of the flattened (n, oh,
+    ow) output), t = unit, for all output-channel blocks; or, ``by_block``,
+    t = unit % tiles for block unit // tiles only (the tiles that share a
+    block of weights run in turn, which then stay in cache)."""
+    cdef Py_ssize_t out_h = out.shape[1], out_w = out.shape[2]
+    cdef Py_ssize_t total = out.shape[0] * out_h * out_w
+    cdef Py_ssize_t tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
+    cdef Py_ssize_t first = (unit % tiles if by_block else unit) * FC_MAX_PIXELS
+    cdef int npix = <int>min(FC_MAX_PIXELS, total - first)
     cdef const floating *pixels[FC_MAX_PIXELS]
     cdef Py_ssize_t q, n, rest
     cdef int p
@@ -89,8 +101,13 @@ cdef void forward_direct_tile(const floating[:, :, :, ::1] src, Py_ssize_t first
         pixels[p] = &src[n, (rest // out_w) * stride_h, (rest % out_w) * stride_w, 0]
     n = first // (out_h * out_w)
     rest = first - n * out_h * out_w
-    forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
-                   bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3])
+    if by_block:
+        forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
+                       bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3],
+                       unit // tiles, unit // tiles + 1)
+    else:
+        forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
+                       bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3])
 
 
 cdef inline Py_ssize_t source_index(Py_ssize_t virtual, Py_ssize_t dilation,
@@ -198,8 +215,13 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
     cdef unsigned saved
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
     cdef Py_ssize_t batch = out.shape[0], out_h = out.shape[1], out_w = out.shape[2]
-    cdef Py_ssize_t total = batch * out_h * out_w, tiles, t, r
+    cdef Py_ssize_t total = batch * out_h * out_w, tiles, units, t, r
     cdef Py_ssize_t kernel_w = weights.shape[1]
+    cdef Py_ssize_t blocks = (weights.shape[3] * sizeof(floating) + FC_MAX_VECS * FC_VBYTES
+                              - 1) // (FC_MAX_VECS * FC_VBYTES)
+    # Weights too large to stay in cache are read once per block of output
+    # channels (shared by all pixel tiles) rather than once per tile.
+    cdef bint by_block = weights.size * sizeof(floating) > WEIGHT_BYTES
     cdef bint direct = (dilation_h == 1 and dilation_w == 1 and pad_top == 0 and pad_left == 0
                         and (out_h - 1) * stride_h + weights.shape[0] <= src.shape[1]
                         and (out_w - 1) * stride_w + kernel_w <= src.shape[2])
@@ -207,21 +229,20 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
         return
     if direct:
         tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
+        units = tiles * blocks if by_block else tiles
         # With one thread: a plain loop, no OpenMP region (see the module's docstring).
         if num_threads == 1:
             with nogil:
-                for t in range(tiles):
+                for t in range(units):
                     saved = fc_mxcsr_enter(flush_denormal)
-                    forward_direct_tile(src, t * FC_MAX_PIXELS,
-                                        <int>min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS), out_h,
-                                        out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
+                    forward_direct_unit(src, t, by_block, stride_h, stride_w, weights, bias_ptr,
+                                        relu, out)
                     fc_mxcsr_leave(saved)
         else:
-            for t in prange(tiles, nogil=True, num_threads=num_threads, schedule="static"):
+            for t in prange(units, nogil=True, num_threads=num_threads, schedule="static"):
                 saved = fc_mxcsr_enter(flush_denormal)
-                forward_direct_tile(src, t * FC_MAX_PIXELS,
-                                    <int>min(FC_MAX_PIXELS, total - t * FC_MAX_PIXELS), out_h,
-                                    out_w, stride_h, stride_w, weights, bias_ptr, relu, out)
+                forward_direct_unit(src, t, by_block, stride_h, stride_w, weights, bias_ptr,
+                                    relu, out)
                 fc_mxcsr_leave(saved)
         return
     if num_threads == 1:
@@ -327,132 +348,201 @@ def forward_relu_max_pool(const floating[:, :, :, ::1] src, const floating[:, :,
             fc_mxcsr_leave(saved)
 
 
-cdef _scratch(const floating[:, :, :, ::1] like, int num_threads, Py_ssize_t size):
-    """One scratch row of ``size`` elements per thread, of ``like``'s dtype."""
-    return numpy.empty((max(num_threads, 1), max(size, 1)), dtype=numpy.asarray(like).dtype)
+cpdef Py_ssize_t gradient_tiles(Py_ssize_t rows):
+    """Row tiles (register tiles of weight_gradient, each for all output
+    channels) of a gradient of ``rows`` kernel rows (KH * KW * C)."""
+    return (rows + FC_MAX_ROWS - 1) // FC_MAX_ROWS
 
 
-cdef void wgrad_images(const floating *images, Py_ssize_t image_h, Py_ssize_t image_w,
-                       Py_ssize_t channels, Py_ssize_t nimages, const floating *dy,
-                       Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t stride_h,
-                       Py_ssize_t stride_w, floating *dk, Py_ssize_t kernel_h,
-                       Py_ssize_t kernel_w, Py_ssize_t co_pad) noexcept nogil:
-    """Adds the contribution of ``nimages`` consecutive images to dk
-    (KH * KW * C + 1, COP), whose last row is the bias gradient: ``images``
-    are (padded) inputs (image_h, image_w, C), ``dy`` their (OH, OW, COP)
-    output gradients.  Each tile of dk stays in registers over all the images."""
+cdef void add_parts(const floating[:, :, ::1] partials, Py_ssize_t r, Py_ssize_t ncols,
+                    floating *out) noexcept nogil:
+    """out[:ncols] = partials[0, r] + partials[1, r] + ..., added in that order."""
+    cdef Py_ssize_t p, c
+    cdef const floating *part
+    memcpy(out, &partials[0, r, 0], ncols * sizeof(floating))
+    for p in range(1, partials.shape[0]):
+        part = &partials[p, r, 0]
+        for c in range(ncols):
+            out[c] += part[c]
+
+
+cdef struct Split:
+    # How weight_gradient cuts its work (batch parts, row groups), the
+    # convolution's geometry, and the parts finished per row group.
+    Py_ssize_t parts, groups, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w
+    long long *finished
+
+
+cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :, ::1] dy,
+                     floating[:, :] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
+                     Split s, Py_ssize_t item) noexcept nogil:
+    """Work item ``item`` = p * groups + g of weight_gradient: the gradient
+    rows of row group g, all output channels, summed over the images of
+    batch part p, stored into dkernel (one part) or partials[p]; group 0
+    stores the bias gradient too.  The part's images are read in chunks
+    (whole images, or bands of output rows of large ones) whose inputs and
+    output gradients stay in cache while the group's tiles sweep them; each
+    tile's inputs serve all blocks of output channels.
+    The item that finishes a row group's last part adds up its parts."""
+    cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating), block = FC_MAX_VECS * lanes
+    cdef Py_ssize_t batch = images.shape[0], image_w = images.shape[2]
+    cdef Py_ssize_t channels = images.shape[3], x_pitch = images.shape[1] * image_w * channels
+    cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2], co_pad = dy.shape[3]
+    cdef Py_ssize_t channels_out = dkernel.shape[1], total = dkernel.shape[0]
+    cdef Py_ssize_t width = s.kernel_w * channels, tiles = (total + FC_MAX_ROWS - 1) // FC_MAX_ROWS
+    cdef Py_ssize_t g = item % s.groups, p = item // s.groups
+    cdef Py_ssize_t start = p * batch // s.parts, end = (p + 1) * batch // s.parts
+    cdef Py_ssize_t tile_lo = g * tiles // s.groups, tile_hi = (g + 1) * tiles // s.groups
+    # The group's rows read a band of the channels of each input pixel; an
+    # output row needs stride_h input rows and its dy row.
+    cdef Py_ssize_t band = min(channels, (tile_hi - tile_lo) * FC_MAX_ROWS + lanes)
+    cdef Py_ssize_t row_bytes = (s.stride_h * image_w * band + out_w * co_pad) * sizeof(floating)
+    # Chunks of whole images, or, when an image does not fit CHUNK_BYTES, of
+    # equal bands of out_rows rows of one image.
+    cdef Py_ssize_t chunk = CHUNK_BYTES // (out_h * row_bytes)
+    cdef Py_ssize_t bands = (out_h * row_bytes + CHUNK_BYTES - 1) // CHUNK_BYTES
+    cdef Py_ssize_t out_rows = out_h if chunk > 0 else (out_h + bands - 1) // bands
+    cdef floating *dk
+    cdef floating *db
+    cdef Py_ssize_t dk_pitch, n = start, oh = 0, count, height, tile, first, last, r, kh, at
+    cdef Py_ssize_t b, co
+    cdef int ncols
+    cdef bint accumulate = False
     cdef const floating *rows[FC_MAX_ROWS]
-    cdef Py_ssize_t width = kernel_w * channels, total = kernel_h * width
-    cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating)
-    cdef Py_ssize_t block = FC_MAX_VECS * lanes
-    cdef Py_ssize_t tiles = (total + FC_MAX_ROWS - 1) // FC_MAX_ROWS
-    cdef Py_ssize_t row_pitch = stride_h * image_w * channels
-    cdef Py_ssize_t x_pitch = image_h * image_w * channels
-    cdef Py_ssize_t tile, first, last, r, b, co, c, p
-    cdef floating *dbias = dk + total * co_pad
-    for tile in range(tiles):
-        first = tile * total // tiles
-        last = (tile + 1) * total // tiles
-        for r in range(first, last):
-            rows[r - first] = images + (r // width) * image_w * channels + r % width
-        for b in range((co_pad + block - 1) // block):
-            co = b * block
-            wgrad_tile(<int>(last - first), <int>((min(block, co_pad - co) + lanes - 1) // lanes),
-                       rows, row_pitch, stride_w * channels, x_pitch, nimages, out_h, out_w,
-                       dy + co, co_pad, dk + first * co_pad + co, co_pad)
-    for p in range(nimages * out_h * out_w):
-        for c in range(co_pad):
-            dbias[c] += dy[p * co_pad + c]
-
-
-cdef void wgrad_part(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
-                     floating *part, Py_ssize_t first, Py_ssize_t end, Py_ssize_t chunk,
-                     Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-                     Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
-                     floating *image) noexcept nogil:
-    """part = the kernel and bias gradients of images [first, end): read in
-    place ``chunk`` at a time (image is NULL), or one at a time laid on the
-    padded grid in the scratch ``image``."""
-    cdef Py_ssize_t channels = src.shape[3], out_h = dy.shape[1], out_w = dy.shape[2]
-    cdef Py_ssize_t co_pad = dy.shape[3]
-    cdef Py_ssize_t padded_h = (out_h - 1) * stride_h + kernel_h
-    cdef Py_ssize_t padded_w = (out_w - 1) * stride_w + kernel_w
-    cdef Py_ssize_t pitch = padded_w * channels, n = first, r, row
-    memset(part, 0, (kernel_h * kernel_w * channels + 1) * co_pad * sizeof(floating))
+    if s.parts == 1:
+        dk, dk_pitch, db = &dkernel[0, 0], dkernel.strides[0] // sizeof(floating), &dbias[0]
+    else:
+        dk, dk_pitch, db = &partials[p, 0, 0], partials.shape[2], &partials[p, total, 0]
     while n < end:
-        if image == NULL:
-            wgrad_images(&src[n, 0, 0, 0], src.shape[1], src.shape[2], channels,
-                         min(chunk, end - n), &dy[n, 0, 0, 0], out_h, out_w, stride_h,
-                         stride_w, part, kernel_h, kernel_w, co_pad)
-            n = n + chunk
+        count = min(chunk, end - n) if chunk > 0 else 1
+        height = min(out_rows, out_h - oh)
+        for tile in range(tile_lo, tile_hi):
+            first = tile * total // tiles
+            last = (tile + 1) * total // tiles
+            kh, at = first // width, first % width
+            for r in range(last - first):
+                rows[r] = &images[n, oh * s.stride_h + kh, 0, 0] + at
+                at = at + 1
+                if at == width:
+                    kh, at = kh + 1, 0
+            for b in range((channels_out + block - 1) // block):
+                co = b * block
+                ncols = <int>min(block, channels_out - co)
+                wgrad_tile(<int>(last - first), <int>((ncols + lanes - 1) // lanes), rows,
+                           s.stride_h * image_w * channels, s.stride_w * channels, x_pitch,
+                           count, height, out_w, &dy[n, oh, 0, co], co_pad,
+                           dk + first * dk_pitch + co, dk_pitch, ncols, accumulate)
+        if g == 0:
+            for b in range((channels_out + block - 1) // block):
+                co = b * block
+                ncols = <int>min(block, channels_out - co)
+                sum_pixels(count * height * out_w, <int>((ncols + lanes - 1) // lanes),
+                           &dy[n, oh, 0, co], co_pad, db + co, ncols, accumulate)
+        accumulate = True
+        oh = oh + height
+        if oh == out_h:
+            n, oh = n + count, 0
+    if s.parts > 1 and fc_count(&s.finished[g]) == s.parts:
+        for r in range(tile_lo * total // tiles, tile_hi * total // tiles):
+            add_parts(partials, r, channels_out, &dkernel[r, 0])
+        if g == 0:
+            add_parts(partials, total, channels_out, &dbias[0])
+
+
+cdef void pad_image(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t pad_top,
+                    Py_ssize_t pad_left, floating[:, :, :, ::1] padded) noexcept nogil:
+    """padded[n] = image n of src on the padded grid, zeros around it."""
+    cdef Py_ssize_t pitch = padded.shape[2] * padded.shape[3], r, row
+    for r in range(padded.shape[1]):
+        row = source_index(r - pad_top, 1, src.shape[1])
+        if row >= 0:
+            gather_row(src, n, row, 1, pad_left, padded.shape[2], &padded[n, r, 0, 0])
         else:
-            for r in range(padded_h):
-                row = source_index(r - pad_top, 1, src.shape[1])
-                if row >= 0:
-                    gather_row(src, n, row, 1, pad_left, padded_w, image + r * pitch)
-                else:
-                    memset(image + r * pitch, 0, pitch * sizeof(floating))
-            wgrad_images(image, padded_h, padded_w, channels, 1, &dy[n, 0, 0, 0], out_h,
-                         out_w, stride_h, stride_w, part, kernel_h, kernel_w, co_pad)
-            n = n + 1
+            memset(&padded[n, r, 0, 0], 0, pitch * sizeof(floating))
 
 
-cpdef Py_ssize_t padded_elements(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t stride_h,
-                                 Py_ssize_t stride_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
-                                 Py_ssize_t channels):
-    """Elements of the per-thread scratch ``weight_gradient`` needs for a
-    padded input: one image on the padded grid."""
-    return ((out_h - 1) * stride_h + kernel_h) * ((out_w - 1) * stride_w + kernel_w) * channels
+cdef enum Phase:
+    PAD_IMAGES, ITEMS
+
+
+cdef void wgrad_unit(Phase phase, Py_ssize_t i, const floating[:, :, :, ::1] src,
+                     const floating[:, :, :, ::1] images, floating[:, :, :, ::1] padded,
+                     const floating[:, :, :, ::1] dy, floating[:, :] dkernel,
+                     floating[::1] dbias, floating[:, :, ::1] partials, Split s,
+                     bint flush_denormal) noexcept nogil:
+    """Unit i of one phase of weight_gradient: pad image i, or run item i."""
+    cdef unsigned saved = fc_mxcsr_enter(flush_denormal)
+    if phase == PAD_IMAGES:
+        pad_image(src, i, s.pad_top, s.pad_left, padded)
+    else:
+        wgrad_item(images, dy, dkernel, dbias, partials, s, i)
+    fc_mxcsr_leave(saved)
+
+
+cdef void wgrad_phase(Phase phase, Py_ssize_t units, const floating[:, :, :, ::1] src,
+                      const floating[:, :, :, ::1] images, floating[:, :, :, ::1] padded,
+                      const floating[:, :, :, ::1] dy, floating[:, :] dkernel,
+                      floating[::1] dbias, floating[:, :, ::1] partials, Split s,
+                      int num_threads, bint flush_denormal) noexcept nogil:
+    """Units 0 .. units - 1 of one phase, shared among at most num_threads threads."""
+    cdef Py_ssize_t i
+    cdef int threads = <int>min(num_threads, units)
+    # With one thread: a plain loop, no OpenMP region (see the module's docstring).
+    if threads <= 1:
+        for i in range(units):
+            wgrad_unit(phase, i, src, images, padded, dy, dkernel, dbias, partials, s,
+                       flush_denormal)
+    else:
+        for i in prange(units, num_threads=threads, schedule="static"):
+            wgrad_unit(phase, i, src, images, padded, dy, dkernel, dbias, partials, s,
+                       flush_denormal)
+
+
+cpdef tuple padded_image_shape(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t stride_h,
+                               Py_ssize_t stride_w, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                               Py_ssize_t channels):
+    """(PH, PW, C): one image on the padded grid, as ``weight_gradient``'s
+    ``padded`` scratch holds each image of a padded input."""
+    return (out_h - 1) * stride_h + kernel_h, (out_w - 1) * stride_w + kernel_w, channels
 
 
 def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
-                    floating[:, :, ::1] dk_parts, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                    Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
-                    Py_ssize_t kernel_w, int num_threads, bint flush_denormal):
-    """dk_parts[p] = the kernel and bias gradients of part p of the images.
+                    floating[:, :] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
+                    long long[::1] finished, floating[:, :, :, ::1] padded,
+                    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                    Py_ssize_t row_groups, int num_threads, bint flush_denormal):
+    """dkernel, dbias = the kernel and bias gradients of a convolution.
 
-    ``src`` (N, H, W, C); ``dy`` (N, OH, OW, COP), its channels zero-padded
-    to whole vectors; ``dk_parts`` (P, KH * KW * C + 1, COP) is overwritten
-    and summed over its first axis afterwards: rows (kh, kw, ci) hold
-    sum_{n, oh, ow} window(src) x dy, the last row sum dy.  Part p covers
-    the images [p * N // P, (p + 1) * N // P); the threads share the parts
-    out, so the parts, and their sum, depend on P and not on the thread
-    count.  A part's images are read in chunks small enough to stay in cache.
+    ``src`` (N, H, W, C), N >= 1; ``dy`` (N, OH, OW, COP), OH, OW >= 1, its
+    channels zero-padded to whole vectors; ``dkernel`` (KH * KW * C, CO),
+    rows (kh, kw, ci) at any pitch, each contiguous: sum_{n, oh, ow}
+    window(src) x dy; ``dbias`` (CO,): sum dy.  ``padded`` (N, PH, PW, C) (see
+    ``padded_image_shape``) is scratch for an input that needs padding, else
+    None.
+
+    The work items are (batch part p, group g of ``row_groups`` groups of
+    row tiles), P = 1 when ``partials`` is None, else its length: parts p
+    cover images [p * N // P, (p + 1) * N // P); item (p, g) stores its sums
+    into dkernel (P = 1) or into partials (P, KH * KW * C + 1, COP) (the last
+    row the bias); the last of a group's P items to finish (counted in
+    ``finished``, (row_groups,) scratch, given with partials) adds up the
+    group's rows in part order.  The threads share the items out, so the
+    result depends on the shapes, P and row_groups, never on the thread count.
     """
-    cdef unsigned saved
-    cdef Py_ssize_t parts = dk_parts.shape[0], batch = src.shape[0], p
-    cdef Py_ssize_t padded_h = (dy.shape[1] - 1) * stride_h + kernel_h
-    cdef Py_ssize_t padded_w = (dy.shape[2] - 1) * stride_w + kernel_w
-    cdef bint direct = (pad_top == 0 and pad_left == 0 and padded_h <= src.shape[1]
-                        and padded_w <= src.shape[2])
-    cdef Py_ssize_t image_bytes = (src.shape[1] * src.shape[2] * src.shape[3]
-                                   + dy.shape[1] * dy.shape[2] * dy.shape[3]) * sizeof(floating)
-    cdef Py_ssize_t chunk = max(1, min(CHUNK_BYTES // image_bytes, batch))
-    cdef int threads = <int>max(1, min(num_threads, parts))
-    cdef floating[:, ::1] bufs
-    if batch == 0 or dy.shape[1] == 0 or dy.shape[2] == 0:
-        dk_parts[...] = 0
-        return
-    if not direct:
-        bufs = _scratch(src, threads, padded_elements(dy.shape[1], dy.shape[2], stride_h,
-                                                      stride_w, kernel_h, kernel_w,
-                                                      src.shape[3]))
-    # With one thread: a plain loop, no OpenMP region (see the module's docstring).
-    if threads == 1:
-        with nogil:
-            for p in range(parts):
-                saved = fc_mxcsr_enter(flush_denormal)
-                wgrad_part(src, dy, &dk_parts[p, 0, 0], p * batch // parts,
-                           (p + 1) * batch // parts, chunk, stride_h, stride_w, pad_top, pad_left,
-                           kernel_h, kernel_w, NULL if direct else &bufs[0, 0])
-                fc_mxcsr_leave(saved)
-    else:
-        for p in prange(parts, nogil=True, num_threads=threads, schedule="static"):
-            saved = fc_mxcsr_enter(flush_denormal)
-            wgrad_part(src, dy, &dk_parts[p, 0, 0], p * batch // parts,
-                       (p + 1) * batch // parts, chunk, stride_h, stride_w, pad_top, pad_left,
-                       kernel_h, kernel_w, NULL if direct else &bufs[threadid(), 0])
-            fc_mxcsr_leave(saved)
+    cdef Py_ssize_t parts = 1 if partials is None else partials.shape[0]
+    cdef Split s = Split(parts, row_groups, stride_h, stride_w, pad_top, pad_left, kernel_h,
+                         kernel_w, NULL)
+    cdef const floating[:, :, :, ::1] images = src if padded is None else padded
+    if parts > 1:
+        finished[:row_groups] = 0
+        s.finished = &finished[0]
+    with nogil:
+        if padded is not None:
+            wgrad_phase(PAD_IMAGES, src.shape[0], src, images, padded, dy, dkernel, dbias,
+                        partials, s, num_threads, flush_denormal)
+        wgrad_phase(ITEMS, parts * row_groups, src, images, padded, dy, dkernel,
+                    dbias, partials, s, num_threads, flush_denormal)
 
 
 def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out, *,

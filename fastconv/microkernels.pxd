@@ -19,6 +19,7 @@ cdef extern from "microkernels.h" nogil:
         FC_MAX_ROWS
         FC_MAX_VECS
     int fc_omp_max_threads()
+    long long fc_count(long long *counter)
 
     void forward_tile_f32(int npix, int nvec, const float **pixels, Py_ssize_t row_pitch,
                           Py_ssize_t kh_lo, Py_ssize_t kh_hi, Py_ssize_t width,
@@ -31,11 +32,17 @@ cdef extern from "microkernels.h" nogil:
     void wgrad_tile_f32(int nrows, int nvec, const float **rows, Py_ssize_t row_pitch,
                         Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
                         Py_ssize_t out_h, Py_ssize_t out_w, const float *dy,
-                        Py_ssize_t dy_pitch, float *dkernel, Py_ssize_t dk_pitch)
+                        Py_ssize_t dy_pitch, float *dkernel, Py_ssize_t dk_pitch, int ncols,
+                        int accumulate)
     void wgrad_tile_f64(int nrows, int nvec, const double **rows, Py_ssize_t row_pitch,
                         Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
                         Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
-                        Py_ssize_t dy_pitch, double *dkernel, Py_ssize_t dk_pitch)
+                        Py_ssize_t dy_pitch, double *dkernel, Py_ssize_t dk_pitch, int ncols,
+                        int accumulate)
+    void sum_pixels_f32(Py_ssize_t npix, int nvec, const float *dy, Py_ssize_t dy_pitch,
+                        float *out, int ncols, int accumulate)
+    void sum_pixels_f64(Py_ssize_t npix, int nvec, const double *dy, Py_ssize_t dy_pitch,
+                        double *out, int ncols, int accumulate)
     void pool_max_f32(const float *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
                       Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t channels, float *out)
     void pool_max_f64(const double *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,
@@ -70,14 +77,22 @@ cdef inline void forward_tile(int npix, int nvec, const floating **pixels, Py_ss
 cdef inline void wgrad_tile(int nrows, int nvec, const floating **rows, Py_ssize_t row_pitch,
                             Py_ssize_t pix_pitch, Py_ssize_t x_pitch, Py_ssize_t nimages,
                             Py_ssize_t out_h, Py_ssize_t out_w, const floating *dy,
-                            Py_ssize_t dy_pitch, floating *dkernel,
-                            Py_ssize_t dk_pitch) noexcept nogil:
+                            Py_ssize_t dy_pitch, floating *dkernel, Py_ssize_t dk_pitch,
+                            int ncols, bint accumulate) noexcept nogil:
     if floating is float:
         wgrad_tile_f32(nrows, nvec, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, out_w,
-                       dy, dy_pitch, dkernel, dk_pitch)
+                       dy, dy_pitch, dkernel, dk_pitch, ncols, accumulate)
     else:
         wgrad_tile_f64(nrows, nvec, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, out_w,
-                       dy, dy_pitch, dkernel, dk_pitch)
+                       dy, dy_pitch, dkernel, dk_pitch, ncols, accumulate)
+
+
+cdef inline void sum_pixels(Py_ssize_t npix, int nvec, const floating *dy, Py_ssize_t dy_pitch,
+                            floating *out, int ncols, bint accumulate) noexcept nogil:
+    if floating is float:
+        sum_pixels_f32(npix, nvec, dy, dy_pitch, out, ncols, accumulate)
+    else:
+        sum_pixels_f64(npix, nvec, dy, dy_pitch, out, ncols, accumulate)
 
 
 cdef inline void pool_max(const floating *x, Py_ssize_t row_pitch, Py_ssize_t pix_pitch,

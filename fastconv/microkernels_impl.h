@@ -10,6 +10,37 @@ typedef unsigned char FC_NAME(bytes) __attribute__((vector_size(FC_VBYTES / size
 #define STORE(p, v) (*(FC_NAME(uvec) *)(p) = (v))
 #define VW ((int)(FC_VBYTES / sizeof(FC_T)))
 
+/* Lanes [0, n) of a vector loaded from / stored to p; the others are zero / untouched. */
+static inline VEC FC_NAME(load_lanes)(const FC_T *p, int n)
+{
+    if (n == VW)
+        return LOAD(p);
+    VEC v = (VEC){0};
+    memcpy(&v, p, (size_t)n * sizeof(FC_T));
+    return v;
+}
+
+static inline void FC_NAME(store_lanes)(FC_T *p, VEC v, int n)
+{
+    if (n == VW)
+        STORE(p, v);
+    else
+        memcpy(p, &v, (size_t)n * sizeof(FC_T));
+}
+
+/* dst[0, n) = v[0, n), or += when `accumulate`; nothing when n <= 0 (n is
+ * clamped to one vector). */
+static inline void FC_NAME(put_lanes)(FC_T *dst, VEC v, int n, int accumulate)
+{
+    if (n <= 0)
+        return;
+    if (n > VW)
+        n = VW;
+    if (accumulate)
+        v += FC_NAME(load_lanes)(dst, n);
+    FC_NAME(store_lanes)(dst, v, n);
+}
+
 /* Forward tile: `npix` output pixels x `nvec` vectors of output channels.
  *
  * pixels[p]   first input element of pixel p's receptive field (row 0, column 0)
@@ -85,21 +116,23 @@ FC_NAME(forward_tile)(int npix, int nvec, const FC_T *const *pixels, ptrdiff_t r
 
 /* Weight-gradient tile: `nrows` kernel rows (kh, kw, ci) x `nvec` vectors of
  * output channels, summed over all output pixels of `nimages` images and
- * added into `dkernel`.
+ * stored into `dkernel` (added to it when `accumulate`).
  *
  * rows[r]     input element that row r multiplies at output pixel (0, 0) of image 0
  * row_pitch   elements between the inputs of consecutive output rows
  * pix_pitch   elements between the inputs of consecutive output columns
  * x_pitch     elements between the inputs of consecutive images
  * dy          image 0's output gradient at channel co0; dy_pitch per pixel,
- *             out_h * out_w pixels per image
+ *             out_h * out_w pixels per image; whole vectors are read
  * dkernel     gradient row 0 at channel co0; row r at dkernel + r * dk_pitch
+ * ncols       channels of this block written (<= nvec * VW)
  */
 static inline __attribute__((always_inline)) void
 FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec, const FC_T *const *rows,
                           ptrdiff_t row_pitch, ptrdiff_t pix_pitch, ptrdiff_t x_pitch,
                           ptrdiff_t nimages, ptrdiff_t out_h, ptrdiff_t out_w, const FC_T *dy,
-                          ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
+                          ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch, int ncols,
+                          int accumulate)
 {
     VEC acc[FC_MAX_ROWS][FC_MAX_VECS];
     for (int r = 0; r < nrows; r++)
@@ -121,21 +154,21 @@ FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec, const FC_T *const *ro
             }
         }
     for (int r = 0; r < nrows; r++)
-        for (int v = 0; v < nvec; v++) {
-            FC_T *dst = dkernel + r * dk_pitch + v * VW;
-            STORE(dst, LOAD(dst) + acc[r][v]);
-        }
+        for (int v = 0; v < nvec; v++)
+            FC_NAME(put_lanes)(dkernel + r * dk_pitch + v * VW, acc[r][v], ncols - v * VW,
+                               accumulate);
 }
 
 static void
 FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *const *rows, ptrdiff_t row_pitch,
                     ptrdiff_t pix_pitch, ptrdiff_t x_pitch, ptrdiff_t nimages, ptrdiff_t out_h,
                     ptrdiff_t out_w,
-                    const FC_T *dy, ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch)
+                    const FC_T *dy, ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch,
+                    int ncols, int accumulate)
 {
 #define FC_CASE(R, V) case FC_TILE_KEY(R, V): \
     FC_NAME(wgrad_tile_fixed)(R, V, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, \
-                              out_w, dy, dy_pitch, dkernel, dk_pitch); break;
+                              out_w, dy, dy_pitch, dkernel, dk_pitch, ncols, accumulate); break;
     switch (FC_TILE_KEY(nrows, nvec)) {
         FC_WGRAD_TILES(FC_CASE)
     default:  /* a tile size without code: stop rather than leave outputs unwritten */
@@ -144,29 +177,33 @@ FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *const *rows, ptrdiff_t row_
 #undef FC_CASE
 }
 
+/* Bias-gradient block: out[c] = sum of dy over `npix` pixels (dy_pitch
+ * apart) for the `ncols` channels of `nvec` vectors, added to out when
+ * `accumulate`.  Four interleaved sums, added pairwise at the end: the
+ * order depends on npix only. */
+static void
+FC_NAME(sum_pixels)(ptrdiff_t npix, int nvec, const FC_T *dy, ptrdiff_t dy_pitch, FC_T *out,
+                    int ncols, int accumulate)
+{
+    for (int v = 0; v < nvec; v++) {
+        VEC acc[4] = {{0}, {0}, {0}, {0}};
+        const FC_T *col = dy + v * VW;
+        ptrdiff_t p = 0;
+        for (; p + 4 <= npix; p += 4)
+            for (int k = 0; k < 4; k++)
+                acc[k] += LOAD(col + (p + k) * dy_pitch);
+        for (; p < npix; p++)
+            acc[0] += LOAD(col + p * dy_pitch);
+        FC_NAME(put_lanes)(out + v * VW, (acc[0] + acc[1]) + (acc[2] + acc[3]), ncols - v * VW,
+                           accumulate);
+    }
+}
+
 /* Max pooling of one window: `rows` x `cols` cells, the first at `x`, cells
  * `pix_pitch` elements apart in a row and rows `row_pitch` apart, each
  * holding `channels` contiguous values.  A window holding a NaN has the
  * maximum NaN and routes its gradient to the first NaN; otherwise the
  * gradient goes to the first maximal cell in row-major order. */
-
-/* Lanes [0, n) of a vector loaded from / stored to p; the others are zero / untouched. */
-static inline VEC FC_NAME(load_lanes)(const FC_T *p, int n)
-{
-    if (n == VW)
-        return LOAD(p);
-    VEC v = (VEC){0};
-    memcpy(&v, p, (size_t)n * sizeof(FC_T));
-    return v;
-}
-
-static inline void FC_NAME(store_lanes)(FC_T *p, VEC v, int n)
-{
-    if (n == VW)
-        STORE(p, v);
-    else
-        memcpy(p, &v, (size_t)n * sizeof(FC_T));
-}
 
 #define MASK FC_NAME(mask)
 #define SELECT(m, a, b) ((VEC)(((MASK)(a) & (m)) | ((MASK)(b) & ~(m))))

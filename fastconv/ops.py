@@ -29,6 +29,8 @@ one pass over the pooled output, bit-identical to the two run in turn.
 """
 
 import collections
+import functools
+import math
 import os
 import threading
 import warnings
@@ -453,9 +455,9 @@ def _check_gather(kernel_shape, out_w, stride_w, channels):
     return elements
 
 
-# The weight gradients are summed in GRADIENT_PARTS parts of the batch (or
-# one per image, for smaller batches), whatever the thread count, and the
-# parts added in order: the result is bit-identical for any thread count.
+# The depthwise kernel gradients are summed in GRADIENT_PARTS parts of the
+# batch (or one per image, for smaller batches), whatever the thread count,
+# and the parts added in order: the result is bit-identical for any thread count.
 GRADIENT_PARTS = 16
 
 
@@ -463,26 +465,63 @@ def _gradient_parts(batch):
     return max(1, min(batch, GRADIENT_PARTS))
 
 
+# The Conv2D weight gradient's work items: (part of the batch, group of row
+# tiles), chosen from the shapes alone (never the thread count): at least
+# GRADIENT_ITEMS items where the shapes have them (work for 64 threads), and
+# of those splits the one with the least memory traffic.  Batch parts cost
+# their partial gradients, each written (its cache lines read first) and read
+# back: 3 passes; a row group costs reading dy (and the input's channels in
+# its band) once more.
+GRADIENT_ITEMS = 64
+
+
+@functools.lru_cache(maxsize=256)
+def _gradient_split(batch, in_pixels, channels, out_pixels, rows, channels_out, itemsize):
+    """(parts, row_groups) of ``_conv.weight_gradient`` for a batch of
+    ``batch`` images of in_pixels x channels (on the padded grid) with
+    out_pixels output pixels, and a gradient of rows x channels_out."""
+    tiles = _conv.gradient_tiles(rows)
+    lanes = _conv.VECTOR_BYTES // itemsize
+    co_pad = -(-channels_out // lanes) * lanes
+    needed = min(GRADIENT_ITEMS, tiles * batch)
+
+    def traffic(split):
+        parts, groups = split
+        band = min(channels, rows // groups + lanes)
+        reads = groups * batch * (in_pixels * band + out_pixels * co_pad)
+        return reads + (3 * parts * (rows + 1) * co_pad if parts > 1 else 0)
+
+    splits = []
+    for groups in sorted({min(2 ** k, tiles) for k in range(tiles.bit_length() + 1)}):
+        parts = min(batch, -(-GRADIENT_ITEMS // groups))
+        if parts * groups >= needed:
+            splits.append((parts, groups))
+    return min(splits, key=traffic)
+
+
+def _rows(array):
+    """A 2-D view (rows, last axis) of ``array``: a C-contiguous array, or
+    a block of channels of one (its leading axes merge into rows)."""
+    view = array.view()
+    view.shape = (-1, array.shape[-1])  # raises rather than copy
+    return view
+
+
 def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     """Fills dkernel, dbias (arrays or views) and dx (C-contiguous), each
     unless None, for an undilated, ungrouped convolution with a finite kernel."""
     kh, kw, cin, cout = kernel.shape
-    check_elements(_conv.padded_elements(geo.out_h, geo.out_w, geo.stride_h, geo.stride_w, kh,
-                                         kw, cin), "the padded input image")
-    if dx is not None:
+    pixels = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    pointwise = kh == kw == geo.stride_h == geo.stride_w == 1 and pixels * (cin + cout) < cin * cout
+    if dx is not None and not pointwise:
         _check_gather((kh, kw), x.shape[2], 1, cout)
     threads = _threads_for(dy.size * kh * kw * cin)
     if dkernel is not None:
-        padded_dy = _padded_channels(dy, "dy")
-        parts = _workspace.get("parts", (_gradient_parts(x.shape[0]), kh * kw * cin + 1,
-                                         padded_dy.shape[3]), x.dtype)
-        _conv.weight_gradient(x, padded_dy, parts, stride_h=geo.stride_h, stride_w=geo.stride_w,
-                              pad_top=geo.pad_top, pad_left=geo.pad_left, kernel_h=kh,
-                              kernel_w=kw, num_threads=threads, flush_denormal=_flush_denormal)
-        summed = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
-        dkernel[...] = summed[:-1, :cout].reshape(kernel.shape)
-        dbias[...] = summed[-1, :cout]
+        _weight_gradient(x, dy, geo, kh, kw, dkernel, dbias, threads)
     if dx is None:
+        return
+    if pointwise:
+        _pointwise_input_gradient(kernel, dy, dx, threads)
         return
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
@@ -492,6 +531,51 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
                       stride_w=1, dilation_h=geo.stride_h, dilation_w=geo.stride_w,
                       pad_top=kh - 1 - geo.pad_top, pad_left=kw - 1 - geo.pad_left,
                       relu=False, threads=threads)
+
+
+def _pointwise_input_gradient(kernel, dy, dx, threads):
+    """dx = dy @ kernel^T for a 1x1, stride-1 convolution with fewer pixels
+    than weights (a Dense layer's): computed transposed, dx^T = kernel @ dy^T,
+    as a convolution whose 'image' is the kernel, so that only dy and dx are
+    transposed (copied), not the kernel."""
+    cin, cout = kernel.shape[2:]
+    pixels = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    dy_t = _workspace.get("dy_t", (1, 1, cout, pixels), dy.dtype)
+    np.copyto(dy_t[0, 0], dy.reshape(pixels, cout).T)
+    dx_t = _workspace.get("dx_t", (1, 1, cin, pixels), dy.dtype)
+    _compiled_forward(kernel.reshape(1, 1, cin, cout), _padded_channels(dy_t, "dy_t_padded"),
+                      None, dx_t, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1,
+                      pad_top=0, pad_left=0, relu=False, threads=threads)
+    np.copyto(dx.reshape(pixels, cin), dx_t[0, 0].T)
+
+
+def _weight_gradient(x, dy, geo, kh, kw, dkernel, dbias, threads):
+    """dkernel (KH, KW, C, CO), dbias (CO,) = the weight gradients of an
+    undilated, ungrouped convolution (both may be views of larger arrays)."""
+    batch, height, width, cin = x.shape
+    if dy.size == 0:
+        dkernel.fill(0)
+        dbias.fill(0)
+        return
+    image = _conv.padded_image_shape(geo.out_h, geo.out_w, geo.stride_h, geo.stride_w, kh, kw,
+                                     cin)
+    check_elements(math.prod(image), "the padded input image")
+    direct = (geo.pad_top == 0 and geo.pad_left == 0 and image[0] <= height
+              and image[1] <= width)
+    padded = None if direct else _workspace.get("padded_x", (batch,) + image, x.dtype)
+    rows = kh * kw * cin
+    parts, groups = _gradient_split(batch, image[0] * image[1], cin, geo.out_h * geo.out_w,
+                                    rows, dy.shape[3], x.itemsize)
+    padded_dy = _padded_channels(dy, "dy")
+    partials, finished = None, None
+    if parts > 1:
+        partials = _workspace.get("gradient_partials", (parts, rows + 1, padded_dy.shape[3]),
+                                  x.dtype)
+        finished = _workspace.get("gradient_finished", (groups,), np.longlong)
+    _conv.weight_gradient(x, padded_dy, _rows(dkernel), dbias, partials, finished, padded,
+                          stride_h=geo.stride_h, stride_w=geo.stride_w, pad_top=geo.pad_top,
+                          pad_left=geo.pad_left, kernel_h=kh, kernel_w=kw, row_groups=groups,
+                          num_threads=threads, flush_denormal=_flush_denormal)
 
 
 def depthwise_conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid",
