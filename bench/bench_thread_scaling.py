@@ -177,19 +177,25 @@ def forward_items(batch, image, out_hw, window, geo, weight_channels, itemsize):
 
 
 def weight_gradient_calls(step, batch, geo, work, itemsize):
-    """The Calls of ``_conv.weight_gradient``'s parallel loops, as
-    ``ops._weight_gradient`` makes it: one per image to pad an input that
-    needs padding, then ``ops._gradient_split``'s P batch parts x G row groups."""
+    """The Calls of ``_conv.weight_gradient``, as ``ops._weight_gradient``
+    makes it: one item per image to pad an input that needs padding; then
+    ``ops._gradient_split``'s P batch parts x G row groups; with P > 1, the
+    item that finishes a row group's last part adds up the group's P partial
+    gradients on its own, so that sum runs on G threads at most."""
     kh, kw, channels, channels_out = step.kernel
     image = _conv.padded_image_shape(geo.out_h, geo.out_w, geo.stride_h, geo.stride_w, kh, kw,
                                      channels)
+    rows = kh * kw * channels
     parts, groups = ops._gradient_split(batch, image[0] * image[1], channels,
-                                        geo.out_h * geo.out_w, kh * kw * channels,
-                                        channels_out, itemsize)
+                                        geo.out_h * geo.out_w, rows, channels_out, itemsize)
     calls = [Call("_conv.weight_gradient", "batch part x row group", parts * groups, work,
                   f"{parts} x {groups}")]
     if geo.pad_top or geo.pad_left or image[0] > step.image[0] or image[1] > step.image[1]:
         calls.insert(0, Call("_conv.weight_gradient (padding)", "image", batch, work))
+    if parts > 1:
+        partials = parts * (rows + 1) * padded_channels(channels_out, itemsize) * itemsize
+        calls.append(Call("_conv.weight_gradient (sum of parts)", "row group", groups, work,
+                          f"{partials / groups / 1e6:.3g} MB each"))
     return calls
 
 
