@@ -2,7 +2,7 @@
 cores at batch 64 and 256, and a simulation of those shares on 2 cores.
 
     python bench/bench_thread_scaling.py           # work items, then the timings
-    python bench/bench_thread_scaling.py --units   # work items only: no timing, a few seconds
+    python bench/bench_thread_scaling.py --units   # work items only: no timing, about a second
     python bench/bench_thread_scaling.py --quick   # work items and a smoke run of the timings
 
 Work items.  The models are the MNIST notebook convnet and the Deep
@@ -15,10 +15,13 @@ call's parallel loop), asks ``ops._threads_for``'s rule (one thread per
 and prints, for 16 and 64 cores, how many threads are busy, the most items
 one thread runs, and the share of the cores' time spent on items
 (items / (cores x most items per thread)).  The weight gradient's split is
-``ops._gradient_split``'s, its row tiles ``_conv.gradient_tiles``', the
-forward's tiles the build's ``_conv.TILE_PIXELS``; the loops' item counts
-are restated in the ``*_items`` functions below, each naming the loop it
-mirrors.
+``ops._gradient_split``'s, the forward's tiles the build's
+``_conv.TILE_PIXELS``; the loops' item counts are restated in the
+functions below, each naming the loop it mirrors.
+Left out: the finite checks of the weights (``_optim.all_finite``, one
+pass over them, split like ``_optim.step``) and the work done in NumPy
+(dropout, the loss, the copies that pad weights and output gradients to
+whole vectors of channels).
 
 Simulation.  Each core of a 16- or 64-core machine gets a share of the
 batch: 256 images on 64 cores are 4 per thread, 64 on 16 are 4, 256 on 16
