@@ -50,8 +50,7 @@ from common import budget_times_ms, describe_machine, print_table
 import fastconv
 from fastconv import _checks, activations, ops
 from fastconv.examples.mnist import notebook_model
-from fastconv.layers import Dense, Dropout, Flatten, MaxPooling2D
-from fastconv.layers._kernel import KernelLayer
+from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastconv.models import functional
 
 _conv = ops._conv
@@ -101,9 +100,8 @@ def model_steps(model):
     for layer in model.layers:
         if layer in fused.values() or isinstance(layer, NUMPY_LAYERS):
             continue
-        kind = ("dense" if isinstance(layer, Dense) else "conv" if isinstance(layer, KernelLayer)
-                else "pool" if isinstance(layer, MaxPooling2D) else None)
-        if kind is None:
+        kind = {Dense: "dense", Conv2D: "conv", MaxPooling2D: "pool"}.get(type(layer))
+        if kind is None or (kind == "conv" and (layer.groups, layer.dilation_rate) != (1, (1, 1))):
             raise ValueError(f"no work-item accounting for layer {layer.name!r} "
                              f"({type(layer).__name__})")
         counts[kind] = counts.get(kind, 0) + 1
@@ -157,13 +155,14 @@ def padded_channels(channels, itemsize):
 
 
 def forward_items(batch, image, out_hw, window, geo, weight_channels, itemsize):
-    """(items, unit) of ``_conv.forward`` on ``batch`` images of ``image``
-    (H, W) into (OH, OW) outputs, a window of (KH, KW) with the strides,
-    dilation and padding of ``geo``, weights of KH*KW*``weight_channels``
-    rows of output channels (unpadded count ``geo``'s out channels).  The
-    direct path's loop runs over tiles of TILE_PIXELS output pixels (times
-    blocks of TILE_VECTORS vectors of output channels for weights over
-    FORWARD_WEIGHT_BYTES), the gather path's over output rows."""
+    """(items, unit) of ``_conv.forward`` on ``batch`` inputs of (H, W) =
+    ``image`` into outputs of (OH, OW) = ``out_hw``, with weights (KH, KW,
+    ``weight_channels``, CO) where ``window`` = (KH, KW, CO), and the
+    strides, dilation and padding of ``geo``.  As in ``_conv.forward``: the
+    direct path (no dilation or padding under the windows) loops over tiles
+    of TILE_PIXELS output pixels (times blocks of TILE_VECTORS vectors of
+    output channels for weights over FORWARD_WEIGHT_BYTES), the gather path
+    over output rows."""
     kh, kw, channels_out = window
     out_h, out_w = out_hw
     direct = (geo.dilation_h == geo.dilation_w == 1 and geo.pad_top == geo.pad_left == 0
@@ -212,9 +211,9 @@ def input_gradient_call(step, batch, geo, work, itemsize):
     if (kh == kw == geo.stride_h == geo.stride_w == 1
             and pixels * (channels + channels_out) < channels * channels_out):
         # dx^T = kernel @ dy^T: the kernel is the 'image', dy^T the weights.
-        flipped_geo = _checks.Geometry(1, channels, 1, 1, 0, 0)
+        transposed = _checks.Geometry(1, channels, 1, 1, 0, 0)
         items, unit = forward_items(1, (1, channels), (1, channels), (1, 1, pixels),
-                                    flipped_geo, channels_out, itemsize)
+                                    transposed, channels_out, itemsize)
         return Call("_conv.forward (transposed)", unit, items, work)
     flipped_geo = _checks.Geometry(height, width, 1, 1, kh - 1 - geo.pad_top,
                                    kw - 1 - geo.pad_left, geo.stride_h, geo.stride_w)
@@ -268,16 +267,27 @@ def unit_rows(models):
         for step in model_steps(model):
             per_batch = [step_calls(step, batch) for batch in BATCHES]
             for phase in ("forward", "backward"):
-                for calls in zip(*(passes[phase] for passes in per_batch)):
-                    rows.append(call_row(title, step.name, calls))
+                # A call may run at one batch size only (a sum of parts, the
+                # transposed input gradient): rows are matched by kernel.
+                kernels = dict.fromkeys(call.kernel for passes in per_batch
+                                        for call in passes[phase])
+                for kernel in kernels:
+                    rows.append(call_row(title, step.name, [
+                        next((c for c in passes[phase] if c.kernel == kernel), None)
+                        for passes in per_batch]))
         rows.append(call_row(title, "optimizer", [optimizer_call(model)] * len(BATCHES)))
     return rows
 
 
 def call_row(title, step, calls):
-    """A table row: the call, then per batch its items and cells per core count."""
-    row = [title, step, f"{calls[0].kernel}: {calls[0].unit}"]
+    """A table row: the call, then per batch its items and cells per core
+    count ("-" where the call is not made at that batch size)."""
+    first = next(call for call in calls if call is not None)
+    row = [title, step, f"{first.kernel}: {first.unit}"]
     for call in calls:
+        if call is None:
+            row += ["-"] * (1 + len(CORES))
+            continue
         items = f"{call.items:,}" + (f" ({call.split})" if call.split else "")
         row += [items] + [call.cell(cores) for cores in CORES]
     return row
