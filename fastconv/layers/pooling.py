@@ -1,6 +1,9 @@
 """Pooling layers on NHWC images."""
 
-from .._checks import as_pair, check_data_format, check_padding
+import numpy as np
+
+from .. import ops
+from .._checks import as_pair, check_data_format, check_padding, check_pool
 from ..backend import kernels
 from .base import LAYERS, Layer, window_output_shape
 
@@ -31,17 +34,29 @@ class Pooling2D(Layer):
         return window_output_shape(self, input_shape, self.pool_size, self.strides,
                                    self.padding, input_shape[-1])
 
+    def pool_geometry(self, x):
+        """The Geometry of this pooling of ``x``: checked on the first call for
+        its shape and dtype, reused after."""
+        return self._plan((x.shape[1:], x.dtype), lambda: check_pool(
+            x, self.pool_size, self.strides, self.padding)[2])
+
     def call(self, x, training, activation):
         y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
+        if kernels() is ops:  # the layer's own arrays: checked once, by pool_geometry
+            trusted = getattr(ops, f"_{self.operation}_forward")
+            return trusted(x, y, self.pool_size, self.pool_geometry(x))
         forward = getattr(kernels(), f"{self.operation}_forward")
         return forward(x, self.pool_size, self.strides, self.padding, out=y)
 
     def call_backward(self, x, y, dy, activation, need_input_grad):
         if not need_input_grad:
             return None
+        dx = self._buffers.get("dx", x.shape, x.dtype)
+        if kernels() is ops:
+            trusted = getattr(ops, f"_{self.operation}_backward")
+            return trusted(x, np.ascontiguousarray(dy), dx, self.pool_size, self.pool_geometry(x))
         backward = getattr(kernels(), f"{self.operation}_backward")
-        return backward(x, dy, self.pool_size, self.strides, self.padding,
-                        out=self._buffers.get("dx", x.shape, x.dtype))
+        return backward(x, dy, self.pool_size, self.strides, self.padding, out=dx)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),

@@ -18,7 +18,7 @@ on its own instead (the same results, bit for bit).
 
 import numpy as np
 
-from .. import activations, utils
+from .. import activations, ops, utils
 from .._checks import MAX_FUSED_POOL_CELLS
 from ..backend import kernels
 from ..layers.base import Layer
@@ -54,9 +54,13 @@ class ConvPoolStep:
         shape = (len(x),) + pool.output_shape[1:]
         y = pool._buffers.get("y", shape, conv.dtype)
         winners = pool._buffers.get("winners", shape, np.uint8)
-        kernels().conv2d_relu_max_pool2d_forward(x, conv.params["kernel"],
-                                                 conv.params.get("bias"), conv.strides,
-                                                 conv.padding, pool.pool_size, out=(y, winners))
+        kernel, bias = conv.params["kernel"], conv.params.get("bias")
+        if kernels() is ops:  # the layers' own arrays, their call checked once by conv2d_call
+            ops._conv2d_relu_max_pool2d_forward(x, kernel, bias, y, winners,
+                                                conv.conv2d_call(x, kernel), pool.pool_size)
+        else:
+            kernels().conv2d_relu_max_pool2d_forward(x, kernel, bias, conv.strides, conv.padding,
+                                                     pool.pool_size, out=(y, winners))
         conv._cache = pool._cache = None
         if record:
             dz = conv._buffers.get("dz", (len(x),) + conv.output_shape[1:], conv.dtype)
@@ -67,8 +71,11 @@ class ConvPoolStep:
         """The convolution's pre-activation gradient dz (the buffer its
         cache holds) given dy = dL/d(pooled output)."""
         _, dz, _ = self.conv_node.layer._cache
-        return kernels().relu_max_pool2d_backward(dy, y, winners, dz.shape,
-                                                  self.pool_node.layer.pool_size, out=dz)
+        pool_size = self.pool_node.layer.pool_size
+        if kernels() is ops:
+            return ops._relu_max_pool2d_backward(np.ascontiguousarray(dy), y, winners, dz,
+                                                 pool_size)
+        return kernels().relu_max_pool2d_backward(dy, y, winners, dz.shape, pool_size, out=dz)
 
 
 class Model(Trainer, Saving, Layer):
