@@ -1,7 +1,9 @@
-"""The layers' trusted calls of the compiled kernels (``ops._conv2d_forward``
+"""Work a training step no longer repeats, against the way it was done:
+the layers' trusted calls of the compiled kernels (``ops._conv2d_forward``
 and the other private entry points, their arguments checked once per input
-shape) against the public, fully checked functions: training gives the same
-weights, bit for bit; and a layer's backward takes any output gradient's layout."""
+shape) against the public, fully checked functions, and the output's
+softmax computed with the loss against the softmax applied after it: the
+same weights and metrics, bit for bit."""
 
 import types
 
@@ -93,3 +95,19 @@ def test_a_layer_takes_a_non_contiguous_output_gradient(layer):
     dy = np.asfortranarray(rng.standard_normal(y.shape).astype(np.float32))
     from_fortran = layer.backward(dy).copy()
     np.testing.assert_array_equal(layer.backward(np.ascontiguousarray(dy)), from_fortran)
+
+
+def test_the_loss_computes_the_output_activation_the_metrics_read(monkeypatch):
+    """The softmax of the fused output layer, computed with the loss, gives
+    the metrics of the softmax applied after it, and the same weights."""
+    fastconv.utils.set_random_seed(1)
+    model = notebook_model()
+    assert model._activated_by_loss == [0]
+    x, y = notebook_batch(count=16)
+    shared = [model.train_on_batch(x, y) for _ in range(3)] + [model.get_weights()]
+    fastconv.utils.set_random_seed(1)
+    model = notebook_model()
+    monkeypatch.setattr(model, "_activated_by_loss", [])
+    separate = [model.train_on_batch(x, y) for _ in range(3)] + [model.get_weights()]
+    assert shared[:3] == separate[:3]
+    assert bits(shared[3]) == bits(separate[3])
