@@ -33,8 +33,8 @@ import warnings
 
 import numpy as np
 
-from . import callbacks as callbacks_module
 from . import activations, data_adapters, losses, optimizers, utils
+from . import callbacks as callbacks_module
 from . import metrics as metrics_module
 from ._checks import check_int, check_number
 
