@@ -325,8 +325,9 @@ class Model(Trainer, Saving, Layer):
         node_caches = self._thread_state.node_caches = {}
         # {pool node: (its ConvPoolStep, pooled output, winners)} of this forward
         fused = self._thread_state.fused_pools = {}
-        steps = {node: step for node, step in self._conv_pool_steps.items()
-                 if FUSE and node.output.id not in keep}
+        steps = {} if not FUSE else self._conv_pool_steps if not keep else {
+            node: step for node, step in self._conv_pool_steps.items()
+            if node.output.id not in keep}
         folds = {} if training or record else self._inference_folds
         skipped = set()
         for node in self._nodes:
