@@ -9,6 +9,15 @@ functions in plain NumPy.
 ``out`` arguments take preallocated, C-contiguous results of the exact
 shape and dtype, so that a training loop can reuse its buffers.
 
+Each public function used by the layers is its checks followed by a
+private entry point of the same name with a leading underscore
+(``_conv2d_forward``, ``_conv2d_backward``, ``_max_pool2d_forward``, ...)
+that takes the arguments as the checks leave them: C-contiguous arrays of
+one float dtype, the outputs given, and the ``Conv2DCall`` (or pooling
+``Geometry``) of the input's shape.  The layers, which own their arrays,
+call those, having checked their call once per input shape
+(``Layer._plan``) rather than on every training step.
+
 The compiled convolution multiplies the weights by the zeros of padding
 and of the gaps between strided gradients; with a NaN or Inf weight those
 products are NaN where the definition has no product at all, so kernels

@@ -52,12 +52,13 @@ class KernelLayer(Layer):
             params["bias"] = self.bias_initializer((shape[self.filters_axis],), dtype)
         return params
 
-    def conv2d_call(self, images, kernel):
+    def _conv2d_call(self, images, kernel):
         """The Conv2DCall of this layer's convolution of ``images`` (NHWC)
-        with ``kernel`` (HWIO): checked on the first call for their shapes
-        and dtype, reused after."""
-        return self._plan((images.shape[1:], images.dtype, kernel.shape), lambda: check_conv2d_call(
-            images, kernel, self.strides, self.padding, self.dilation_rate, self.groups)[2])
+        with ``kernel`` (HWIO): checked on the first call for their shapes,
+        dtype and the layer's arguments, reused after."""
+        arguments = (self.strides, self.padding, self.dilation_rate, self.groups)
+        return self._plan((images.shape[1:], images.dtype, kernel.shape, arguments),
+                          lambda: check_conv2d_call(images, kernel, *arguments)[2])
 
     def call(self, x, training, activation):
         y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
@@ -66,8 +67,8 @@ class KernelLayer(Layer):
         z = self.activation_input(x) if activation.needs_input else y
         images, kernel = self.as_images(x), self.as_hwio(self.params["kernel"])
         bias, out = self.params.get("bias"), self.as_images(z)
-        if kernels() is ops:  # the layer's own arrays: checked once, by conv2d_call
-            ops._conv2d_forward(images, kernel, bias, out, self.conv2d_call(images, kernel), fused)
+        if kernels() is ops:  # the layer's own arrays: checked once, by _conv2d_call
+            ops._conv2d_forward(images, kernel, bias, out, self._conv2d_call(images, kernel), fused)
         else:
             kernels().conv2d_forward(images, kernel, bias, self.strides, self.padding,
                                      activation="relu" if fused else None, out=out,
@@ -103,7 +104,7 @@ class KernelLayer(Layer):
         dx_images = None if dx is None else self.as_images(dx)
         dkernel = self.as_hwio(self.grads["kernel"])
         if kernels() is ops:
-            ops._conv2d_backward(images, kernel, dy_images, self.conv2d_call(images, kernel),
+            ops._conv2d_backward(images, kernel, dy_images, self._conv2d_call(images, kernel),
                                  y_images, dx_images, dkernel, dbias)
         else:
             kernels().conv2d_backward(images, kernel, dy_images, self.strides, self.padding,

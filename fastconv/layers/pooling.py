@@ -34,17 +34,18 @@ class Pooling2D(Layer):
         return window_output_shape(self, input_shape, self.pool_size, self.strides,
                                    self.padding, input_shape[-1])
 
-    def pool_geometry(self, x):
+    def _pool_geometry(self, x):
         """The Geometry of this pooling of ``x``: checked on the first call for
-        its shape and dtype, reused after."""
-        return self._plan((x.shape[1:], x.dtype), lambda: check_pool(
-            x, self.pool_size, self.strides, self.padding)[2])
+        its shape, dtype and the layer's arguments, reused after."""
+        arguments = (self.pool_size, self.strides, self.padding)
+        return self._plan((x.shape[1:], x.dtype, arguments),
+                          lambda: check_pool(x, *arguments)[2])
 
     def call(self, x, training, activation):
         y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
-        if kernels() is ops:  # the layer's own arrays: checked once, by pool_geometry
+        if kernels() is ops:  # the layer's own arrays: checked once, by _pool_geometry
             trusted = getattr(ops, f"_{self.operation}_forward")
-            return trusted(x, y, self.pool_size, self.pool_geometry(x))
+            return trusted(x, y, self.pool_size, self._pool_geometry(x))
         forward = getattr(kernels(), f"{self.operation}_forward")
         return forward(x, self.pool_size, self.strides, self.padding, out=y)
 
@@ -54,7 +55,7 @@ class Pooling2D(Layer):
         dx = self._buffers.get("dx", x.shape, x.dtype)
         if kernels() is ops:
             trusted = getattr(ops, f"_{self.operation}_backward")
-            return trusted(x, np.ascontiguousarray(dy), dx, self.pool_size, self.pool_geometry(x))
+            return trusted(x, np.ascontiguousarray(dy), dx, self.pool_size, self._pool_geometry(x))
         backward = getattr(kernels(), f"{self.operation}_backward")
         return backward(x, dy, self.pool_size, self.strides, self.padding, out=dx)
 

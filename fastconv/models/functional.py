@@ -55,9 +55,9 @@ class ConvPoolStep:
         y = pool._buffers.get("y", shape, conv.dtype)
         winners = pool._buffers.get("winners", shape, np.uint8)
         kernel, bias = conv.params["kernel"], conv.params.get("bias")
-        if kernels() is ops:  # the layers' own arrays, their call checked once by conv2d_call
+        if kernels() is ops:  # the layers' own arrays, their call checked once by _conv2d_call
             ops._conv2d_relu_max_pool2d_forward(x, kernel, bias, y, winners,
-                                                conv.conv2d_call(x, kernel), pool.pool_size)
+                                                conv._conv2d_call(x, kernel), pool.pool_size)
         else:
             kernels().conv2d_relu_max_pool2d_forward(x, kernel, bias, conv.strides, conv.padding,
                                                      pool.pool_size, out=(y, winners))
