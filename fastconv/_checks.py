@@ -349,9 +349,14 @@ def check_out(out, name, shape, dtype, inputs=(), allocate=True):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
         raise ValueError(f"{name} must be C-contiguous, aligned and writeable")
+    check_apart(out, name, inputs)
+    return out
+
+
+def check_apart(out, name, inputs):
+    """The output array ``out`` shares no memory with any of ``inputs`` (None ignored)."""
     if any(a is not None and np.may_share_memory(out, a) for a in inputs):
         raise ValueError(f"{name} overlaps an input or another output: pass a separate array")
-    return out
 
 
 # ---------------------------------------------- scalar arguments of the API

@@ -111,3 +111,17 @@ def test_the_loss_computes_the_output_activation_the_metrics_read(monkeypatch):
     separate = [model.train_on_batch(x, y) for _ in range(3)] + [model.get_weights()]
     assert shared[:3] == separate[:3]
     assert bits(shared[3]) == bits(separate[3])
+
+
+@pytest.mark.parametrize("layer", [layers.Conv2D(3, 3, padding="same"),
+                                   layers.MaxPooling2D(1), layers.AveragePooling2D(1)])
+def test_a_layer_given_back_its_own_output_buffer_raises(layer):
+    """forward and backward return buffers of the layer: given back to it as
+    its input, they would be overwritten while read (as ops's out= check)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"^out overlaps an input"):
+        layer.forward(layer.forward(x))
+    layer.forward(x, training=True)
+    with pytest.raises(ValueError, match="overlaps an input"):
+        layer.backward(layer.backward(rng.standard_normal(x.shape).astype(np.float32)))

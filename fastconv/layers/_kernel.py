@@ -4,7 +4,7 @@ and Conv2DTranspose."""
 import numpy as np
 
 from .. import activations, initializers, ops, regularizers
-from .._checks import check_conv2d_call
+from .._checks import check_apart, check_conv2d_call
 from ..backend import kernels
 from .base import Layer, regularizer_for
 
@@ -68,6 +68,7 @@ class KernelLayer(Layer):
         images, kernel = self.as_images(x), self.as_hwio(self.params["kernel"])
         bias, out = self.params.get("bias"), self.as_images(z)
         if kernels() is ops:  # the layer's own arrays: checked once, by _conv2d_call
+            check_apart(out, "out", (images,))  # x may be this layer's output buffer
             ops._conv2d_forward(images, kernel, bias, out, self._conv2d_call(images, kernel), fused)
         else:
             kernels().conv2d_forward(images, kernel, bias, self.strides, self.padding,
@@ -104,6 +105,8 @@ class KernelLayer(Layer):
         dx_images = None if dx is None else self.as_images(dx)
         dkernel = self.as_hwio(self.grads["kernel"])
         if kernels() is ops:
+            if dx_images is not None:
+                check_apart(dx_images, "out[0] (dx)", (images, dy_images))
             ops._conv2d_backward(images, kernel, dy_images, self._conv2d_call(images, kernel),
                                  y_images, dx_images, dkernel, dbias)
         else:

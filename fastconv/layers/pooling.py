@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import ops
-from .._checks import as_pair, check_data_format, check_padding, check_pool
+from .._checks import as_pair, check_apart, check_data_format, check_padding, check_pool
 from ..backend import kernels
 from .base import LAYERS, Layer, window_output_shape
 
@@ -44,6 +44,7 @@ class Pooling2D(Layer):
     def call(self, x, training, activation):
         y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
         if kernels() is ops:  # the layer's own arrays: checked once, by _pool_geometry
+            check_apart(y, "out", (x,))  # x may be this layer's output buffer
             trusted = getattr(ops, f"_{self.operation}_forward")
             return trusted(x, y, self.pool_size, self._pool_geometry(x))
         forward = getattr(kernels(), f"{self.operation}_forward")
@@ -54,8 +55,10 @@ class Pooling2D(Layer):
             return None
         dx = self._buffers.get("dx", x.shape, x.dtype)
         if kernels() is ops:
+            dy = np.ascontiguousarray(dy)
+            check_apart(dx, "out", (x, dy))
             trusted = getattr(ops, f"_{self.operation}_backward")
-            return trusted(x, np.ascontiguousarray(dy), dx, self.pool_size, self._pool_geometry(x))
+            return trusted(x, dy, dx, self.pool_size, self._pool_geometry(x))
         backward = getattr(kernels(), f"{self.operation}_backward")
         return backward(x, dy, self.pool_size, self.strides, self.padding, out=dx)
 
