@@ -155,8 +155,14 @@ def geometry(x_shape, window, strides, padding, what, out_channels, dilation_rat
     return Geometry(out_h, out_w, strides[0], strides[1], pad_top, pad_left, *dilation_rate)
 
 
-def check_conv2d(x, kernel, strides, padding, dilation_rate=(1, 1), groups=1):
-    """Checks the arguments common to the conv kernels; returns (x, kernel, geometry).
+Conv2DCall = namedtuple("Conv2DCall", "strides padding dilation_rate groups geo")
+Conv2DCall.__doc__ = ("The checked arguments of a convolution (strides and dilation_rate as "
+                      "pairs, padding lower case, groups an int) and its Geometry on one "
+                      "input shape: what a trusted caller of the kernels may keep and reuse.")
+
+
+def check_conv2d_call(x, kernel, strides, padding, dilation_rate=(1, 1), groups=1):
+    """Checks the arguments common to the conv kernels; returns (x, kernel, Conv2DCall).
 
     The kernel is (KH, KW, C / groups, CO): input channels and filters are
     split into ``groups`` blocks, block g of the output seeing block g of x."""
@@ -166,8 +172,18 @@ def check_conv2d(x, kernel, strides, padding, dilation_rate=(1, 1), groups=1):
     if kernel.shape[3] % groups:
         raise ValueError(f"the kernel's {kernel.shape[3]} output channels (shape "
                          f"{kernel.shape}) do not split into groups={groups}")
-    return x, kernel, _kernel_geometry(x, kernel, strides, padding, dilation_rate,
-                                       kernel.shape[3])
+    strides = as_pair(strides, "strides")
+    padding = check_padding(padding)
+    dilation_rate = check_dilation(strides, dilation_rate)
+    geo = geometry(x.shape, kernel.shape[:2], strides, padding, "kernel size", kernel.shape[3],
+                   dilation_rate)
+    return x, kernel, Conv2DCall(strides, padding, dilation_rate, groups, geo)
+
+
+def check_conv2d(x, kernel, strides, padding, dilation_rate=(1, 1), groups=1):
+    """``check_conv2d_call`` returning (x, kernel, geometry)."""
+    x, kernel, call = check_conv2d_call(x, kernel, strides, padding, dilation_rate, groups)
+    return x, kernel, call.geo
 
 
 def group_channels(kernel_shape, groups):
@@ -247,15 +263,23 @@ def check_fused_pool_size(pool_size):
     return pool_size
 
 
-def check_conv2d_relu_max_pool2d(x, kernel, strides, padding, pool_size):
+def check_conv2d_relu_max_pool2d_call(x, kernel, strides, padding, pool_size):
     """Checks the arguments of a ReLU convolution (undilated, one group)
     followed by a max pooling of ``pool_size`` (strides equal to it,
-    'valid'); returns (x, kernel, conv geometry, pool_size, pool geometry)."""
-    x, kernel, geo = check_conv2d(x, kernel, strides, padding)
+    'valid'); returns (x, kernel, Conv2DCall, pool_size, pool geometry)."""
+    x, kernel, call = check_conv2d_call(x, kernel, strides, padding)
     pool_size = check_fused_pool_size(pool_size)
-    pool_geo = geometry((x.shape[0], geo.out_h, geo.out_w), pool_size, pool_size, "valid",
-                        "pool_size", kernel.shape[3])
-    return x, kernel, geo, pool_size, pool_geo
+    pool_geo = geometry((x.shape[0], call.geo.out_h, call.geo.out_w), pool_size, pool_size,
+                        "valid", "pool_size", kernel.shape[3])
+    return x, kernel, call, pool_size, pool_geo
+
+
+def check_conv2d_relu_max_pool2d(x, kernel, strides, padding, pool_size):
+    """``check_conv2d_relu_max_pool2d_call`` returning (x, kernel, conv
+    geometry, pool_size, pool geometry)."""
+    x, kernel, call, pool_size, pool_geo = check_conv2d_relu_max_pool2d_call(
+        x, kernel, strides, padding, pool_size)
+    return x, kernel, call.geo, pool_size, pool_geo
 
 
 def check_relu_max_pool2d_backward(dy, y, winners, z_shape, pool_size):
@@ -325,9 +349,14 @@ def check_out(out, name, shape, dtype, inputs=(), allocate=True):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
         raise ValueError(f"{name} must be C-contiguous, aligned and writeable")
+    check_apart(out, name, inputs)
+    return out
+
+
+def check_apart(out, name, inputs):
+    """The output array ``out`` shares no memory with any of ``inputs`` (None ignored)."""
     if any(a is not None and np.may_share_memory(out, a) for a in inputs):
         raise ValueError(f"{name} overlaps an input or another output: pass a separate array")
-    return out
 
 
 # ---------------------------------------------- scalar arguments of the API

@@ -21,6 +21,7 @@ max(z, 0) - z * t + log1p(exp(-|z|)) for sigmoid), finite for logits of +-1e4.
 
 import numpy as np
 
+from . import activations
 from ._checks import check_choice, check_int, check_number
 from ._registry import Registry
 from .utils import snake_case, to_categorical, unique_name
@@ -67,18 +68,29 @@ class Loss:
         problem when the labels do not fit."""
         raise NotImplementedError
 
-    def value_and_gradient(self, targets, outputs, gradient=None, from_logits=None):
+    def value_and_gradient(self, targets, outputs, gradient=None, from_logits=None,
+                           activated=None):
         """Mean loss of ``outputs`` (batch axis first, features last) against
         ``targets`` from ``prepare_targets`` (Keras's 'sum_over_batch_size',
         whatever ``self.reduction``); when ``gradient`` (a C-contiguous array
         shaped like outputs) is given, fills it with dL/d(outputs), divided by
         the number of values averaged.  ``from_logits`` defaults to the
-        loss's own; True takes the logits under ``fused_activation``."""
+        loss's own; True takes the logits under ``fused_activation``, and
+        then ``activated`` (a C-contiguous array shaped like outputs, or
+        None) receives their activation, as ``fused_activation`` computes
+        it: the model's output, which the loss computes on the way."""
         from_logits = self.from_logits if from_logits is None else from_logits
         if from_logits and self.fused_activation is None:
             raise ValueError(f"{self.name} takes no logits (it has no fused activation)")
-        target_rows, output_rows, gradient_rows = _as_rows(targets, outputs, gradient)
-        values = self._row_losses(target_rows, output_rows, gradient_rows, from_logits)
+        if activated is not None and not from_logits:
+            raise ValueError(f"{self.name}: activated is only filled from logits")
+        target_rows, output_rows, gradient_rows, activated_rows = _as_rows(
+            targets, outputs, gradient, activated)
+        if activated is None:
+            values = self._row_losses(target_rows, output_rows, gradient_rows, from_logits)
+        else:
+            values = self._row_losses_and_activation(target_rows, output_rows, gradient_rows,
+                                                     activated_rows)
         divisor = self._divisor(target_rows)
         if gradient is not None:
             gradient /= divisor
@@ -96,6 +108,13 @@ class Loss:
 
     def _row_losses(self, targets, outputs, gradient, from_logits):
         raise NotImplementedError
+
+    def _row_losses_and_activation(self, targets, logits, gradient, activated):
+        """``_row_losses`` from logits, and ``activated`` filled with their
+        fused activation (a loss that computes it anyway shares the work)."""
+        values = self._row_losses(targets, logits, gradient, True)
+        activations.get(self.fused_activation).forward(logits, activated)
+        return values
 
     def _classes_last(self, y_true, y_pred):
         """(y_true, y_pred) with the feature axis moved last where the loss has an ``axis``."""
@@ -133,11 +152,12 @@ class Crossentropy(Loss):
         self.from_logits = check_choice(from_logits, "from_logits", (False, True))
         self.axis = check_int(axis, "axis", minimum=-np.inf)
 
-    def value_and_gradient(self, targets, outputs, gradient=None, from_logits=None):
+    def value_and_gradient(self, targets, outputs, gradient=None, from_logits=None,
+                           activated=None):
         if self.axis not in (-1, outputs.ndim - 1):
             raise ValueError(f"{self.name}: training needs the class axis last (axis=-1), "
                              f"got axis={self.axis}")
-        return super().value_and_gradient(targets, outputs, gradient, from_logits)
+        return super().value_and_gradient(targets, outputs, gradient, from_logits, activated)
 
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits, "axis": self.axis}
@@ -162,6 +182,9 @@ class _SoftmaxCrossentropy(Crossentropy):
         if from_logits:
             return _softmax_crossentropy_from_logits(targets, outputs, gradient)
         return _crossentropy_from_probabilities(targets, outputs, gradient)
+
+    def _row_losses_and_activation(self, targets, logits, gradient, activated):
+        return _softmax_crossentropy_from_logits(targets, logits, gradient, activated)
 
 
 LOSSES = Registry("loss", Loss, accept_callables=True)
@@ -411,8 +434,9 @@ class LossFunctionWrapper(Loss):
             targets = targets[..., None]
         return targets
 
-    def value_and_gradient(self, targets, outputs, gradient=None, from_logits=None):
-        if from_logits:
+    def value_and_gradient(self, targets, outputs, gradient=None, from_logits=None,
+                           activated=None):
+        if from_logits or activated is not None:
             raise ValueError(f"{self.name} takes no logits (it has no fused activation)")
         if len(targets) != len(outputs):
             raise ValueError(f"{self.name}: {len(targets)} labels for {len(outputs)} outputs")
@@ -604,18 +628,24 @@ def _as_rows(*arrays):
     return tuple(None if a is None else a.reshape(-1, features) for a in arrays)
 
 
-def _softmax_crossentropy_from_logits(targets, logits, gradient):
+def _softmax_crossentropy_from_logits(targets, logits, gradient, probabilities=None):
     """Per-row cross-entropy of softmax(logits), via log-sum-exp; gradient
-    (if given) gets sum(t) * softmax(z) - t."""
-    shifted = np.empty_like(logits) if gradient is None else gradient
+    (if given) gets sum(t) * softmax(z) - t, ``probabilities`` (if given)
+    softmax(z), bit for bit as the 'softmax' activation computes it."""
+    shifted = (gradient if gradient is not None else
+               probabilities if probabilities is not None else np.empty_like(logits))
     np.subtract(logits, logits.max(axis=1, keepdims=True), out=shifted)
     target_dot_shifted = np.einsum("ij,ij->i", targets, shifted)
     np.exp(shifted, out=shifted)
     sums = shifted.sum(axis=1, keepdims=True)
     target_mass = targets.sum(axis=1)
     per_row = target_mass * np.log(sums[:, 0]) - target_dot_shifted
+    if gradient is None and probabilities is None:
+        return per_row
+    shifted /= sums  # softmax(z)
+    if probabilities is not None and probabilities is not shifted:
+        np.copyto(probabilities, shifted)
     if gradient is not None:
-        gradient /= sums
         gradient *= target_mass[:, None]
         gradient -= targets
     return per_row

@@ -9,6 +9,15 @@ functions in plain NumPy.
 ``out`` arguments take preallocated, C-contiguous results of the exact
 shape and dtype, so that a training loop can reuse its buffers.
 
+Each public function used by the layers is its checks followed by a
+private entry point of the same name with a leading underscore
+(``_conv2d_forward``, ``_conv2d_backward``, ``_max_pool2d_forward``, ...)
+that takes the arguments as the checks leave them: C-contiguous arrays of
+one float dtype, the outputs given, and the ``Conv2DCall`` (or pooling
+``Geometry``) of the input's shape.  The layers, which own their arrays,
+call those, having checked their call once per input shape
+(``Layer._plan``) rather than on every training step.
+
 The compiled convolution multiplies the weights by the zeros of padding
 and of the gaps between strided gradients; with a NaN or Inf weight those
 products are NaN where the definition has no product at all, so kernels
@@ -43,8 +52,8 @@ from ._checks import (
     check_activation,
     check_activation_output,
     check_bias,
-    check_conv2d,
-    check_conv2d_relu_max_pool2d,
+    check_conv2d_call,
+    check_conv2d_relu_max_pool2d_call,
     check_depthwise_conv2d,
     check_elements,
     check_out,
@@ -241,14 +250,23 @@ def conv2d_forward(x, kernel, bias=None, strides=(1, 1), padding="valid", activa
     channels and the filters into that many blocks, output block g seeing
     input block g only.  Returns y (N, OH, OW, CO).
     """
-    x, kernel, geo = check_conv2d(x, kernel, strides, padding, dilation_rate, groups)
+    x, kernel, conv = check_conv2d_call(x, kernel, strides, padding, dilation_rate, groups)
     bias = check_bias(bias, kernel)
     relu = check_activation(activation)
-    y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, kernel.shape[3]), x.dtype,
-                  (x, kernel, bias))
+    y = check_out(out, "out", (x.shape[0], conv.geo.out_h, conv.geo.out_w, kernel.shape[3]),
+                  x.dtype, (x, kernel, bias))
+    return _conv2d_forward(x, kernel, bias, y, conv, relu)
+
+
+def _conv2d_forward(x, kernel, bias, y, conv, relu):
+    """``conv2d_forward`` into ``y`` on checked arguments (as the public
+    function's checks leave them), for a trusted caller: ``conv`` the
+    Conv2DCall of x's shape, ``relu`` a bool.  Returns y."""
+    geo, groups = conv.geo, conv.groups
     if not _all_finite(kernel):
-        y[...] = reference.conv2d_forward(x, kernel, bias, strides, padding, activation,
-                                          dilation_rate=dilation_rate, groups=groups)
+        y[...] = reference.conv2d_forward(x, kernel, bias, conv.strides, conv.padding,
+                                          "relu" if relu else None,
+                                          dilation_rate=conv.dilation_rate, groups=groups)
         return y
     if not _is_dilated(geo):
         _grouped_forward(x, kernel, bias, geo, groups, relu, y)
@@ -274,9 +292,9 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
     convolution's forward pass needs dx only).  ``out`` may give the three
     arrays to fill (None for those not computed).
     """
-    x, kernel, geo = check_conv2d(x, kernel, strides, padding, dilation_rate, groups)
+    x, kernel, conv = check_conv2d_call(x, kernel, strides, padding, dilation_rate, groups)
     cout = kernel.shape[3]
-    dy = check_output_gradient(dy, x, cout, geo)
+    dy = check_output_gradient(dy, x, cout, conv.geo)
     y = check_activation_output(activation, y, dy)
     dx_out, dk_out, db_out = (None, None, None) if out is None else out
     dkernel = check_out(dk_out, "out[1] (dkernel)", kernel.shape, x.dtype,
@@ -285,22 +303,31 @@ def conv2d_backward(x, kernel, dy, strides=(1, 1), padding="valid", compute_dx=T
                       (x, kernel, dy, dkernel)) if compute_dkernel else None
     dx = check_out(dx_out, "out[0] (dx)", x.shape, x.dtype,
                    (x, kernel, dy, dkernel, dbias)) if compute_dx else None
+    _conv2d_backward(x, kernel, dy, conv, y, dx, dkernel, dbias)
+    return dx, dkernel, dbias
+
+
+def _conv2d_backward(x, kernel, dy, conv, y, dx, dkernel, dbias):
+    """``conv2d_backward`` on checked arguments, for a trusted caller: fills
+    dx and dkernel with dbias (each unless None); ``y`` is the forward's
+    output of a ReLU convolution, else None; ``conv`` the Conv2DCall of x's
+    shape."""
     if y is not None:
         masked = _workspace.get("relu_dy", dy.shape, dy.dtype)
         _conv.relu_backward(y.reshape(-1), dy.reshape(-1), masked.reshape(-1),
                             num_threads=_threads_for(dy.size))
         dy = masked
+    geo, groups = conv.geo, conv.groups
     finite = _all_finite(kernel)
     compiled_dx = dx if finite else None
     if not _is_dilated(geo):
         _grouped_backward(x, kernel, dy, geo, groups, compiled_dx, dkernel, dbias)
     else:
         _dilated_backward(x, kernel, dy, geo, groups, compiled_dx, dkernel, dbias)
-    if compute_dx and not finite:
-        dx[...] = reference.conv2d_backward(x, kernel, dy, strides, padding,
-                                            dilation_rate=dilation_rate, groups=groups,
+    if dx is not None and not finite:
+        dx[...] = reference.conv2d_backward(x, kernel, dy, conv.strides, conv.padding,
+                                            dilation_rate=conv.dilation_rate, groups=groups,
                                             compute_dkernel=False)[0]
-    return dx, dkernel, dbias
 
 
 def _is_dilated(geo):
@@ -645,6 +672,12 @@ def max_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=N
     """2-D max pooling: x (N, H, W, C) -> (N, OH, OW, C); strides default to pool_size."""
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype, (x,))
+    return _max_pool2d_forward(x, y, pool_size, geo)
+
+
+def _max_pool2d_forward(x, y, pool_size, geo):
+    """``max_pool2d_forward`` into ``y`` on checked arguments (a trusted
+    caller's): ``geo`` the Geometry of x's shape.  Returns y."""
     _pool.forward(x, y, pool_h=pool_size[0], pool_w=pool_size[1], stride_h=geo.stride_h,
                   stride_w=geo.stride_w, pad_top=geo.pad_top, pad_left=geo.pad_left,
                   num_threads=_threads_for(x.size), flush_denormal=_flush_denormal)
@@ -658,6 +691,11 @@ def max_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     dy = check_output_gradient(dy, x, x.shape[3], geo)
     dx = check_out(out, "out", x.shape, x.dtype, (x, dy))
+    return _max_pool2d_backward(x, dy, dx, pool_size, geo)
+
+
+def _max_pool2d_backward(x, dy, dx, pool_size, geo):
+    """``max_pool2d_backward`` into ``dx`` on checked arguments.  Returns dx."""
     _pool.backward(x, dy, dx, pool_h=pool_size[0], pool_w=pool_size[1], stride_h=geo.stride_h,
                    stride_w=geo.stride_w, pad_top=geo.pad_top, pad_left=geo.pad_left,
                    num_threads=_threads_for(x.size), flush_denormal=_flush_denormal)
@@ -679,22 +717,30 @@ def conv2d_relu_max_pool2d_forward(x, kernel, bias=None, strides=(1, 1), padding
     value's gradient goes to (its first NaN, else its first maximum), for
     ``relu_max_pool2d_backward``.  ``out`` may give the two arrays to fill.
     """
-    x, kernel, geo, pool_size, pool_geo = check_conv2d_relu_max_pool2d(x, kernel, strides,
-                                                                       padding, pool_size)
+    x, kernel, conv, pool_size, pool_geo = check_conv2d_relu_max_pool2d_call(
+        x, kernel, strides, padding, pool_size)
     bias = check_bias(bias, kernel)
     shape = (x.shape[0], pool_geo.out_h, pool_geo.out_w, kernel.shape[3])
     y_out, winners_out = (None, None) if out is None else out
     y = check_out(y_out, "out[0] (y)", shape, x.dtype, (x, kernel, bias))
     winners = check_out(winners_out, "out[1] (winners)", shape, np.uint8, (x, kernel, bias, y))
+    return _conv2d_relu_max_pool2d_forward(x, kernel, bias, y, winners, conv, pool_size)
+
+
+def _conv2d_relu_max_pool2d_forward(x, kernel, bias, y, winners, conv, pool_size):
+    """``conv2d_relu_max_pool2d_forward`` into ``y`` and ``winners`` on
+    checked arguments (a trusted caller's): ``conv`` the Conv2DCall of x's
+    shape, ``pool_size`` a pair.  Returns (y, winners)."""
     if not _all_finite(kernel):
-        reference.conv2d_relu_max_pool2d_forward(x, kernel, bias, strides, padding, pool_size,
-                                                 out=(y, winners))
+        reference.conv2d_relu_max_pool2d_forward(x, kernel, bias, conv.strides, conv.padding,
+                                                 pool_size, out=(y, winners))
         return y, winners
+    geo = conv.geo
     if bias is not None:
         bias = _padded_channels(bias, "bias")
     elements = _conv.relu_max_pool_elements(kernel.shape[0], kernel.shape[1], x.shape[3],
                                             kernel.shape[3], geo.stride_w, pool_size[0],
-                                            pool_size[1], pool_geo.out_w)
+                                            pool_size[1], y.shape[2])
     check_elements(elements, "the convolution rows under one pooled row")
     macs = y.size * pool_size[0] * pool_size[1] * kernel.shape[0] * kernel.shape[1] * x.shape[3]
     threads = _threads_for(macs)
@@ -717,6 +763,11 @@ def relu_max_pool2d_backward(dy, y, winners, z_shape, pool_size=(2, 2), out=None
     dy, y, winners, z_shape, pool_size, _ = check_relu_max_pool2d_backward(
         dy, y, winners, z_shape, pool_size)
     dz = check_out(out, "out", z_shape, y.dtype, (dy, y, winners))
+    return _relu_max_pool2d_backward(dy, y, winners, dz, pool_size)
+
+
+def _relu_max_pool2d_backward(dy, y, winners, dz, pool_size):
+    """``relu_max_pool2d_backward`` into ``dz`` on checked arguments.  Returns dz."""
     _pool.relu_max_pool_backward(dy, y, winners, dz, pool_h=pool_size[0], pool_w=pool_size[1],
                                  num_threads=_threads_for(dz.size),
                                  flush_denormal=_flush_denormal)
@@ -730,9 +781,9 @@ def conv2d_relu_max_pool2d_backward(x, kernel, dy, y, winners, strides=(1, 1), p
     gives the convolution's pre-activation gradient, then
     ``conv2d_backward`` runs without activation.  dx is None unless
     ``compute_dx``; ``out`` may give the three arrays to fill."""
-    x, kernel, geo, pool_size, _ = check_conv2d_relu_max_pool2d(x, kernel, strides, padding,
-                                                                pool_size)
-    z_shape = (x.shape[0], geo.out_h, geo.out_w, kernel.shape[3])
+    x, kernel, conv, pool_size, _ = check_conv2d_relu_max_pool2d_call(x, kernel, strides,
+                                                                      padding, pool_size)
+    z_shape = (x.shape[0], conv.geo.out_h, conv.geo.out_w, kernel.shape[3])
     dz = relu_max_pool2d_backward(dy, y, winners, z_shape, pool_size,
                                   out=_workspace.get("relu_max_pool_dz", z_shape, x.dtype))
     return conv2d_backward(x, kernel, dz, strides, padding, compute_dx=compute_dx, out=out)
@@ -744,6 +795,11 @@ def avg_pool2d_forward(x, pool_size=(2, 2), strides=None, padding="valid", out=N
     as TensorFlow and Keras do."""
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     y = check_out(out, "out", (x.shape[0], geo.out_h, geo.out_w, x.shape[3]), x.dtype, (x,))
+    return _avg_pool2d_forward(x, y, pool_size, geo)
+
+
+def _avg_pool2d_forward(x, y, pool_size, geo):
+    """``avg_pool2d_forward`` into ``y`` on checked arguments.  Returns y."""
     threads = _threads_for(y.size * pool_size[0] * pool_size[1])
     _pool.average_forward(x, y, pool_h=pool_size[0], pool_w=pool_size[1],
                           stride_h=geo.stride_h, stride_w=geo.stride_w, pad_top=geo.pad_top,
@@ -758,6 +814,11 @@ def avg_pool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", 
     x, pool_size, geo = check_pool(x, pool_size, strides, padding)
     dy = check_output_gradient(dy, x, x.shape[3], geo)
     dx = check_out(out, "out", x.shape, x.dtype, (x, dy))
+    return _avg_pool2d_backward(x, dy, dx, pool_size, geo)
+
+
+def _avg_pool2d_backward(x, dy, dx, pool_size, geo):
+    """``avg_pool2d_backward`` into ``dx`` on checked arguments.  Returns dx."""
     threads = _threads_for(dy.size * pool_size[0] * pool_size[1])
     _pool.average_backward(dy, dx, pool_h=pool_size[0], pool_w=pool_size[1],
                            stride_h=geo.stride_h, stride_w=geo.stride_w, pad_top=geo.pad_top,

@@ -14,6 +14,14 @@ A ReLU Conv2D and the MaxPooling2D the executor runs fused with it (see
 ``fastconv.models.functional.ConvPoolStep``) are timed as one: the
 convolution's row carries the pair's time (its label names the pooling
 layer), the pooling's row says which row holds its time.
+
+Multiply-adds counted: those of the computation each pass runs.  A
+forward convolution fused with its max pooling counts only its output rows
+and columns inside a pooling window (e.g. 16x16 of a 17x17 output under
+2x2 windows), which are all the fused kernel computes; its backward, which
+runs on the whole convolution output, counts them all.  A backward counts
+the forward's products once for the weight gradient and once more when it
+computes the input gradient.
 """
 
 import math
@@ -30,7 +38,8 @@ from .ops import get_num_threads
 class Profile:
     """The result of ``profile``: ``rows`` (one dict per layer, in the
     order the layers run: "layer", "type", "forward_ms", "backward_ms",
-    "macs" (of the forward pass), "backward_macs", "forward_gflops",
+    "macs" (of the forward pass, as it runs: see the module docstring),
+    "backward_macs", "forward_gflops",
     "backward_gflops", "forward_peak_percent", "backward_peak_percent";
     GFLOP/s are None for a layer without
     multiply-adds, percentages None without ``peak_gflops``),
@@ -154,14 +163,17 @@ def profile(model, x, y=None, batch_size=32, repeat=5, peak_gflops=None, print_f
         if y is not None:
             model.reset_metrics()
     macs = {id(layer): 0 for layer in layers}
+    forward_macs = dict(macs)
+    pools = {pair.conv_node: pair.pool_node.layer for pair in pairs}
     for node in nodes:
         macs[id(node.layer)] += _macs(node, count)
+        forward_macs[id(node.layer)] += _macs(node, count, pools.get(node))
     rows = []
     for i, layer in enumerate(layers):
         forward_ms = 1e3 * statistics.median(p[1][i][0] for p in passes)
         backward_ms = 1e3 * statistics.median(p[1][i][1] for p in passes)
         backward_macs = macs[id(layer)] * timers[id(layer)].products
-        rows.append(_row(layer, forward_ms, backward_ms, macs[id(layer)], backward_macs,
+        rows.append(_row(layer, forward_ms, backward_ms, forward_macs[id(layer)], backward_macs,
                          peak_gflops, fused_with.get(id(layer))))
     step_ms = 1e3 * statistics.median(elapsed for elapsed, _ in passes)
     outside_ms = 1e3 * statistics.median(elapsed - sum(map(sum, totals))
@@ -244,11 +256,13 @@ def _first(y, count):
     return np.asarray(y)[:count]
 
 
-def _macs(node, batch):
+def _macs(node, batch, fused_pool=None):
     """Multiply-adds of a graph node's forward pass on ``batch`` samples,
     from its layer's weight shapes and its output shape; 0 for a layer
     without convolution or matrix product.  A nested model adds up those of
-    its nodes."""
+    its nodes.  A convolution run fused with the max pooling ``fused_pool``
+    counts only the output rows and columns inside a pooling window, the
+    ones the fused kernel computes."""
     from .models.functional import Model  # it imports this module
 
     layer = node.layer
@@ -256,7 +270,11 @@ def _macs(node, batch):
         return sum(_macs(inner, batch) for inner in layer._nodes if not inner.is_input)
     if not isinstance(layer, (Conv2D, Dense, DepthwiseConv2D, SeparableConv2D)):
         return 0
-    outputs = batch * math.prod(node.output.shape[1:])
+    shape = node.output.shape[1:]
+    if fused_pool is not None:  # strides equal to pool_size, 'valid'
+        (height, width, channels), (pool_h, pool_w) = shape, fused_pool.pool_size
+        shape = (height // pool_h * pool_h, width // pool_w * pool_w, channels)
+    outputs = batch * math.prod(shape)
     if isinstance(layer, SeparableConv2D):
         kh, kw, channels, multiplier = layer.params["depthwise_kernel"].shape
         positions = outputs // layer.filters

@@ -407,3 +407,27 @@ def test_regression_labels_broadcast_against_the_outputs_as_keras():
     assert value == pytest.approx(((1 + 0) / 2 + (0 + 4) / 2) / 2)
     with pytest.raises(ValueError, match="do not match"):
         loss.prepare_targets(np.zeros((2, 3)), (None, 2), np.float64)
+
+
+@pytest.mark.parametrize("loss, activation", [
+    (losses.CategoricalCrossentropy(), "softmax"),
+    (losses.BinaryCrossentropy(), "sigmoid"),
+])
+def test_value_and_gradient_fills_the_activation_of_the_logits(loss, activation):
+    """``activated`` receives the output activation bit for bit as the
+    activation computes it, and the loss and gradient stay as without it."""
+    rng = np.random.default_rng(0)
+    logits = (4 * rng.standard_normal((7, 5))).astype(np.float32)
+    targets = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 7)]
+    plain_gradient, gradient = np.empty_like(logits), np.empty_like(logits)
+    activated = np.empty_like(logits)
+    value = loss.value_and_gradient(targets, logits, gradient, True, activated)
+    assert value == loss.value_and_gradient(targets, logits, plain_gradient, True)
+    assert gradient.tobytes() == plain_gradient.tobytes()
+    expected = activations.get(activation).forward(logits, np.empty_like(logits))
+    assert activated.tobytes() == expected.tobytes()
+    without_gradient = np.empty_like(logits)
+    assert loss.value_and_gradient(targets, logits, None, True, without_gradient) == value
+    assert without_gradient.tobytes() == expected.tobytes()
+    with pytest.raises(ValueError, match="only filled from logits"):
+        loss.value_and_gradient(targets, logits, None, False, activated)

@@ -9,6 +9,7 @@ import pytest
 
 import fastconv
 from fastconv import layers
+from fastconv.models import functional
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
 sys.path.insert(0, BENCH)
@@ -177,3 +178,26 @@ def test_report_tables_give_the_fma_peak_next_to_the_matmul_peak():
     headers, rows = sweep_table(sweep)
     assert headers[-2:] == ["fastconv % of FMA peak", "fastconv % of matmul peak"]
     assert rows[0][-2:] == ["-", "100%"]
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_fused_convolution_counts_the_outputs_its_forward_computes(monkeypatch, fuse):
+    """9x9 -> a 7x7 convolution output under 2x2 pooling windows: fused, its
+    forward computes the 6x6 outputs inside the windows; its backward (the
+    weight gradient, a first layer's only product) runs on all 7x7."""
+    monkeypatch.setattr(functional, "FUSE", fuse)
+    model = fastconv.Sequential([
+        fastconv.Input((9, 9, 2)),
+        layers.Conv2D(4, (3, 3), activation="relu", name="conv"),
+        layers.MaxPooling2D((2, 2), name="pool"),
+        layers.Flatten(),
+        layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 9, 9, 2)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 4)]
+    conv = model.profile(x, y, batch_size=4, repeat=1, print_fn=lambda _: None).rows[0]
+    computed = 6 if fuse else 7
+    assert conv["macs"] == 4 * computed * computed * 4 * 18
+    assert conv["backward_macs"] == 4 * 7 * 7 * 4 * 18

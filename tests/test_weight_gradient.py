@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fastconv import layers, ops, reference
+from fastconv._checks import check_conv2d
 from helpers.gradcheck import numeric_gradient
 
 TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
@@ -42,7 +43,7 @@ def random_case(x_shape, kernel_shape, strides, padding, dtype, seed=0):
 def split_of(x, kernel, dy, strides, padding):
     """(parts, row_groups) ops uses for the weight gradient of this call."""
     kh, kw, cin, cout = kernel.shape
-    geo = ops.check_conv2d(x, kernel, strides, padding, (1, 1), 1)[2]
+    geo = check_conv2d(x, kernel, strides, padding, (1, 1), 1)[2]
     image = ops._conv.padded_image_shape(geo.out_h, geo.out_w, geo.stride_h, geo.stride_w,
                                          kh, kw, cin)
     return ops._gradient_split(x.shape[0], image[0] * image[1], cin, geo.out_h * geo.out_w,

@@ -3,7 +3,8 @@ and Conv2DTranspose."""
 
 import numpy as np
 
-from .. import activations, initializers, regularizers
+from .. import activations, initializers, ops, regularizers
+from .._checks import check_apart, check_conv2d_call
 from ..backend import kernels
 from .base import Layer, regularizer_for
 
@@ -51,15 +52,28 @@ class KernelLayer(Layer):
             params["bias"] = self.bias_initializer((shape[self.filters_axis],), dtype)
         return params
 
+    def _conv2d_call(self, images, kernel):
+        """The Conv2DCall of this layer's convolution of ``images`` (NHWC)
+        with ``kernel`` (HWIO): checked on the first call for their shapes,
+        dtype and the layer's arguments, reused after."""
+        arguments = (self.strides, self.padding, self.dilation_rate, self.groups)
+        return self._plan((images.shape[1:], images.dtype, kernel.shape, arguments),
+                          lambda: check_conv2d_call(images, kernel, *arguments)[2])
+
     def call(self, x, training, activation):
         y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
         fused = activation is activations.relu
         # The activation's input z is kept for backward where its derivative needs it.
         z = self.activation_input(x) if activation.needs_input else y
-        kernels().conv2d_forward(self.as_images(x), self.as_hwio(self.params["kernel"]),
-                                 self.params.get("bias"), self.strides, self.padding,
-                                 activation="relu" if fused else None, out=self.as_images(z),
-                                 dilation_rate=self.dilation_rate, groups=self.groups)
+        images, kernel = self.as_images(x), self.as_hwio(self.params["kernel"])
+        bias, out = self.params.get("bias"), self.as_images(z)
+        if kernels() is ops:  # the layer's own arrays: checked once, by _conv2d_call
+            check_apart(out, "out", (images,))  # x may be this layer's output buffer
+            ops._conv2d_forward(images, kernel, bias, out, self._conv2d_call(images, kernel), fused)
+        else:
+            kernels().conv2d_forward(images, kernel, bias, self.strides, self.padding,
+                                     activation="relu" if fused else None, out=out,
+                                     dilation_rate=self.dilation_rate, groups=self.groups)
         return y if fused else activation.forward(z, y)
 
     def call_with_affine(self, x, scale, shift):
@@ -81,17 +95,26 @@ class KernelLayer(Layer):
         return self._buffers.get("z", (len(x),) + self.output_shape[1:], x.dtype)
 
     def call_backward(self, x, y, dy, activation, need_input_grad):
-        kernel = self.params["kernel"]
+        kernel = self.as_hwio(self.params["kernel"])
         dx = self._buffers.get("dx", x.shape, x.dtype) if need_input_grad else None
         dbias = (self.grads["bias"] if self.use_bias
                  else self._buffers.get("unused_dbias", kernel.shape[-1:], x.dtype))
         fused = activation is activations.relu
-        kernels().conv2d_backward(
-            self.as_images(x), self.as_hwio(kernel), self.as_images(dy), self.strides,
-            self.padding, compute_dx=need_input_grad, activation="relu" if fused else None,
-            y=self.as_images(y) if fused else None,
-            out=(dx if dx is None else self.as_images(dx), self.as_hwio(self.grads["kernel"]),
-                 dbias), dilation_rate=self.dilation_rate, groups=self.groups)
+        images, dy_images = self.as_images(x), self.as_images(np.ascontiguousarray(dy))
+        y_images = self.as_images(y) if fused else None
+        dx_images = None if dx is None else self.as_images(dx)
+        dkernel = self.as_hwio(self.grads["kernel"])
+        if kernels() is ops:
+            if dx_images is not None:
+                check_apart(dx_images, "out[0] (dx)", (images, dy_images))
+            ops._conv2d_backward(images, kernel, dy_images, self._conv2d_call(images, kernel),
+                                 y_images, dx_images, dkernel, dbias)
+        else:
+            kernels().conv2d_backward(images, kernel, dy_images, self.strides, self.padding,
+                                      compute_dx=need_input_grad,
+                                      activation="relu" if fused else None, y=y_images,
+                                      out=(dx_images, dkernel, dbias),
+                                      dilation_rate=self.dilation_rate, groups=self.groups)
         return dx
 
     def get_config(self):

@@ -72,6 +72,15 @@ class Layer:
         self._buffers = utils.Buffers()
         self._thread_state = threading.local()  # the cache below, per thread
 
+    def _plan(self, key, make):
+        """``make()``, computed once per ``key`` and reused: what a layer's
+        calls of the compiled kernels check and derive from its arguments
+        and its input's shape (``key``), which cannot change between steps."""
+        plan = getattr(self, "_last_plan", None)
+        if plan is None or plan[0] != key:
+            plan = self._last_plan = (key, make())
+        return plan[1]
+
     @property
     def _cache(self):
         """(x, y, activation) of this thread's last recorded forward, or None."""

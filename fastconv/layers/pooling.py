@@ -1,6 +1,9 @@
 """Pooling layers on NHWC images."""
 
-from .._checks import as_pair, check_data_format, check_padding
+import numpy as np
+
+from .. import ops
+from .._checks import as_pair, check_apart, check_data_format, check_padding, check_pool
 from ..backend import kernels
 from .base import LAYERS, Layer, window_output_shape
 
@@ -31,17 +34,33 @@ class Pooling2D(Layer):
         return window_output_shape(self, input_shape, self.pool_size, self.strides,
                                    self.padding, input_shape[-1])
 
+    def _pool_geometry(self, x):
+        """The Geometry of this pooling of ``x``: checked on the first call for
+        its shape, dtype and the layer's arguments, reused after."""
+        arguments = (self.pool_size, self.strides, self.padding)
+        return self._plan((x.shape[1:], x.dtype, arguments),
+                          lambda: check_pool(x, *arguments)[2])
+
     def call(self, x, training, activation):
         y = self._buffers.get("y", (len(x),) + self.output_shape[1:], x.dtype)
+        if kernels() is ops:  # the layer's own arrays: checked once, by _pool_geometry
+            check_apart(y, "out", (x,))  # x may be this layer's output buffer
+            trusted = getattr(ops, f"_{self.operation}_forward")
+            return trusted(x, y, self.pool_size, self._pool_geometry(x))
         forward = getattr(kernels(), f"{self.operation}_forward")
         return forward(x, self.pool_size, self.strides, self.padding, out=y)
 
     def call_backward(self, x, y, dy, activation, need_input_grad):
         if not need_input_grad:
             return None
+        dx = self._buffers.get("dx", x.shape, x.dtype)
+        if kernels() is ops:
+            dy = np.ascontiguousarray(dy)
+            check_apart(dx, "out", (x, dy))
+            trusted = getattr(ops, f"_{self.operation}_backward")
+            return trusted(x, dy, dx, self.pool_size, self._pool_geometry(x))
         backward = getattr(kernels(), f"{self.operation}_backward")
-        return backward(x, dy, self.pool_size, self.strides, self.padding,
-                        out=self._buffers.get("dx", x.shape, x.dtype))
+        return backward(x, dy, self.pool_size, self.strides, self.padding, out=dx)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),

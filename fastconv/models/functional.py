@@ -18,7 +18,7 @@ on its own instead (the same results, bit for bit).
 
 import numpy as np
 
-from .. import activations, utils
+from .. import activations, ops, utils
 from .._checks import MAX_FUSED_POOL_CELLS
 from ..backend import kernels
 from ..layers.base import Layer
@@ -54,9 +54,13 @@ class ConvPoolStep:
         shape = (len(x),) + pool.output_shape[1:]
         y = pool._buffers.get("y", shape, conv.dtype)
         winners = pool._buffers.get("winners", shape, np.uint8)
-        kernels().conv2d_relu_max_pool2d_forward(x, conv.params["kernel"],
-                                                 conv.params.get("bias"), conv.strides,
-                                                 conv.padding, pool.pool_size, out=(y, winners))
+        kernel, bias = conv.params["kernel"], conv.params.get("bias")
+        if kernels() is ops:  # the layers' own arrays, their call checked once by _conv2d_call
+            ops._conv2d_relu_max_pool2d_forward(x, kernel, bias, y, winners,
+                                                conv._conv2d_call(x, kernel), pool.pool_size)
+        else:
+            kernels().conv2d_relu_max_pool2d_forward(x, kernel, bias, conv.strides, conv.padding,
+                                                     pool.pool_size, out=(y, winners))
         conv._cache = pool._cache = None
         if record:
             dz = conv._buffers.get("dz", (len(x),) + conv.output_shape[1:], conv.dtype)
@@ -67,8 +71,11 @@ class ConvPoolStep:
         """The convolution's pre-activation gradient dz (the buffer its
         cache holds) given dy = dL/d(pooled output)."""
         _, dz, _ = self.conv_node.layer._cache
-        return kernels().relu_max_pool2d_backward(dy, y, winners, dz.shape,
-                                                  self.pool_node.layer.pool_size, out=dz)
+        pool_size = self.pool_node.layer.pool_size
+        if kernels() is ops:
+            return ops._relu_max_pool2d_backward(np.ascontiguousarray(dy), y, winners, dz,
+                                                 pool_size)
+        return kernels().relu_max_pool2d_backward(dy, y, winners, dz.shape, pool_size, out=dz)
 
 
 class Model(Trainer, Saving, Layer):
@@ -318,8 +325,9 @@ class Model(Trainer, Saving, Layer):
         node_caches = self._thread_state.node_caches = {}
         # {pool node: (its ConvPoolStep, pooled output, winners)} of this forward
         fused = self._thread_state.fused_pools = {}
-        steps = {node: step for node, step in self._conv_pool_steps.items()
-                 if FUSE and node.output.id not in keep}
+        steps = {} if not FUSE else self._conv_pool_steps if not keep else {
+            node: step for node, step in self._conv_pool_steps.items()
+            if node.output.id not in keep}
         folds = {} if training or record else self._inference_folds
         skipped = set()
         for node in self._nodes:
