@@ -25,9 +25,9 @@ weights, so a KeyboardInterrupt in ``fit`` lands before or after a whole step,
 never inside one.
 """
 
-import _signal
 import contextlib
 import math
+import signal
 import threading
 import warnings
 
@@ -632,18 +632,17 @@ def _interrupts_held_back():
     inside it is handed to the program's handler (KeyboardInterrupt by
     default) when the block ends.  Only the main thread receives signals;
     elsewhere, or when SIGINT is ignored or not handled by Python, the
-    block runs as it is.  (``_signal`` is ``signal``'s C module: the same
-    calls without the enum conversions, which cost 10 us a training step.)"""
-    handler = _signal.getsignal(_signal.SIGINT)
+    block runs as it is."""
+    handler = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or not callable(handler):
         yield
         return
     received = []
-    _signal.signal(_signal.SIGINT, lambda *arguments: received.append(arguments))
+    signal.signal(signal.SIGINT, lambda *arguments: received.append(arguments))
     try:
         yield
     finally:
-        _signal.signal(_signal.SIGINT, handler)
+        signal.signal(signal.SIGINT, handler)
         if received:
             handler(*received[0])
 
