@@ -94,7 +94,9 @@ class Buffers(threading.local):
         self._arrays = {}  # name -> OrderedDict((shape, dtype) -> array), oldest first
 
     def get(self, name, shape, dtype):
-        arrays = self._arrays.setdefault(name, OrderedDict())
+        arrays = self._arrays.get(name)
+        if arrays is None:
+            arrays = self._arrays[name] = OrderedDict()
         key = (tuple(shape), np.dtype(dtype))
         array = arrays.pop(key, None)
         if array is None:
