@@ -33,6 +33,8 @@ CONVS = {
     "conv3": ((64, 5, 5, 64), 64),
 }
 POOLS = {"pool1": (64, 26, 26, 32), "pool2": (64, 11, 11, 64)}
+# The Conv2D(relu) -> MaxPooling2D(2) pairs a model runs fused.
+FUSED = {"conv1+pool1": "conv1", "conv2+pool2": "conv2"}
 
 
 def torch_conv(torch, x, kernel, bias, dy, compute_dx):
@@ -100,6 +102,63 @@ def conv_functions(rng, torch, shape, cout, compute_dx=True):
     return flops, flops * (2 if compute_dx else 1), forward, backward
 
 
+def fused_functions(rng, torch, shape, cout, compute_dx=True):
+    """The pair relu(conv 3x3 'valid' to ``cout`` channels) -> 2x2 max pooling
+    of a random ``shape`` (NHWC) input, as ``conv_functions`` returns them.
+    The forward counts the products of the convolution outputs inside a
+    pooling window (those the fused kernel computes), the backward all."""
+    x = rng.standard_normal(shape, dtype=np.float32)
+    kernel = rng.standard_normal((3, 3, shape[3], cout), dtype=np.float32) * 0.1
+    bias = np.zeros(cout, np.float32)
+    y, winners = ops.conv2d_relu_max_pool2d_forward(x, kernel, bias)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    taps = 2 * kernel.shape[0] * kernel.shape[1] * shape[3]
+    conv_pixels = (shape[1] - 2) * (shape[2] - 2)
+    fwd_flops = taps * y.size * 4
+    bwd_flops = taps * shape[0] * conv_pixels * cout * (2 if compute_dx else 1)
+    forward = {
+        "fastconv": lambda: ops.conv2d_relu_max_pool2d_forward(x, kernel, bias),
+        "numpy": lambda: reference.conv2d_relu_max_pool2d_forward(x, kernel, bias),
+    }
+    backward = {
+        "fastconv": lambda: ops.conv2d_relu_max_pool2d_backward(x, kernel, dy, y, winners,
+                                                                compute_dx=compute_dx),
+        "numpy": lambda: reference.conv2d_relu_max_pool2d_backward(x, kernel, dy, y, winners,
+                                                                   compute_dx=compute_dx),
+    }
+    if torch:
+        forward["pytorch"], backward["pytorch"] = torch_conv_pool(torch, x, kernel, bias, dy,
+                                                                  compute_dx)
+    return fwd_flops, bwd_flops, forward, backward
+
+
+def torch_conv_pool(torch, x, kernel, bias, dy, compute_dx):
+    """(forward, backward) closures of max_pool2d(relu(conv2d)) in PyTorch,
+    channels-last; the backward runs its forward first, as autograd needs."""
+    def to_nchw(a):
+        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous(
+            memory_format=torch.channels_last)
+
+    tx = to_nchw(x).requires_grad_(compute_dx)
+    tk = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    tb = torch.from_numpy(bias).requires_grad_(True)
+    tdy = to_nchw(dy)
+    inputs = [tx, tk, tb] if compute_dx else [tk, tb]
+
+    def pair():
+        return torch.nn.functional.max_pool2d(
+            torch.relu(torch.nn.functional.conv2d(tx, tk, tb)), 2)
+
+    def forward():
+        with torch.no_grad():
+            return pair()
+
+    def backward():
+        return torch.autograd.grad(pair(), inputs, tdy)
+
+    return forward, backward
+
+
 def cases(rng, torch):
     """(name, flops or None, fastconv fn, reference fn, torch fn or None) per kernel."""
     for name, (shape, cout) in CONVS.items():
@@ -107,6 +166,14 @@ def cases(rng, torch):
         fwd_flops, bwd_flops, fwd, bwd = conv_functions(rng, torch, shape, cout, compute_dx)
         yield f"{name} forward", fwd_flops, fwd["fastconv"], fwd["numpy"], fwd.get("pytorch")
         yield f"{name} backward", bwd_flops, bwd["fastconv"], bwd["numpy"], bwd.get("pytorch")
+    for name, conv in FUSED.items():
+        shape, cout = CONVS[conv]
+        fwd_flops, bwd_flops, fwd, bwd = fused_functions(rng, torch, shape, cout,
+                                                         compute_dx=conv != "conv1")
+        yield (f"{name} forward (fused)", fwd_flops, fwd["fastconv"], fwd["numpy"],
+               fwd.get("pytorch"))
+        yield (f"{name} backward (fused)", bwd_flops, bwd["fastconv"], bwd["numpy"],
+               bwd.get("pytorch"))
     for name, shape in POOLS.items():
         x = rng.standard_normal(shape, dtype=np.float32)
         dy = rng.standard_normal(ops.max_pool2d_forward(x).shape, dtype=np.float32)
