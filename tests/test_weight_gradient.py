@@ -64,6 +64,24 @@ def test_weight_gradient_matches_reference(dtype, x_shape, kernel_shape, strides
                                    atol=TOLERANCE[np.dtype(dtype)] * np.abs(wanted).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, kernel_shape", [
+    ((200, 4, 4, 8), (3, 3, 8, 20)),   # 2x2 outputs, 3 or 4 images per part: images innermost
+    ((2, 12, 3, 5), (3, 1, 5, 9)),     # 10x3 outputs: output rows innermost
+    ((3, 5, 12, 1), (2, 3, 1, 7)),     # 4x10 outputs: columns; rows of several taps
+])
+def test_weight_gradient_in_each_loop_order_matches_reference(dtype, x_shape, kernel_shape):
+    """The register tile sums its pixels with the longest of the image, output
+    row and output column loops innermost; its rows read through one pointer
+    (consecutive channels of one kernel row) or one pointer per row."""
+    x, kernel, dy = random_case(x_shape, kernel_shape, (1, 1), "valid", dtype)
+    expected = reference.conv2d_backward(x, kernel, dy, compute_dx=False)
+    _, dkernel, dbias = ops.conv2d_backward(x, kernel, dy, compute_dx=False)
+    for actual, wanted in ((dkernel, expected[1]), (dbias, expected[2])):
+        np.testing.assert_allclose(actual, wanted, rtol=0,
+                                   atol=TOLERANCE[np.dtype(dtype)] * np.abs(wanted).max())
+
+
 def test_the_split_follows_the_shapes():
     """The Dense case has enough row tiles for one batch part (no partial
     gradients); small gradients over many images take many parts; the
