@@ -468,11 +468,20 @@ def _gradient_parts(batch):
 # The Conv2D weight gradient's work items: (part of the batch, group of row
 # tiles), chosen from the shapes alone (never the thread count): at least
 # GRADIENT_ITEMS items where the shapes have them (work for 64 threads), and
-# of those splits the one with the least memory traffic.  Batch parts cost
-# their partial gradients, each written (its cache lines read first) and read
-# back: 3 passes; a row group costs reading dy (and the input's channels in
-# its band) once more.
+# of those splits the one with the least memory traffic.  A row group costs
+# reading dy (and the input's channels in its band) once more, from the
+# caches.  A batch part beyond the first costs a partial gradient, written,
+# read back and added up (PARTIAL_PASSES passes), which leave the caches once
+# the partials add up to more than they hold: each of its elements counts
+# PARTIAL_COST reads, and when the row tiles alone are too few, the split
+# asks only for as many items as repay their partials -- ITEM_WORK_PER_PARTIAL
+# multiply-adds an item per element of a partial's traffic -- rounded down to
+# a power of two, and at least MIN_GRADIENT_ITEMS.
 GRADIENT_ITEMS = 64
+MIN_GRADIENT_ITEMS = 4
+ITEM_WORK_PER_PARTIAL = 256
+PARTIAL_PASSES = 3
+PARTIAL_COST = 8
 
 
 @functools.lru_cache(maxsize=256)
@@ -483,17 +492,21 @@ def _gradient_split(batch, in_pixels, channels, out_pixels, rows, channels_out, 
     tiles = _conv.gradient_tiles(rows)
     lanes = _conv.VECTOR_BYTES // itemsize
     co_pad = -(-channels_out // lanes) * lanes
+    partial = PARTIAL_PASSES * (rows + 1) * co_pad
     needed = min(GRADIENT_ITEMS, tiles * batch)
+    if tiles < needed:
+        worth = batch * out_pixels * rows * co_pad // (ITEM_WORK_PER_PARTIAL * partial)
+        needed = min(needed, max(MIN_GRADIENT_ITEMS, 1 << max(0, worth.bit_length() - 1)))
 
     def traffic(split):
         parts, groups = split
         band = min(channels, rows // groups + lanes)
         reads = groups * batch * (in_pixels * band + out_pixels * co_pad)
-        return reads + (3 * parts * (rows + 1) * co_pad if parts > 1 else 0)
+        return reads + (PARTIAL_COST * parts * partial if parts > 1 else 0)
 
     splits = []
     for groups in sorted({min(2 ** k, tiles) for k in range(tiles.bit_length() + 1)}):
-        parts = min(batch, -(-GRADIENT_ITEMS // groups))
+        parts = min(batch, -(-needed // groups))
         if parts * groups >= needed:
             splits.append((parts, groups))
     return min(splits, key=traffic)
