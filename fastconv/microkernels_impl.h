@@ -276,12 +276,10 @@ FC_NAME(window_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, 
     return winner;
 }
 
-/* out[c] = the window's maximum of channel c (as pool_max) and winner[c] the
- * index of the cell pool_route sends channel c's gradient to: at most 256 cells. */
-static void
-FC_NAME(pool_max_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
-                         ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t channels, FC_T *out,
-                         unsigned char *winner)
+static inline __attribute__((always_inline)) void
+FC_NAME(pool_max_winner_body)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
+                              ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t channels, FC_T *out,
+                              unsigned char *winner)
 {
     for (ptrdiff_t c = 0; c < channels; c += VW) {
         const int n = channels - c < VW ? (int)(channels - c) : VW;
@@ -290,8 +288,26 @@ FC_NAME(pool_max_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch
                                                   &best);
         FC_NAME(store_lanes)(out + c, best, n);
         const FC_NAME(bytes) narrow = __builtin_convertvector(index, FC_NAME(bytes));
-        memcpy(winner + c, &narrow, (size_t)n);
+        if (n == VW)  /* a constant size: one store, not a call */
+            memcpy(winner + c, &narrow, sizeof(narrow));
+        else
+            memcpy(winner + c, &narrow, (size_t)n);
     }
+}
+
+/* out[c] = the window's maximum of channel c (as pool_max) and winner[c] the
+ * index of the cell pool_route sends channel c's gradient to: at most 256
+ * cells.  2 x 2 windows (the common pooling) run fully unrolled. */
+static void
+FC_NAME(pool_max_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
+                         ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t channels, FC_T *out,
+                         unsigned char *winner)
+{
+    if (rows == 2 && cols == 2)
+        FC_NAME(pool_max_winner_body)(x, row_pitch, pix_pitch, 2, 2, channels, out, winner);
+    else
+        FC_NAME(pool_max_winner_body)(x, row_pitch, pix_pitch, rows, cols, channels, out,
+                                      winner);
 }
 
 /* dx of the window's cells (laid out like x's) = dy[c] at each channel's
