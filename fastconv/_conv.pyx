@@ -561,6 +561,93 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
                     dbias, partials, s, num_threads, flush_denormal)
 
 
+cpdef Py_ssize_t scatter_elements(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kernel_h,
+                                  Py_ssize_t kernel_w, Py_ssize_t channels):
+    """Elements of each thread's row of ``input_gradient``'s scratch: the
+    window contributions (KH x KW x C) of one image's OH x OW output pixels."""
+    return out_h * out_w * kernel_h * kernel_w * channels
+
+
+cdef void scatter_image(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] weights,
+                        floating[:, :, :, ::1] dx, Py_ssize_t n, Py_ssize_t stride_h,
+                        Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                        Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                        floating *cols) noexcept nogil:
+    """dx[n] = the input gradient of image n: its dy pixels' window
+    contributions (each pixel x the kernel, a 1x1 convolution: tiles of
+    FC_MAX_PIXELS pixels, one block of weights at a time for all of them)
+    into ``cols``, then each added to the cells of dx[n] under the pixel's
+    window that lie inside it, pixel by pixel (row-major), tap by tap."""
+    cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2], channels = dx.shape[3]
+    cdef Py_ssize_t window = kernel_h * kernel_w * channels, total = out_h * out_w
+    cdef Py_ssize_t tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
+    cdef Py_ssize_t block = FC_MAX_VECS * (FC_VBYTES // sizeof(floating))
+    cdef Py_ssize_t b, q, oh, ow, kh, kw, ih, iw, tile, c
+    cdef int p, npix
+    cdef const floating *pixels[FC_MAX_PIXELS]
+    cdef const floating *part
+    cdef floating *cell
+    for b in range((window + block - 1) // block):
+        for tile in range(tiles):
+            q = tile * total // tiles
+            npix = <int>((tile + 1) * total // tiles - q)
+            for p in range(npix):
+                pixels[p] = &dy[n, 0, 0, 0] + (q + p) * dy.shape[3]
+            forward_blocks(npix, pixels, 0, 0, 1, weights, NULL, False, cols + q * window,
+                           window, window, b, b + 1)
+    memset(&dx[n, 0, 0, 0], 0, dx.shape[1] * dx.shape[2] * channels * sizeof(floating))
+    for q in range(total):
+        oh, ow = q // out_w, q % out_w
+        for kh in range(kernel_h):
+            ih = oh * stride_h + kh - pad_top
+            if ih < 0 or ih >= dx.shape[1]:
+                continue
+            for kw in range(kernel_w):
+                iw = ow * stride_w + kw - pad_left
+                if iw < 0 or iw >= dx.shape[2]:
+                    continue
+                part = cols + q * window + (kh * kernel_w + kw) * channels
+                cell = &dx[n, ih, iw, 0]
+                for c in range(channels):
+                    cell[c] += part[c]
+
+
+def input_gradient(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] weights,
+                   floating[:, :, :, ::1] dx, floating[:, ::1] scratch, *, Py_ssize_t stride_h,
+                   Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                   Py_ssize_t kernel_h, Py_ssize_t kernel_w, int num_threads,
+                   bint flush_denormal):
+    """dx = the input gradient of an undilated convolution with kernel K
+    (KH, KW, C, CO), given dy (N, OH, OW, CO), C-contiguous: each dy
+    pixel's window gets dy[pixel] @ K^T, added up where windows overlap
+    (only the products the definition has: none with padding or between
+    strides).
+
+    ``weights`` (1, 1, CO, KHKWCP): K transposed, [co, (kh, kw, c)] =
+    K[kh, kw, c, co], its columns zero-padded to whole vectors; ``dx`` (N,
+    H, W, C), C-contiguous, is written; ``scratch`` has a row of at least
+    ``scatter_elements(OH, OW, KH, KW, C)`` elements for each of the
+    ``num_threads`` threads.  One image per work item: bit-identical for
+    any thread count.
+    """
+    cdef unsigned saved
+    cdef Py_ssize_t n
+    # With one thread: a plain loop, no OpenMP region (see the module's docstring).
+    if num_threads == 1:
+        with nogil:
+            for n in range(dy.shape[0]):
+                saved = fc_mxcsr_enter(flush_denormal)
+                scatter_image(dy, weights, dx, n, stride_h, stride_w, pad_top, pad_left,
+                              kernel_h, kernel_w, &scratch[0, 0])
+                fc_mxcsr_leave(saved)
+    else:
+        for n in prange(dy.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
+            scatter_image(dy, weights, dx, n, stride_h, stride_w, pad_top, pad_left, kernel_h,
+                          kernel_w, &scratch[threadid(), 0])
+            fc_mxcsr_leave(saved)
+
+
 def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out, *,
                   int num_threads):
     """out = dy where y > 0, else 0 (flat arrays of one length)."""

@@ -536,6 +536,10 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     if pointwise:
         _pointwise_input_gradient(kernel, dy, dx, threads)
         return
+    scatter = _conv.scatter_elements(dy.shape[1], dy.shape[2], kh, kw, cin)
+    if scatter * x.itemsize <= SCATTER_BYTES:
+        _scatter_input_gradient(kernel, dy, geo, dx, scatter, threads)
+        return
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
     flipped = _workspace.get("flipped", (kh, kw, cout, cin), x.dtype)
@@ -544,6 +548,29 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
                       stride_w=1, dilation_h=geo.stride_h, dilation_w=geo.stride_w,
                       pad_top=kh - 1 - geo.pad_top, pad_left=kw - 1 - geo.pad_left,
                       relu=False, threads=threads)
+
+
+# An input gradient whose window contributions of one image (OH x OW x KH x
+# KW x C) fit in SCATTER_BYTES (a share of a core's L2 cache) is computed
+# image by image as those contributions, added up where windows overlap:
+# only the products the definition has.  Larger images take the padded
+# convolution of dy, whose products with padding (and with the zeros between
+# strided gradients) are then a small share.
+SCATTER_BYTES = 256 * 1024
+
+
+def _scatter_input_gradient(kernel, dy, geo, dx, elements, threads):
+    """dx (C-contiguous) of an undilated, ungrouped convolution by
+    ``_conv.input_gradient``, with ``elements`` = its scratch row's size."""
+    kh, kw, cin, cout = kernel.shape
+    transposed = _workspace.get("kernel_t", (1, 1, cout, kh * kw * cin), kernel.dtype)
+    np.copyto(transposed[0, 0], kernel.reshape(kh * kw * cin, cout).T)
+    scratch = _workspace.get("scatter_rows", (threads, elements), dy.dtype)
+    weights = _padded_channels(transposed, "kernel_t_padded")
+    _conv.input_gradient(np.ascontiguousarray(dy), weights, dx, scratch, stride_h=geo.stride_h,
+                         stride_w=geo.stride_w, pad_top=geo.pad_top, pad_left=geo.pad_left,
+                         kernel_h=kh, kernel_w=kw, num_threads=threads,
+                         flush_denormal=_flush_denormal)
 
 
 def _pointwise_input_gradient(kernel, dy, dx, threads):
