@@ -525,7 +525,8 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     unless None, for an undilated, ungrouped convolution with a finite kernel."""
     kh, kw, cin, cout = kernel.shape
     pixels = dy.shape[0] * dy.shape[1] * dy.shape[2]
-    pointwise = kh == kw == geo.stride_h == geo.stride_w == 1 and pixels * (cin + cout) < cin * cout
+    unit = kh == kw == geo.stride_h == geo.stride_w == 1  # 1x1, stride 1: windows of one pixel
+    pointwise = unit and pixels * (cin + cout) < cin * cout
     if dx is not None and not pointwise:
         _check_gather((kh, kw), x.shape[2], 1, cout)
     threads = _threads_for(dy.size * kh * kw * cin)
@@ -537,7 +538,7 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
         _pointwise_input_gradient(kernel, dy, dx, threads)
         return
     scatter = _conv.scatter_elements(dy.shape[1], dy.shape[2], kh, kw, cin)
-    if scatter * x.itemsize <= SCATTER_BYTES:
+    if not unit and scatter * x.itemsize <= SCATTER_BYTES:
         _scatter_input_gradient(kernel, dy, geo, dx, scatter, threads)
         return
     # dx is the convolution of dy, dilated by the strides and padded by
@@ -555,7 +556,8 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
 # image by image as those contributions, added up where windows overlap:
 # only the products the definition has.  Larger images take the padded
 # convolution of dy, whose products with padding (and with the zeros between
-# strided gradients) are then a small share.
+# strided gradients) are then a small share; so do 1x1 stride-1 kernels,
+# which have none (and whose images may be single pixels: Dense layers).
 SCATTER_BYTES = 256 * 1024
 
 
