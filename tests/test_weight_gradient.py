@@ -98,7 +98,7 @@ def test_the_split_follows_the_shapes():
     # MNIST conv3: its partials are worth less than one item: MIN_GRADIENT_ITEMS
     parts, groups = ops._gradient_split(64, 5 * 5, 64, 3 * 3, 576, 64, float32)
     assert parts * groups >= ops.MIN_GRADIENT_ITEMS and parts < ops.MIN_GRADIENT_ITEMS
-    assert ops._gradient_split(1, 1, 10, 1, 10, 3, float32) == (1, 1)
+    assert ops._gradient_split(1, 1, 10, 1, 10, 3, float32) == (1, ops._conv.gradient_tiles(10))
     for args in [(64, 13 * 13, 32, 11 * 11, 288, 64, float32), (1, 1, 10, 1, 10, 3, float32),
                  (32, 36 * 36, 64, 34 * 34, 576, 128, float32)]:
         parts, groups = ops._gradient_split(*args)
