@@ -60,10 +60,12 @@ def omp_max_threads():
 cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch,
                          Py_ssize_t kh_lo, Py_ssize_t kh_hi,
                          const floating[:, :, :, ::1] weights, const floating *bias, bint relu,
-                         floating *out, Py_ssize_t out_channels, Py_ssize_t first_block=0,
+                         floating *out, Py_ssize_t out_channels, Py_ssize_t out_pitch,
+                         Py_ssize_t first_block=0,
                          Py_ssize_t end_block=PY_SSIZE_T_MAX) noexcept nogil:
     """The output-channel blocks [first_block, end_block) (all by default) of
-    one tile of ``npix`` pixels."""
+    one tile of ``npix`` pixels, pixel p's ``out_channels`` outputs at
+    out + p * out_pitch."""
     cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating)
     cdef Py_ssize_t block = FC_MAX_VECS * lanes
     cdef Py_ssize_t width = weights.shape[1] * weights.shape[2], w_pitch = weights.shape[3]
@@ -74,7 +76,7 @@ cdef void forward_blocks(int npix, const floating **pixels, Py_ssize_t row_pitch
         ncols = <int>min(block, out_channels - co)
         forward_tile(npix, <int>((ncols + lanes - 1) // lanes), pixels, row_pitch, kh_lo, kh_hi,
                      width, &weights[0, 0, 0, co], w_pitch, bias + co if bias != NULL else NULL,
-                     relu, out + co, out_channels, ncols)
+                     relu, out + co, out_pitch, ncols)
 
 
 cdef void forward_direct_unit(const floating[:, :, :, ::1] src, Py_ssize_t unit,
@@ -104,10 +106,11 @@ cdef void forward_direct_unit(const floating[:, :, :, ::1] src, Py_ssize_t unit,
     if by_block:
         forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
                        bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3],
-                       unit // tiles, unit // tiles + 1)
+                       out.shape[3], unit // tiles, unit // tiles + 1)
     else:
         forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
-                       bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3])
+                       bias, relu, &out[n, rest // out_w, rest % out_w, 0], out.shape[3],
+                       out.shape[3])
 
 
 cdef inline Py_ssize_t source_index(Py_ssize_t virtual, Py_ssize_t dilation,
@@ -138,10 +141,12 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_
                              Py_ssize_t dilation_h, Py_ssize_t dilation_w, Py_ssize_t pad_top,
                              Py_ssize_t pad_left, const floating[:, :, :, ::1] weights,
                              const floating *bias, bint relu, floating *out,
-                             Py_ssize_t out_channels, floating *buf) noexcept nogil:
+                             Py_ssize_t out_channels, Py_ssize_t out_pitch,
+                             floating *buf) noexcept nogil:
     """The first ``out_w`` pixels of output row (n, oh) of a convolution over
-    a padded and/or dilated input, written to ``out`` (``out_channels`` per
-    pixel); the kernel rows of input are first copied into ``buf``."""
+    a padded and/or dilated input, pixel ow's ``out_channels`` outputs
+    written to out + ow * out_pitch; the kernel rows of input are first
+    copied into ``buf``."""
     cdef Py_ssize_t kernel_h = weights.shape[0], kernel_w = weights.shape[1]
     cdef Py_ssize_t channels = src.shape[3]
     cdef Py_ssize_t buf_width = (out_w - 1) * stride_w + kernel_w
@@ -166,26 +171,36 @@ cdef void forward_gather_row(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_
         for p in range(npix):
             pixels[p] = buf + (ow + p) * stride_w * channels
         forward_blocks(npix, pixels, row_pitch, kh_lo, kh_hi, weights, bias, relu,
-                       out + ow * out_channels, out_channels)
+                       out + ow * out_pitch, out_channels, out_pitch)
 
 
-cdef void forward_direct_row(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t oh,
-                             Py_ssize_t out_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                             const floating[:, :, :, ::1] weights, const floating *bias,
-                             bint relu, floating *out, Py_ssize_t out_channels) noexcept nogil:
-    """The first ``out_w`` pixels of output row (n, oh) of a convolution whose
-    windows lie inside ``src`` (no padding, no dilation), written to ``out``
-    (``out_channels`` per pixel); each pixel's sum as forward_direct_tile's."""
-    cdef Py_ssize_t tiles = (out_w + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS, tile, ow
+cdef void forward_direct_rows(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t oh,
+                              Py_ssize_t rows, Py_ssize_t out_w, Py_ssize_t stride_h,
+                              Py_ssize_t stride_w, const floating[:, :, :, ::1] weights,
+                              const floating *bias, bint relu, floating *out,
+                              Py_ssize_t out_channels) noexcept nogil:
+    """Output rows oh .. oh + rows - 1 of image n, their first ``out_w``
+    pixels, of a convolution whose windows lie inside ``src`` (no padding,
+    no dilation), column by column: pixel (oh + i, ow) is number q = ow *
+    rows + i, its ``out_channels`` outputs written to out + q * out_channels.
+    Tiles of up to FC_MAX_PIXELS consecutive q (the rows' columns together
+    fill larger tiles than one row's); each pixel's sum as
+    forward_direct_unit's."""
+    cdef Py_ssize_t total = rows * out_w, tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
+    cdef Py_ssize_t tile, q, i, ow
     cdef int p, npix
     cdef const floating *pixels[FC_MAX_PIXELS]
     for tile in range(tiles):
-        ow = tile * out_w // tiles
-        npix = <int>((tile + 1) * out_w // tiles - ow)
+        q = tile * total // tiles
+        npix = <int>((tile + 1) * total // tiles - q)
+        i, ow = q % rows, q // rows
         for p in range(npix):
-            pixels[p] = &src[n, oh * stride_h, (ow + p) * stride_w, 0]
+            pixels[p] = &src[n, (oh + i) * stride_h, ow * stride_w, 0]
+            i = i + 1
+            if i == rows:
+                i, ow = 0, ow + 1
         forward_blocks(npix, pixels, src.shape[2] * src.shape[3], 0, weights.shape[0], weights,
-                       bias, relu, out + ow * out_channels, out_channels)
+                       bias, relu, out + q * out_channels, out_channels, out_channels)
 
 
 cpdef Py_ssize_t gather_elements(Py_ssize_t kernel_h, Py_ssize_t out_w, Py_ssize_t stride_w,
@@ -252,7 +267,7 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
                 forward_gather_row(src, r // out_h, r % out_h, out_w, stride_h, stride_w,
                                    dilation_h, dilation_w, pad_top, pad_left, weights, bias_ptr,
                                    relu, &out[r // out_h, r % out_h, 0, 0], out.shape[3],
-                                   &scratch[0, 0])
+                                   out.shape[3], &scratch[0, 0])
                 fc_mxcsr_leave(saved)
     else:
         for r in prange(batch * out_h, nogil=True, num_threads=num_threads, schedule="static"):
@@ -260,7 +275,7 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
             forward_gather_row(src, r // out_h, r % out_h, out_w, stride_h, stride_w,
                                dilation_h, dilation_w, pad_top, pad_left, weights, bias_ptr,
                                relu, &out[r // out_h, r % out_h, 0, 0], out.shape[3],
-                               &scratch[threadid(), 0])
+                               out.shape[3], &scratch[threadid(), 0])
             fc_mxcsr_leave(saved)
 
 
@@ -284,23 +299,24 @@ cdef void relu_max_pool_row(const floating[:, :, :, ::1] src,
                             Py_ssize_t pool_h, Py_ssize_t pool_w, bint direct,
                             floating *scratch) noexcept nogil:
     """Pooled row (n, ph): the ``pool_h`` ReLU convolution rows under it
-    (their first pooled_w * pool_w pixels) into ``scratch``, then each
-    window's maximum and winner."""
+    (their first pooled_w * pool_w pixels) into ``scratch``, column by
+    column (pixel (i, ow) of them at (ow * pool_h + i) * out_channels, as
+    forward_direct_rows lays them), then each window's maximum and winner."""
     cdef Py_ssize_t out_channels = pooled.shape[3], conv_w = pooled.shape[2] * pool_w
-    cdef Py_ssize_t row_pitch = conv_w * out_channels, i, pw
+    cdef Py_ssize_t column = pool_h * out_channels, i, pw
     cdef floating *rows = scratch
-    cdef floating *buf = scratch + pool_h * row_pitch
-    for i in range(pool_h):
-        if direct:
-            forward_direct_row(src, n, ph * pool_h + i, conv_w, stride_h, stride_w, weights,
-                               bias, True, rows + i * row_pitch, out_channels)
-        else:
+    cdef floating *buf = scratch + conv_w * column
+    if direct:
+        forward_direct_rows(src, n, ph * pool_h, pool_h, conv_w, stride_h, stride_w, weights,
+                            bias, True, rows, out_channels)
+    else:
+        for i in range(pool_h):
             forward_gather_row(src, n, ph * pool_h + i, conv_w, stride_h, stride_w, 1, 1,
-                               pad_top, pad_left, weights, bias, True, rows + i * row_pitch,
-                               out_channels, buf)
+                               pad_top, pad_left, weights, bias, True, rows + i * out_channels,
+                               out_channels, column, buf)
     for pw in range(pooled.shape[2]):
-        pool_max_winner(rows + pw * pool_w * out_channels, row_pitch, out_channels, pool_h,
-                        pool_w, out_channels, &pooled[n, ph, pw, 0], &winners[n, ph, pw, 0])
+        pool_max_winner(rows + pw * pool_w * column, out_channels, column, pool_h, pool_w,
+                        out_channels, &pooled[n, ph, pw, 0], &winners[n, ph, pw, 0])
 
 
 def forward_relu_max_pool(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weights,
@@ -543,6 +559,93 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
                         partials, s, num_threads, flush_denormal)
         wgrad_phase(ITEMS, parts * row_groups, src, images, padded, dy, dkernel,
                     dbias, partials, s, num_threads, flush_denormal)
+
+
+cpdef Py_ssize_t scatter_elements(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kernel_h,
+                                  Py_ssize_t kernel_w, Py_ssize_t channels):
+    """Elements of each thread's row of ``input_gradient``'s scratch: the
+    window contributions (KH x KW x C) of one image's OH x OW output pixels."""
+    return out_h * out_w * kernel_h * kernel_w * channels
+
+
+cdef void scatter_image(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] weights,
+                        floating[:, :, :, ::1] dx, Py_ssize_t n, Py_ssize_t stride_h,
+                        Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                        Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                        floating *cols) noexcept nogil:
+    """dx[n] = the input gradient of image n: its dy pixels' window
+    contributions (each pixel x the kernel, a 1x1 convolution: tiles of
+    FC_MAX_PIXELS pixels, one block of weights at a time for all of them)
+    into ``cols``, then each added to the cells of dx[n] under the pixel's
+    window that lie inside it, pixel by pixel (row-major), tap by tap."""
+    cdef Py_ssize_t out_h = dy.shape[1], out_w = dy.shape[2], channels = dx.shape[3]
+    cdef Py_ssize_t window = kernel_h * kernel_w * channels, total = out_h * out_w
+    cdef Py_ssize_t tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
+    cdef Py_ssize_t block = FC_MAX_VECS * (FC_VBYTES // sizeof(floating))
+    cdef Py_ssize_t b, q, oh, ow, kh, kw, ih, iw, tile, c
+    cdef int p, npix
+    cdef const floating *pixels[FC_MAX_PIXELS]
+    cdef const floating *part
+    cdef floating *cell
+    for b in range((window + block - 1) // block):
+        for tile in range(tiles):
+            q = tile * total // tiles
+            npix = <int>((tile + 1) * total // tiles - q)
+            for p in range(npix):
+                pixels[p] = &dy[n, 0, 0, 0] + (q + p) * dy.shape[3]
+            forward_blocks(npix, pixels, 0, 0, 1, weights, NULL, False, cols + q * window,
+                           window, window, b, b + 1)
+    memset(&dx[n, 0, 0, 0], 0, dx.shape[1] * dx.shape[2] * channels * sizeof(floating))
+    for q in range(total):
+        oh, ow = q // out_w, q % out_w
+        for kh in range(kernel_h):
+            ih = oh * stride_h + kh - pad_top
+            if ih < 0 or ih >= dx.shape[1]:
+                continue
+            for kw in range(kernel_w):
+                iw = ow * stride_w + kw - pad_left
+                if iw < 0 or iw >= dx.shape[2]:
+                    continue
+                part = cols + q * window + (kh * kernel_w + kw) * channels
+                cell = &dx[n, ih, iw, 0]
+                for c in range(channels):
+                    cell[c] += part[c]
+
+
+def input_gradient(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] weights,
+                   floating[:, :, :, ::1] dx, floating[:, ::1] scratch, *, Py_ssize_t stride_h,
+                   Py_ssize_t stride_w, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                   Py_ssize_t kernel_h, Py_ssize_t kernel_w, int num_threads,
+                   bint flush_denormal):
+    """dx = the input gradient of an undilated convolution with kernel K
+    (KH, KW, C, CO), given dy (N, OH, OW, CO), C-contiguous: each dy
+    pixel's window gets dy[pixel] @ K^T, added up where windows overlap
+    (only the products the definition has: none with padding or between
+    strides).
+
+    ``weights`` (1, 1, CO, KHKWCP): K transposed, [co, (kh, kw, c)] =
+    K[kh, kw, c, co], its columns zero-padded to whole vectors; ``dx`` (N,
+    H, W, C), C-contiguous, is written; ``scratch`` has a row of at least
+    ``scatter_elements(OH, OW, KH, KW, C)`` elements for each of the
+    ``num_threads`` threads.  One image per work item: bit-identical for
+    any thread count.
+    """
+    cdef unsigned saved
+    cdef Py_ssize_t n
+    # With one thread: a plain loop, no OpenMP region (see the module's docstring).
+    if num_threads == 1:
+        with nogil:
+            for n in range(dy.shape[0]):
+                saved = fc_mxcsr_enter(flush_denormal)
+                scatter_image(dy, weights, dx, n, stride_h, stride_w, pad_top, pad_left,
+                              kernel_h, kernel_w, &scratch[0, 0])
+                fc_mxcsr_leave(saved)
+    else:
+        for n in prange(dy.shape[0], nogil=True, num_threads=num_threads, schedule="static"):
+            saved = fc_mxcsr_enter(flush_denormal)
+            scatter_image(dy, weights, dx, n, stride_h, stride_w, pad_top, pad_left, kernel_h,
+                          kernel_w, &scratch[threadid(), 0])
+            fc_mxcsr_leave(saved)
 
 
 def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] out, *,

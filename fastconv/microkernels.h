@@ -48,8 +48,8 @@ static inline long long fc_count(long long *counter)
 #if defined(__AVX512F__)
 #define FC_VBYTES 64
 #define FC_VREGS 32
-#define FC_MAX_PIXELS 8   /* output pixels in one forward tile */
-#define FC_PIXEL_COUNTS FC_UP_TO_8
+#define FC_MAX_PIXELS 12  /* output pixels in one forward tile */
+#define FC_PIXEL_COUNTS FC_UP_TO_12
 #define FC_MAX_ROWS 12    /* kernel rows (kh, kw, ci) in one weight-gradient tile */
 #define FC_ROW_COUNTS FC_UP_TO_12
 #elif (defined(__x86_64__) || defined(__i386__)) && !defined(__AVX__)

@@ -126,28 +126,47 @@ FC_NAME(forward_tile)(int npix, int nvec, const FC_T *const *pixels, ptrdiff_t r
  *             out_h * out_w pixels per image; whole vectors are read
  * dkernel     gradient row 0 at channel co0; row r at dkernel + r * dk_pitch
  * ncols       channels of this block written (<= nvec * VW)
+ *
+ * `consecutive` (a constant): rows[r] == rows[0] + r, so that one pointer
+ * with constant offsets reads all rows (the others free general registers).
+ * The pixels are summed in three nested loops (images, output rows, output
+ * columns), the one with the most trips innermost (ties: columns, then rows),
+ * the other two outside it in that order: the order depends on the shapes only.
  */
+struct FC_NAME(pixel_loop) { ptrdiff_t trips, x_step, dy_step; };
+
 static inline __attribute__((always_inline)) void
-FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec, const FC_T *const *rows,
-                          ptrdiff_t row_pitch, ptrdiff_t pix_pitch, ptrdiff_t x_pitch,
-                          ptrdiff_t nimages, ptrdiff_t out_h, ptrdiff_t out_w, const FC_T *dy,
-                          ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch, int ncols,
-                          int accumulate)
+FC_NAME(wgrad_tile_fixed)(const int nrows, const int nvec, const int consecutive,
+                          const FC_T *const *rows, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
+                          ptrdiff_t x_pitch, ptrdiff_t nimages, ptrdiff_t out_h,
+                          ptrdiff_t out_w, const FC_T *dy, ptrdiff_t dy_pitch, FC_T *dkernel,
+                          ptrdiff_t dk_pitch, int ncols, int accumulate)
 {
+    const struct FC_NAME(pixel_loop) loops[3] = {
+        {nimages, x_pitch, out_h * out_w * dy_pitch},
+        {out_h, row_pitch, out_w * dy_pitch},
+        {out_w, pix_pitch, dy_pitch},
+    };
+    const int in = (nimages > out_w && nimages > out_h) ? 0 : (out_h > out_w ? 1 : 2);
+    const struct FC_NAME(pixel_loop) outer = loops[in == 0 ? 1 : 0];
+    const struct FC_NAME(pixel_loop) middle = loops[in == 2 ? 1 : 2];
+    const struct FC_NAME(pixel_loop) inner = loops[in];
+    const FC_T *const base = rows[0];
     VEC acc[FC_MAX_ROWS][FC_MAX_VECS];
     for (int r = 0; r < nrows; r++)
         for (int v = 0; v < nvec; v++)
             acc[r][v] = (VEC){0};
-    for (ptrdiff_t n = 0; n < nimages; n++)
-        for (ptrdiff_t oh = 0; oh < out_h; oh++) {
-            const FC_T *dyrow = dy + (n * out_h + oh) * out_w * dy_pitch;
-            for (ptrdiff_t ow = 0; ow < out_w; ow++) {
+    for (ptrdiff_t i = 0; i < outer.trips; i++)
+        for (ptrdiff_t j = 0; j < middle.trips; j++) {
+            const FC_T *g0 = dy + i * outer.dy_step + j * middle.dy_step;
+            const ptrdiff_t at0 = i * outer.x_step + j * middle.x_step;
+            for (ptrdiff_t k = 0; k < inner.trips; k++) {
                 VEC g[FC_MAX_VECS];
                 for (int v = 0; v < nvec; v++)
-                    g[v] = LOAD(dyrow + ow * dy_pitch + v * VW);
-                const ptrdiff_t at = n * x_pitch + oh * row_pitch + ow * pix_pitch;
+                    g[v] = LOAD(g0 + k * inner.dy_step + v * VW);
+                const ptrdiff_t at = at0 + k * inner.x_step;
                 for (int r = 0; r < nrows; r++) {
-                    const FC_T xs = rows[r][at];
+                    const FC_T xs = consecutive ? base[at + r] : rows[r][at];
                     for (int v = 0; v < nvec; v++)
                         acc[r][v] += xs * g[v];
                 }
@@ -166,9 +185,19 @@ FC_NAME(wgrad_tile)(int nrows, int nvec, const FC_T *const *rows, ptrdiff_t row_
                     const FC_T *dy, ptrdiff_t dy_pitch, FC_T *dkernel, ptrdiff_t dk_pitch,
                     int ncols, int accumulate)
 {
+    int consecutive = 1;
+    for (int r = 1; r < nrows; r++)
+        consecutive &= rows[r] == rows[0] + r;
 #define FC_CASE(R, V) case FC_TILE_KEY(R, V): \
-    FC_NAME(wgrad_tile_fixed)(R, V, rows, row_pitch, pix_pitch, x_pitch, nimages, out_h, \
-                              out_w, dy, dy_pitch, dkernel, dk_pitch, ncols, accumulate); break;
+    if (consecutive) \
+        FC_NAME(wgrad_tile_fixed)(R, V, 1, rows, row_pitch, pix_pitch, x_pitch, nimages, \
+                                  out_h, out_w, dy, dy_pitch, dkernel, dk_pitch, ncols, \
+                                  accumulate); \
+    else \
+        FC_NAME(wgrad_tile_fixed)(R, V, 0, rows, row_pitch, pix_pitch, x_pitch, nimages, \
+                                  out_h, out_w, dy, dy_pitch, dkernel, dk_pitch, ncols, \
+                                  accumulate); \
+    break;
     switch (FC_TILE_KEY(nrows, nvec)) {
         FC_WGRAD_TILES(FC_CASE)
     default:  /* a tile size without code: stop rather than leave outputs unwritten */
@@ -247,12 +276,10 @@ FC_NAME(window_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch, 
     return winner;
 }
 
-/* out[c] = the window's maximum of channel c (as pool_max) and winner[c] the
- * index of the cell pool_route sends channel c's gradient to: at most 256 cells. */
-static void
-FC_NAME(pool_max_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
-                         ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t channels, FC_T *out,
-                         unsigned char *winner)
+static inline __attribute__((always_inline)) void
+FC_NAME(pool_max_winner_body)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
+                              ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t channels, FC_T *out,
+                              unsigned char *winner)
 {
     for (ptrdiff_t c = 0; c < channels; c += VW) {
         const int n = channels - c < VW ? (int)(channels - c) : VW;
@@ -261,8 +288,26 @@ FC_NAME(pool_max_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch
                                                   &best);
         FC_NAME(store_lanes)(out + c, best, n);
         const FC_NAME(bytes) narrow = __builtin_convertvector(index, FC_NAME(bytes));
-        memcpy(winner + c, &narrow, (size_t)n);
+        if (n == VW)  /* a constant size: one store, not a call */
+            memcpy(winner + c, &narrow, sizeof(narrow));
+        else
+            memcpy(winner + c, &narrow, (size_t)n);
     }
+}
+
+/* out[c] = the window's maximum of channel c (as pool_max) and winner[c] the
+ * index of the cell pool_route sends channel c's gradient to: at most 256
+ * cells.  2 x 2 windows (the common pooling) run fully unrolled. */
+static void
+FC_NAME(pool_max_winner)(const FC_T *x, ptrdiff_t row_pitch, ptrdiff_t pix_pitch,
+                         ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t channels, FC_T *out,
+                         unsigned char *winner)
+{
+    if (rows == 2 && cols == 2)
+        FC_NAME(pool_max_winner_body)(x, row_pitch, pix_pitch, 2, 2, channels, out, winner);
+    else
+        FC_NAME(pool_max_winner_body)(x, row_pitch, pix_pitch, rows, cols, channels, out,
+                                      winner);
 }
 
 /* dx of the window's cells (laid out like x's) = dy[c] at each channel's

@@ -495,11 +495,20 @@ def _gradient_parts(batch):
 # The Conv2D weight gradient's work items: (part of the batch, group of row
 # tiles), chosen from the shapes alone (never the thread count): at least
 # GRADIENT_ITEMS items where the shapes have them (work for 64 threads), and
-# of those splits the one with the least memory traffic.  Batch parts cost
-# their partial gradients, each written (its cache lines read first) and read
-# back: 3 passes; a row group costs reading dy (and the input's channels in
-# its band) once more.
+# of those splits the one with the least memory traffic.  A row group costs
+# reading dy (and the input's channels in its band) once more, from the
+# caches.  A batch part beyond the first costs a partial gradient, written,
+# read back and added up (PARTIAL_PASSES passes), which leave the caches once
+# the partials add up to more than they hold: each of its elements counts
+# PARTIAL_COST reads, and when the row tiles alone are too few, the split
+# asks only for as many items as repay their partials -- ITEM_WORK_PER_PARTIAL
+# multiply-adds an item per element of a partial's traffic -- rounded down to
+# a power of two, and at least MIN_GRADIENT_ITEMS.
 GRADIENT_ITEMS = 64
+MIN_GRADIENT_ITEMS = 4
+ITEM_WORK_PER_PARTIAL = 256
+PARTIAL_PASSES = 3
+PARTIAL_COST = 8
 
 
 @functools.lru_cache(maxsize=256)
@@ -510,17 +519,21 @@ def _gradient_split(batch, in_pixels, channels, out_pixels, rows, channels_out, 
     tiles = _conv.gradient_tiles(rows)
     lanes = _conv.VECTOR_BYTES // itemsize
     co_pad = -(-channels_out // lanes) * lanes
+    partial = PARTIAL_PASSES * (rows + 1) * co_pad
     needed = min(GRADIENT_ITEMS, tiles * batch)
+    if tiles < needed:
+        worth = batch * out_pixels * rows * co_pad // (ITEM_WORK_PER_PARTIAL * partial)
+        needed = min(needed, max(MIN_GRADIENT_ITEMS, 1 << max(0, worth.bit_length() - 1)))
 
     def traffic(split):
         parts, groups = split
         band = min(channels, rows // groups + lanes)
         reads = groups * batch * (in_pixels * band + out_pixels * co_pad)
-        return reads + (3 * parts * (rows + 1) * co_pad if parts > 1 else 0)
+        return reads + (PARTIAL_COST * parts * partial if parts > 1 else 0)
 
     splits = []
     for groups in sorted({min(2 ** k, tiles) for k in range(tiles.bit_length() + 1)}):
-        parts = min(batch, -(-GRADIENT_ITEMS // groups))
+        parts = min(batch, -(-needed // groups))
         if parts * groups >= needed:
             splits.append((parts, groups))
     return min(splits, key=traffic)
@@ -539,7 +552,8 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     unless None, for an undilated, ungrouped convolution with a finite kernel."""
     kh, kw, cin, cout = kernel.shape
     pixels = dy.shape[0] * dy.shape[1] * dy.shape[2]
-    pointwise = kh == kw == geo.stride_h == geo.stride_w == 1 and pixels * (cin + cout) < cin * cout
+    unit = kh == kw == geo.stride_h == geo.stride_w == 1  # 1x1, stride 1: windows of one pixel
+    pointwise = unit and pixels * (cin + cout) < cin * cout
     if dx is not None and not pointwise:
         _check_gather((kh, kw), x.shape[2], 1, cout)
     threads = _threads_for(dy.size * kh * kw * cin)
@@ -550,6 +564,10 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     if pointwise:
         _pointwise_input_gradient(kernel, dy, dx, threads)
         return
+    scatter = _conv.scatter_elements(dy.shape[1], dy.shape[2], kh, kw, cin)
+    if not unit and scatter * x.itemsize <= SCATTER_BYTES:
+        _scatter_input_gradient(kernel, dy, geo, dx, scatter, threads)
+        return
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
     flipped = _workspace.get("flipped", (kh, kw, cout, cin), x.dtype)
@@ -558,6 +576,30 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
                       stride_w=1, dilation_h=geo.stride_h, dilation_w=geo.stride_w,
                       pad_top=kh - 1 - geo.pad_top, pad_left=kw - 1 - geo.pad_left,
                       relu=False, threads=threads)
+
+
+# An input gradient whose window contributions of one image (OH x OW x KH x
+# KW x C) fit in SCATTER_BYTES (a share of a core's L2 cache) is computed
+# image by image as those contributions, added up where windows overlap:
+# only the products the definition has.  Larger images take the padded
+# convolution of dy, whose products with padding (and with the zeros between
+# strided gradients) are then a small share; so do 1x1 stride-1 kernels,
+# which have none (and whose images may be single pixels: Dense layers).
+SCATTER_BYTES = 256 * 1024
+
+
+def _scatter_input_gradient(kernel, dy, geo, dx, elements, threads):
+    """dx (C-contiguous) of an undilated, ungrouped convolution by
+    ``_conv.input_gradient``, with ``elements`` = its scratch row's size."""
+    kh, kw, cin, cout = kernel.shape
+    transposed = _workspace.get("kernel_t", (1, 1, cout, kh * kw * cin), kernel.dtype)
+    np.copyto(transposed[0, 0], kernel.reshape(kh * kw * cin, cout).T)
+    scratch = _workspace.get("scatter_rows", (threads, elements), dy.dtype)
+    weights = _padded_channels(transposed, "kernel_t_padded")
+    _conv.input_gradient(np.ascontiguousarray(dy), weights, dx, scratch, stride_h=geo.stride_h,
+                         stride_w=geo.stride_w, pad_top=geo.pad_top, pad_left=geo.pad_left,
+                         kernel_h=kh, kernel_w=kw, num_threads=threads,
+                         flush_denormal=_flush_denormal)
 
 
 def _pointwise_input_gradient(kernel, dy, dx, threads):

@@ -65,20 +65,47 @@ def test_weight_gradient_matches_reference(dtype, x_shape, kernel_shape, strides
                                    atol=TOLERANCE[np.dtype(dtype)] * np.abs(wanted).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, kernel_shape", [
+    ((200, 4, 4, 8), (3, 3, 8, 20)),   # 2x2 outputs, 3 or 4 images per part: images innermost
+    ((2, 12, 3, 5), (3, 1, 5, 9)),     # 10x3 outputs: output rows innermost
+    ((3, 5, 12, 1), (2, 3, 1, 7)),     # 4x10 outputs: columns; rows of several taps
+])
+def test_weight_gradient_in_each_loop_order_matches_reference(dtype, x_shape, kernel_shape):
+    """The register tile sums its pixels with the longest of the image, output
+    row and output column loops innermost; its rows read through one pointer
+    (consecutive channels of one kernel row) or one pointer per row."""
+    x, kernel, dy = random_case(x_shape, kernel_shape, (1, 1), "valid", dtype)
+    expected = reference.conv2d_backward(x, kernel, dy, compute_dx=False)
+    _, dkernel, dbias = ops.conv2d_backward(x, kernel, dy, compute_dx=False)
+    for actual, wanted in ((dkernel, expected[1]), (dbias, expected[2])):
+        np.testing.assert_allclose(actual, wanted, rtol=0,
+                                   atol=TOLERANCE[np.dtype(dtype)] * np.abs(wanted).max())
+
+
 def test_the_split_follows_the_shapes():
-    """The Dense case has enough row tiles for one batch part (no partial
-    gradients); small gradients over many images take many parts; the
-    split asks for GRADIENT_ITEMS items where the shapes have that many."""
+    """The Dense case has enough row tiles for GRADIENT_ITEMS items in one
+    batch part (no partial gradients); a gradient with few row tiles is cut
+    into batch parts, as many items as repay their partial gradients (a power
+    of two, at least MIN_GRADIENT_ITEMS where the shapes have them)."""
     float32 = np.dtype(np.float32).itemsize
-    parts, groups = ops._gradient_split(32, 1, 6272, 1, 6272, 512, float32)
-    assert parts == 1 and groups > 1
-    assert ops._gradient_split(64, 28 * 28, 1, 26 * 26, 9, 32, float32) == (64, 1)
+    assert ops._gradient_split(32, 1, 6272, 1, 6272, 512, float32) == (1, ops.GRADIENT_ITEMS)
+    # MNIST conv1: one tile of 9 rows x 32 channels, 64 images of 26 x 26
+    # outputs: 64 * 676 * 9 * 32 multiply-adds // (256 * 3 * 10 * 32) = 50 -> 32 parts
+    assert ops._gradient_split(64, 28 * 28, 1, 26 * 26, 9, 32, float32) == (32, 1)
+    # MNIST conv2: 64 * 121 * 288 * 64 // (256 * 3 * 289 * 64) = 10 -> 8 items
+    parts, groups = ops._gradient_split(64, 13 * 13, 32, 11 * 11, 288, 64, float32)
+    assert parts * groups >= 8 and parts < 8
+    # MNIST conv3: its partials are worth less than one item: MIN_GRADIENT_ITEMS
+    parts, groups = ops._gradient_split(64, 5 * 5, 64, 3 * 3, 576, 64, float32)
+    assert parts * groups >= ops.MIN_GRADIENT_ITEMS and parts < ops.MIN_GRADIENT_ITEMS
+    assert ops._gradient_split(1, 1, 10, 1, 10, 3, float32) == (1, ops._conv.gradient_tiles(10))
     for args in [(64, 13 * 13, 32, 11 * 11, 288, 64, float32), (1, 1, 10, 1, 10, 3, float32),
                  (32, 36 * 36, 64, 34 * 34, 576, 128, float32)]:
         parts, groups = ops._gradient_split(*args)
         tiles = ops._conv.gradient_tiles(args[4])
         assert 1 <= parts <= args[0] and 1 <= groups <= tiles
-        assert parts * groups >= min(ops.GRADIENT_ITEMS, tiles * args[0])
+        assert parts * groups >= min(ops.MIN_GRADIENT_ITEMS, tiles * args[0])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
