@@ -25,7 +25,7 @@ from libc.string cimport memcpy, memset
 
 from microkernels cimport (
     FASTCONV_BUILD_FLAGS, FASTCONV_OPENMP, FC_FLUSH_DENORMAL, FC_MAX_PIXELS, FC_MAX_ROWS,
-    FC_MAX_VECS, FC_VBYTES, fc_count, fc_mxcsr_enter, fc_mxcsr_leave, fc_omp_max_threads,
+    FC_MAX_VECS, FC_VBYTES, fc_mxcsr_enter, fc_mxcsr_leave, fc_omp_max_threads,
     forward_tile, pool_max_winner, sum_pixels, wgrad_tile,
 )
 
@@ -383,10 +383,9 @@ cdef void add_parts(const floating[:, :, ::1] partials, Py_ssize_t r, Py_ssize_t
 
 
 cdef struct Split:
-    # How weight_gradient cuts its work (batch parts, row groups), the
-    # convolution's geometry, and the parts finished per row group.
+    # How weight_gradient cuts its work (batch parts, row groups) and the
+    # convolution's geometry.
     Py_ssize_t parts, groups, stride_h, stride_w, pad_top, pad_left, kernel_h, kernel_w
-    long long *finished
 
 
 cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :, ::1] dy,
@@ -398,8 +397,7 @@ cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :
     stores the bias gradient too.  The part's images are read in chunks
     (whole images, or bands of output rows of large ones) whose inputs and
     output gradients stay in cache while the group's tiles sweep them; each
-    tile's inputs serve all blocks of output channels.
-    The item that finishes a row group's last part adds up its parts."""
+    tile's inputs serve all blocks of output channels."""
     cdef Py_ssize_t lanes = FC_VBYTES // sizeof(floating), block = FC_MAX_VECS * lanes
     cdef Py_ssize_t batch = images.shape[0], image_w = images.shape[2]
     cdef Py_ssize_t channels = images.shape[3], x_pitch = images.shape[1] * image_w * channels
@@ -458,11 +456,6 @@ cdef void wgrad_item(const floating[:, :, :, ::1] images, const floating[:, :, :
         oh = oh + height
         if oh == out_h:
             n, oh = n + count, 0
-    if s.parts > 1 and fc_count(&s.finished[g]) == s.parts:
-        for r in range(tile_lo * total // tiles, tile_hi * total // tiles):
-            add_parts(partials, r, channels_out, &dkernel[r, 0])
-        if g == 0:
-            add_parts(partials, total, channels_out, &dbias[0])
 
 
 cdef void pad_image(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t pad_top,
@@ -478,7 +471,7 @@ cdef void pad_image(const floating[:, :, :, ::1] src, Py_ssize_t n, Py_ssize_t p
 
 
 cdef enum Phase:
-    PAD_IMAGES, ITEMS
+    PAD_IMAGES, ITEMS, SUM_PARTS
 
 
 cdef void wgrad_unit(Phase phase, Py_ssize_t i, const floating[:, :, :, ::1] src,
@@ -486,12 +479,17 @@ cdef void wgrad_unit(Phase phase, Py_ssize_t i, const floating[:, :, :, ::1] src
                      const floating[:, :, :, ::1] dy, floating[:, :] dkernel,
                      floating[::1] dbias, floating[:, :, ::1] partials, Split s,
                      bint flush_denormal) noexcept nogil:
-    """Unit i of one phase of weight_gradient: pad image i, or run item i."""
+    """Unit i of one phase of weight_gradient: pad image i, run item i, or
+    add up the parts of gradient row i (row KH * KW * C: the bias)."""
     cdef unsigned saved = fc_mxcsr_enter(flush_denormal)
     if phase == PAD_IMAGES:
         pad_image(src, i, s.pad_top, s.pad_left, padded)
-    else:
+    elif phase == ITEMS:
         wgrad_item(images, dy, dkernel, dbias, partials, s, i)
+    elif i < dkernel.shape[0]:
+        add_parts(partials, i, dkernel.shape[1], &dkernel[i, 0])
+    else:
+        add_parts(partials, i, dbias.shape[0], &dbias[0])
     fc_mxcsr_leave(saved)
 
 
@@ -524,8 +522,7 @@ cpdef tuple padded_image_shape(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t st
 
 def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
                     floating[:, :] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
-                    long long[::1] finished, floating[:, :, :, ::1] padded,
-                    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
+                    floating[:, :, :, ::1] padded, *, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
                     Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                     Py_ssize_t row_groups, int num_threads, bint flush_denormal):
     """dkernel, dbias = the kernel and bias gradients of a convolution.
@@ -541,24 +538,23 @@ def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::
     row tiles), P = 1 when ``partials`` is None, else its length: parts p
     cover images [p * N // P, (p + 1) * N // P); item (p, g) stores its sums
     into dkernel (P = 1) or into partials (P, KH * KW * C + 1, COP) (the last
-    row the bias); the last of a group's P items to finish (counted in
-    ``finished``, (row_groups,) scratch, given with partials) adds up the
-    group's rows in part order.  The threads share the items out, so the
+    row the bias); once all items are done, each row's P parts are added up
+    in part order (a work unit per row).  The threads share the items out, so the
     result depends on the shapes, P and row_groups, never on the thread count.
     """
     cdef Py_ssize_t parts = 1 if partials is None else partials.shape[0]
     cdef Split s = Split(parts, row_groups, stride_h, stride_w, pad_top, pad_left, kernel_h,
-                         kernel_w, NULL)
+                         kernel_w)
     cdef const floating[:, :, :, ::1] images = src if padded is None else padded
-    if parts > 1:
-        finished[:row_groups] = 0
-        s.finished = &finished[0]
     with nogil:
         if padded is not None:
             wgrad_phase(PAD_IMAGES, src.shape[0], src, images, padded, dy, dkernel, dbias,
                         partials, s, num_threads, flush_denormal)
         wgrad_phase(ITEMS, parts * row_groups, src, images, padded, dy, dkernel,
                     dbias, partials, s, num_threads, flush_denormal)
+        if parts > 1:
+            wgrad_phase(SUM_PARTS, dkernel.shape[0] + 1, src, images, padded, dy, dkernel,
+                        dbias, partials, s, num_threads, flush_denormal)
 
 
 cpdef Py_ssize_t scatter_elements(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kernel_h,

@@ -25,14 +25,6 @@ static inline int fc_omp_max_threads(void) { return omp_get_max_threads(); }
 static inline int fc_omp_max_threads(void) { return 1; }
 #endif
 
-/* *counter += 1, atomically; returns the new value.  The increments of all
- * threads are ordered (acquire-release): the thread that sees the last one
- * sees every write the others made before theirs. */
-static inline long long fc_count(long long *counter)
-{
-    return __atomic_add_fetch(counter, 1, __ATOMIC_ACQ_REL);
-}
-
 #ifndef FASTCONV_BUILD_FLAGS
 #define FASTCONV_BUILD_FLAGS "unknown"
 #endif

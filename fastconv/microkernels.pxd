@@ -19,7 +19,6 @@ cdef extern from "microkernels.h" nogil:
         FC_MAX_ROWS
         FC_MAX_VECS
     int fc_omp_max_threads()
-    long long fc_count(long long *counter)
 
     void forward_tile_f32(int npix, int nvec, const float **pixels, Py_ssize_t row_pitch,
                           Py_ssize_t kh_lo, Py_ssize_t kh_hi, Py_ssize_t width,

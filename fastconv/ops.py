@@ -636,12 +636,9 @@ def _weight_gradient(x, dy, geo, kh, kw, dkernel, dbias, threads):
     parts, groups = _gradient_split(batch, image[0] * image[1], cin, geo.out_h * geo.out_w,
                                     rows, dy.shape[3], x.itemsize)
     padded_dy = _padded_channels(dy, "dy")
-    partials, finished = None, None
-    if parts > 1:
-        partials = _workspace.get("gradient_partials", (parts, rows + 1, padded_dy.shape[3]),
-                                  x.dtype)
-        finished = _workspace.get("gradient_finished", (groups,), np.longlong)
-    _conv.weight_gradient(x, padded_dy, _rows(dkernel), dbias, partials, finished, padded,
+    partials = None if parts == 1 else _workspace.get(
+        "gradient_partials", (parts, rows + 1, padded_dy.shape[3]), x.dtype)
+    _conv.weight_gradient(x, padded_dy, _rows(dkernel), dbias, partials, padded,
                           stride_h=geo.stride_h, stride_w=geo.stride_w, pad_top=geo.pad_top,
                           pad_left=geo.pad_left, kernel_h=kh, kernel_w=kw, row_groups=groups,
                           num_threads=threads, flush_denormal=_flush_denormal)
