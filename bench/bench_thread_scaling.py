@@ -15,7 +15,8 @@ call's parallel loop), asks ``ops._threads_for``'s rule (one thread per
 and prints, for 16 and 64 cores, how many threads are busy, the most items
 one thread runs, and the share of the cores' time spent on items
 (items / (cores x most items per thread)).  The weight gradient's split is
-``ops._gradient_split``'s, the forward's tiles the build's
+``ops._gradient_split``'s, the input gradient's path
+``ops._input_gradient_path``'s, the forward's tiles the build's
 ``_conv.TILE_PIXELS``; the loops' item counts are restated in the
 functions below, each naming the loop it mirrors.
 Left out: the finite checks of the weights (``_optim.all_finite``, one
@@ -180,10 +181,11 @@ def forward_items(batch, image, out_hw, window, geo, weight_channels, itemsize):
 
 def weight_gradient_calls(step, batch, geo, work, itemsize):
     """The Calls of ``_conv.weight_gradient``, as ``ops._weight_gradient``
-    makes it: one item per image to pad an input that needs padding; then
-    ``ops._gradient_split``'s P batch parts x G row groups; with P > 1, the
-    item that finishes a row group's last part adds up the group's P partial
-    gradients on its own, so that sum runs on G threads at most."""
+    makes it: its phases (``wgrad_phase``) one after the other, each shared
+    among all threads: one unit per image to pad an input that needs
+    padding; ``ops._gradient_split``'s P batch parts x G row groups; with
+    P > 1, the sum of the P partial gradients, one unit per gradient row
+    (KH x KW x C rows, then the bias)."""
     kh, kw, channels, channels_out = step.kernel
     image = _conv.padded_image_shape(geo.out_h, geo.out_w, geo.stride_h, geo.stride_w, kh, kw,
                                      channels)
@@ -196,20 +198,25 @@ def weight_gradient_calls(step, batch, geo, work, itemsize):
         calls.insert(0, Call("_conv.weight_gradient (padding)", "image", batch, work))
     if parts > 1:
         partials = parts * (rows + 1) * padded_channels(channels_out, itemsize) * itemsize
-        calls.append(Call("_conv.weight_gradient (sum of parts)", "row group", groups, work,
-                          f"{partials / groups / 1e6:.3g} MB each"))
+        calls.append(Call("_conv.weight_gradient (sum of parts)", "gradient row", rows + 1, work,
+                          f"{parts} parts, {partials / 1e6:.3g} MB"))
     return calls
 
 
 def input_gradient_call(step, batch, geo, work, itemsize):
-    """The Call computing dx, as ``ops._backward`` makes it: the transposed
-    product of a Dense-like 1x1 layer, else a forward pass of dy with the
-    flipped kernel, dilated by the strides and padded by KH - 1 - pad."""
+    """The Call computing dx on the path ``ops._input_gradient_path`` picks,
+    as ``ops._backward`` makes it: the transposed product of a Dense-like
+    1x1 layer; one image per unit of ``_conv.input_gradient`` for small
+    images; else a forward pass of dy with the flipped kernel, dilated by
+    the strides and padded by KH - 1 - pad."""
     kh, kw, channels, channels_out = step.kernel
     height, width = step.image[:2]
     pixels = batch * geo.out_h * geo.out_w
-    if (kh == kw == geo.stride_h == geo.stride_w == 1
-            and pixels * (channels + channels_out) < channels * channels_out):
+    path = ops._input_gradient_path(step.kernel, (batch, geo.out_h, geo.out_w, channels_out),
+                                    geo, itemsize)
+    if path == "scatter":
+        return Call("_conv.input_gradient", "image", batch, work)
+    if path == "pointwise":
         # dx^T = kernel @ dy^T: the kernel is the 'image', dy^T the weights.
         transposed = _checks.Geometry(1, channels, 1, 1, 0, 0)
         items, unit = forward_items(1, (1, channels), (1, channels), (1, 1, pixels),

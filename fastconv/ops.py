@@ -551,22 +551,19 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
     """Fills dkernel, dbias (arrays or views) and dx (C-contiguous), each
     unless None, for an undilated, ungrouped convolution with a finite kernel."""
     kh, kw, cin, cout = kernel.shape
-    pixels = dy.shape[0] * dy.shape[1] * dy.shape[2]
-    unit = kh == kw == geo.stride_h == geo.stride_w == 1  # 1x1, stride 1: windows of one pixel
-    pointwise = unit and pixels * (cin + cout) < cin * cout
-    if dx is not None and not pointwise:
+    path = None if dx is None else _input_gradient_path(kernel.shape, dy.shape, geo, x.itemsize)
+    if path == "convolution":
         _check_gather((kh, kw), x.shape[2], 1, cout)
     threads = _threads_for(dy.size * kh * kw * cin)
     if dkernel is not None:
         _weight_gradient(x, dy, geo, kh, kw, dkernel, dbias, threads)
-    if dx is None:
+    if path is None:
         return
-    if pointwise:
+    if path == "pointwise":
         _pointwise_input_gradient(kernel, dy, dx, threads)
         return
-    scatter = _conv.scatter_elements(dy.shape[1], dy.shape[2], kh, kw, cin)
-    if not unit and scatter * x.itemsize <= SCATTER_BYTES:
-        _scatter_input_gradient(kernel, dy, geo, dx, scatter, threads)
+    if path == "scatter":
+        _scatter_input_gradient(kernel, dy, geo, dx, threads)
         return
     # dx is the convolution of dy, dilated by the strides and padded by
     # (kernel - 1 - padding), with the flipped, transposed kernel.
@@ -588,10 +585,28 @@ def _backward(x, kernel, dy, geo, dx, dkernel, dbias):
 SCATTER_BYTES = 256 * 1024
 
 
-def _scatter_input_gradient(kernel, dy, geo, dx, elements, threads):
+def _input_gradient_path(kernel_shape, dy_shape, geo, itemsize):
+    """How ``_backward`` computes dx of an undilated, ungrouped convolution
+    with a kernel of ``kernel_shape`` (KH, KW, C, CO), output gradient of
+    ``dy_shape`` (N, OH, OW, CO) and the strides of ``geo``: "pointwise" (a
+    1x1 stride-1 kernel with fewer pixels than weights: dx^T = kernel @
+    dy^T), "scatter" (one image's window contributions fit SCATTER_BYTES,
+    not 1x1 stride 1: ``_conv.input_gradient``) or "convolution" (the padded
+    convolution of dy with the flipped kernel)."""
+    kh, kw, cin, cout = kernel_shape
+    batch, out_h, out_w = dy_shape[:3]
+    if kh == kw == geo.stride_h == geo.stride_w == 1:  # windows of one pixel
+        return "pointwise" if batch * out_h * out_w * (cin + cout) < cin * cout else "convolution"
+    if _conv.scatter_elements(out_h, out_w, kh, kw, cin) * itemsize <= SCATTER_BYTES:
+        return "scatter"
+    return "convolution"
+
+
+def _scatter_input_gradient(kernel, dy, geo, dx, threads):
     """dx (C-contiguous) of an undilated, ungrouped convolution by
-    ``_conv.input_gradient``, with ``elements`` = its scratch row's size."""
+    ``_conv.input_gradient``."""
     kh, kw, cin, cout = kernel.shape
+    elements = _conv.scatter_elements(dy.shape[1], dy.shape[2], kh, kw, cin)
     transposed = _workspace.get("kernel_t", (1, 1, cout, kh * kw * cin), kernel.dtype)
     np.copyto(transposed[0, 0], kernel.reshape(kh * kw * cin, cout).T)
     scratch = _workspace.get("scatter_rows", (threads, elements), dy.dtype)
