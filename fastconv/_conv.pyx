@@ -522,9 +522,10 @@ cpdef tuple padded_image_shape(Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t st
 
 def weight_gradient(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] dy,
                     floating[:, :] dkernel, floating[::1] dbias, floating[:, :, ::1] partials,
-                    floating[:, :, :, ::1] padded, *, Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_top,
-                    Py_ssize_t pad_left, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
-                    Py_ssize_t row_groups, int num_threads, bint flush_denormal):
+                    floating[:, :, :, ::1] padded, *, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                    Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t kernel_h,
+                    Py_ssize_t kernel_w, Py_ssize_t row_groups, int num_threads,
+                    bint flush_denormal):
     """dkernel, dbias = the kernel and bias gradients of a convolution.
 
     ``src`` (N, H, W, C), N >= 1; ``dy`` (N, OH, OW, COP), OH, OW >= 1, its
