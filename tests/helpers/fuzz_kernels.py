@@ -1,6 +1,9 @@
-"""Fuzzer for the four kernels of ``fastconv.ops``, run as a separate process
-by ``tests/test_robustness.py`` so that a crash of the interpreter shows up
-as a failing return code instead of killing the test run.
+"""Fuzzer for the kernels of ``fastconv.ops`` (conv2d and max_pool2d forward
+and backward, the fused conv2d_relu_max_pool2d forward and backward and
+relu_max_pool2d_backward), run as a separate process by
+``tests/test_robustness.py`` so that a crash of the interpreter shows up as
+a failing return code instead of killing the test run.  CI's sanitizer step
+runs it as is: 10,400 calls.
 
     python tests/helpers/fuzz_kernels.py [--examples N]   # hypothesis fuzzing
     python tests/helpers/fuzz_kernels.py --large          # inputs too large for memory
@@ -8,7 +11,9 @@ as a failing return code instead of killing the test run.
 Every generated call must either return what ``fastconv.reference`` returns
 (within a tolerance by dtype, NaNs equal) or raise ValueError, TypeError or
 MemoryError, as the reference does.  The fuzzer prints ``CALLS <n>`` (calls
-made to ``fastconv.ops``) and exits with 1 if any check failed.
+made to ``fastconv.ops``) and ``STATS`` (calls and results per function, and
+how often conv2d_backward took each input-gradient path and split its
+weight gradient into batch parts), and exits with 1 if any check failed.
 
 The address space is capped (``RLIMIT_AS``, 2 GB above what the process uses
 after start-up) so that "more memory than exists" means the same thing on
