@@ -39,6 +39,8 @@ HELPERS = REPO / "tests" / "helpers"
 FUZZER = HELPERS / "fuzz_kernels.py"
 LAYER_FUZZER = HELPERS / "fuzz_layers.py"
 KERNELS = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward"]
+FUSED_KERNELS = ["conv2d_relu_max_pool2d_forward", "relu_max_pool2d_backward",
+                 "conv2d_relu_max_pool2d_backward"]
 MB = 2**20
 
 
@@ -77,7 +79,7 @@ def tagged(lines, tag):
 
 @pytest.mark.slow
 def test_fuzz_kernels_against_reference_in_subprocess():
-    """>= 10,000 hypothesis-generated calls to the four kernels (random shapes,
+    """>= 10,000 hypothesis-generated calls to the seven kernels (random shapes,
     dtypes good and bad, strides, paddings, pool sizes, odd layouts, wrong
     ranks, huge virtual shapes) each return the reference's answer or raise
     ValueError/TypeError/MemoryError; the interpreter does not crash."""
@@ -88,6 +90,12 @@ def test_fuzz_kernels_against_reference_in_subprocess():
     assert calls >= 10_000, explain(proc)
     for name in KERNELS:
         assert stats[f"calls {name}"] >= 2_000, stats
+    for name in FUSED_KERNELS:
+        assert stats[f"calls {name}"] >= 800 and stats[f"returned {name}"] > 0, stats
+    # conv2d_backward took each input-gradient path and split weight gradients
+    for path in ["pointwise", "scatter", "convolution"]:
+        assert stats.get(f"input gradient {path}", 0) > 0, stats
+    assert stats.get("weight gradient in parts > 1", 0) > 0, stats
     # Not only errors: a good share of the calls were compared with the reference.
     assert stats["returned"] >= 0.25 * calls, stats
     assert stats.get("raised ValueError", 0) > 0 and stats.get("raised TypeError", 0) > 0

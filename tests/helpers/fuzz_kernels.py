@@ -1,6 +1,9 @@
-"""Fuzzer for the four kernels of ``fastconv.ops``, run as a separate process
-by ``tests/test_robustness.py`` so that a crash of the interpreter shows up
-as a failing return code instead of killing the test run.
+"""Fuzzer for the kernels of ``fastconv.ops`` (conv2d and max_pool2d forward
+and backward, the fused conv2d_relu_max_pool2d forward and backward and
+relu_max_pool2d_backward), run as a separate process by
+``tests/test_robustness.py`` so that a crash of the interpreter shows up as
+a failing return code instead of killing the test run.  CI's sanitizer step
+runs it as is: 10,400 calls.
 
     python tests/helpers/fuzz_kernels.py [--examples N]   # hypothesis fuzzing
     python tests/helpers/fuzz_kernels.py --large          # inputs too large for memory
@@ -8,7 +11,9 @@ as a failing return code instead of killing the test run.
 Every generated call must either return what ``fastconv.reference`` returns
 (within a tolerance by dtype, NaNs equal) or raise ValueError, TypeError or
 MemoryError, as the reference does.  The fuzzer prints ``CALLS <n>`` (calls
-made to ``fastconv.ops``) and exits with 1 if any check failed.
+made to ``fastconv.ops``) and ``STATS`` (calls and results per function, and
+how often conv2d_backward took each input-gradient path and split its
+weight gradient into batch parts), and exits with 1 if any check failed.
 
 The address space is capped (``RLIMIT_AS``, 2 GB above what the process uses
 after start-up) so that "more memory than exists" means the same thing on
@@ -148,6 +153,7 @@ def assert_same(got, want, what, exact=False, scale=None, factor=1.0):
     assert isinstance(got, np.ndarray), f"{what}: got {type(got).__name__}"
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    exact = exact or want.dtype.kind in "biu"               # winners: indices, not values
     scale = finite_scale(want) if scale is None else scale
     atol = 0.0 if exact else TOLERANCE[want.dtype] * scale * factor
     np.testing.assert_allclose(got, want, rtol=0, atol=atol, equal_nan=True,
@@ -202,6 +208,7 @@ def check_call(name, kwargs, make_out=None):
             return
     else:
         STATS["returned"] += 1
+        STATS["returned " + name] += 1
     try:
         assert_same(got, want, name, exact=(name == "max_pool2d_forward"))
         if isinstance(out_ops, np.ndarray):
@@ -371,14 +378,16 @@ def pair(value, default):
 
 @st.composite
 def out_buffer(draw, shape, dtype):
-    """A factory of ``out``: None, a right buffer (NaN-filled), or a wrong one."""
+    """A factory of ``out``: None, a right buffer (NaN-filled; 255 for winners),
+    or a wrong one."""
+    fill = 255 if np.dtype(dtype) == np.uint8 else np.nan
     k = draw(st.integers(0, 99))
     if k < 65:
         return None
     if k < 82:
-        return lambda: np.full(shape, np.nan, dtype)
+        return lambda: np.full(shape, fill, dtype)
     if k < 88:                                   # right, inside a bigger array
-        return lambda: np.full((shape[0] + 2,) + shape[1:], np.nan, dtype)[1:-1]
+        return lambda: np.full((shape[0] + 2,) + shape[1:], fill, dtype)[1:-1]
     wrong = draw(st.sampled_from(["dtype", "shape", "strided", "fortran", "read_only",
                                   "list", "broadcast", "unaligned"]))
     bad_shape = shape[:-1] + (shape[-1] + 1,)
@@ -390,7 +399,7 @@ def out_buffer(draw, shape, dtype):
         "read_only": lambda: read_only(np.zeros(shape, dtype)),
         "list": lambda: np.zeros(shape, dtype).tolist(),
         "broadcast": lambda: np.broadcast_to(np.zeros(1, dtype), shape),
-        "unaligned": lambda: unaligned(np.full(shape, np.nan, dtype)),
+        "unaligned": lambda: unaligned(np.full(shape, fill, dtype)),
     }
     return makers[wrong]
 
@@ -421,6 +430,29 @@ def tall_kernel_calls(draw):
 
 
 @st.composite
+def conv_shapes(draw, rng):
+    """(batch, h, w, cin, cout, kh, kw, strides) of a convolution: mostly small
+    random shapes; 30% a 1x1 stride-1 kernel on few pixels and many channels
+    (the pointwise input gradient); 15% an image too large for the scattered
+    input gradient (the convolution of dy); batches up to 6, so that the
+    weight gradient is split into several parts of the batch."""
+    # from the rng, as hypothesis's own draws here came out strongly skewed
+    regime = rng.choice(["pointwise", "large", "small"], p=[0.3, 0.15, 0.55])
+    if regime == "pointwise":
+        return (draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+                draw(st.sampled_from([17, 23, 33, 40])), draw(st.sampled_from([17, 24, 35])),
+                1, 1, 1)
+    if regime == "large":
+        return (draw(st.integers(1, 2)), draw(st.integers(16, 21)), draw(st.integers(16, 21)),
+                draw(st.sampled_from([19, 29, 31])), draw(st.integers(1, 5)),
+                draw(st.integers(2, 3)), draw(st.integers(2, 3)), draw(st.sampled_from([1, 1, 2])))
+    return (draw(st.integers(0, 6)), draw(st.integers(1, 7)), draw(st.integers(1, 12)),
+            draw(st.integers(1, 5)), draw(st.sampled_from([1, 2, 3, 5, 8, 9, 16, 17, 32, 33])),
+            draw(st.integers(1, 4)), draw(st.integers(1, 4)),
+            pick(draw, GOOD_STRIDES, BAD_STRIDES))
+
+
+@st.composite
 def conv_calls(draw):
     """A conv2d_forward and a conv2d_backward call on shared random arrays
     (2% of them: tall_kernel_calls)."""
@@ -428,12 +460,8 @@ def conv_calls(draw):
         return draw(tall_kernel_calls())
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     dtype = draw(st.sampled_from(FLOATS))
-    batch, h, w = draw(st.integers(0, 3)), draw(st.integers(1, 7)), draw(st.integers(1, 12))
-    cin = draw(st.integers(1, 5))
-    cout = draw(st.sampled_from([1, 2, 3, 5, 8, 9, 16, 17, 32, 33]))
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    batch, h, w, cin, cout, kh, kw, strides = draw(conv_shapes(rng))
     kcin = cin + 1 if draw(st.integers(0, 99)) < 3 else cin       # mismatched channels
-    strides = pick(draw, GOOD_STRIDES, BAD_STRIDES)
     padding = pick(draw, GOOD_PADDINGS, BAD_PADDINGS)
     kind = draw(st.integers(0, 2))
     x = values(rng, (batch, h, w, cin), dtype, kind)
@@ -504,6 +532,112 @@ def pool_calls(draw):
     ]
 
 
+GOOD_FUSED_POOLS = [2, (2, 2), 1, 3, (2, 3), (3, 1), (4, 4), (1, 16), [2, 1], np.int64(2)]
+BAD_FUSED_POOLS = [(4, 5), 5, (17, 1), (1, 17), 2**31 - 1, 0, (2, 0), -1, 1.5, None, "2",
+                   (2, 2, 2), 64]                        # over 16 cells, or not a size
+BAD_WINNERS = {
+    "int64": lambda w: w.astype(np.int64),
+    "float": lambda w: w.astype(np.float32),
+    "int8": lambda w: w.astype(np.int8),
+    "list": lambda w: w.tolist(),
+    "shape": lambda w: np.zeros(w.shape[:-1] + (w.shape[-1] + 1,), np.uint8),
+    "rank": lambda w: w[0] if w.shape[0] else w[..., None],
+    "strided": every_other,
+    "fortran": np.asfortranarray,
+    "out of range": lambda w: np.full(w.shape, 255, np.uint8),
+}
+
+
+@st.composite
+def fused_calls(draw):
+    """A conv2d_relu_max_pool2d_forward, a relu_max_pool2d_backward and a
+    conv2d_relu_max_pool2d_backward call on shared random arrays; the
+    backward calls get the reference's y and winners (mostly)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dtype = draw(st.sampled_from(FLOATS))
+    batch = draw(st.integers(0, 4))
+    cin = draw(st.sampled_from([1, 2, 3, 5, 17]))
+    cout = draw(st.sampled_from([1, 2, 3, 5, 8, 9, 17, 33]))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    strides = pick(draw, [1, 2, 3, (1, 2), (3, 1), [2, 3]], BAD_STRIDES, 5)
+    padding = pick(draw, GOOD_PADDINGS, BAD_PADDINGS, 5)
+    pool_size = pick(draw, GOOD_FUSED_POOLS, BAD_FUSED_POOLS)
+    sh, sw = pair(strides, (1, 1))
+    ph, pw = pair(pool_size, (2, 2))
+    if draw(st.integers(0, 99)) < 90:       # images that one pooling window fits in, odd sizes
+        h = (min(ph, 16) - 1) * min(sh, 3) + kh + draw(st.integers(0, 5))
+        w = (min(pw, 16) - 1) * min(sw, 3) + kw + draw(st.integers(0, 5))
+    else:
+        h, w = draw(st.integers(1, 11)), draw(st.integers(1, 13))
+    x = values(rng, (batch, h, w, cin), dtype, draw(st.integers(0, 2)))
+    kernel = values(rng, (kh, kw, cin, cout), dtype, draw(st.sampled_from([0, 0, 0, 1, 2])))
+    bias = values(rng, (cout,), dtype, draw(st.sampled_from([0, 0, 1, 2]))) \
+        if draw(st.booleans()) else None
+    z_shape = (batch, out_size(h, kh, sh, padding), out_size(w, kw, sw, padding), cout)
+    pooled = (batch, max(z_shape[1] // ph, 1), max(z_shape[2] // pw, 1), cout)
+    try:
+        y, winners = reference.conv2d_relu_max_pool2d_forward(x, kernel, bias, strides,
+                                                              padding, pool_size)
+    except ALLOWED:
+        y = values(rng, pooled, dtype, 0)
+        winners = rng.integers(0, ph * pw, pooled).astype(np.uint8)
+    dy = values(rng, y.shape, dtype, draw(st.sampled_from([0, 0, 0, 2])))
+    if draw(st.integers(0, 99)) < 6:
+        winners = BAD_WINNERS[draw(st.sampled_from(sorted(BAD_WINNERS)))](winners)
+    shapes = x.shape, kernel.shape, y.shape
+    if draw(st.booleans()):                                 # else all arrays as made
+        x, kernel, dy, y = (draw(variant(a, HUGE_SHAPES)) for a in (x, kernel, dy, y))
+        if bias is not None:
+            bias = draw(variant(bias, [(2**31,)]))
+    common = dict(strides=strides, padding=padding, pool_size=pool_size)
+    x_shape, kernel_shape, y_shape = shapes
+    y_out, winners_out = (draw(out_buffer(y_shape, dtype)),
+                          draw(out_buffer(y_shape, np.uint8)))
+    forward_out = None if y_out is None and winners_out is None else (
+        lambda: (None if y_out is None else y_out(),
+                 None if winners_out is None else winners_out()))
+    k = draw(st.integers(0, 99))
+    backward_out = None
+    if k >= 75:
+        parts = [draw(out_buffer(x_shape, dtype)), draw(out_buffer(kernel_shape, dtype)),
+                 draw(out_buffer((cout,), dtype))]
+
+        def backward_out():
+            return tuple(None if p is None else p() for p in parts)
+    z_arg = z_shape if draw(st.integers(0, 99)) < 95 else draw(
+        st.sampled_from([z_shape[:3], list(z_shape), (batch, 0, 1, cout), None,
+                         (batch, z_shape[1] + 1, z_shape[2], cout), (batch, 2**31, 1, cout)]))
+    return draw(st.integers(1, 3)), [
+        ("conv2d_relu_max_pool2d_forward",
+         dict(x=x, kernel=kernel, bias=bias, **common), forward_out),
+        ("relu_max_pool2d_backward",
+         dict(dy=dy, y=y, winners=winners, z_shape=z_arg, pool_size=pool_size),
+         draw(out_buffer(z_shape, dtype))),
+        ("conv2d_relu_max_pool2d_backward",
+         dict(x=x, kernel=kernel, dy=dy, y=y, winners=winners, **common,
+              compute_dx=draw(st.sampled_from([True, True, False]))), backward_out),
+    ]
+
+
+def count_paths():
+    """Counts in STATS the input-gradient path and the weight gradient's
+    split into batch parts that each compiled conv2d_backward takes."""
+    path, split = ops._input_gradient_path, ops._gradient_split
+
+    def counted_path(*args):
+        result = path(*args)
+        STATS["input gradient " + result] += 1
+        return result
+
+    def counted_split(*args):
+        parts, groups = split(*args)
+        STATS["weight gradient in " + ("1 part" if parts == 1 else "parts > 1")] += 1
+        STATS["weight gradient in row groups > 1"] += groups > 1
+        return parts, groups
+
+    ops._input_gradient_path, ops._gradient_split = counted_path, counted_split
+
+
 def run_calls(threads, calls):
     fastconv.set_num_threads(threads)
     for name, kwargs, make_out in calls:
@@ -511,7 +645,8 @@ def run_calls(threads, calls):
 
 
 def fuzz(examples):
-    """Runs the conv and pool fuzzers; returns the number of failed ones."""
+    """Runs the conv and pool fuzzers (``examples`` each) and the fused
+    conv-ReLU-pool fuzzer (2/5 as many); returns the number of failed ones."""
     options = dict(max_examples=examples, deadline=None, database=None,
                    derandomize=bool(os.environ.get("CI")),
                    suppress_health_check=list(HealthCheck), print_blob=True)
@@ -519,8 +654,10 @@ def fuzz(examples):
     if not options["derandomize"]:
         print(f"seed {run_seed} (rerun with FUZZ_SEED={run_seed})", flush=True)
     failures = 0
-    for strategy in [conv_calls(), pool_calls()]:
-        @settings(**options)
+    fused_examples = 2 * examples // 5                      # three calls each, dearer ones
+    for strategy, count in [(conv_calls(), examples), (pool_calls(), examples),
+                            (fused_calls(), fused_examples)]:
+        @settings(**dict(options, max_examples=count))
         @given(case=strategy)
         def test(case):
             run_calls(*case)
@@ -614,8 +751,9 @@ def run_large():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=2600,
-                        help="hypothesis examples per fuzzer (each makes two calls)")
+    parser.add_argument("--examples", type=int, default=2000,
+                        help="hypothesis examples of the conv and pool fuzzers (each "
+                             "makes two calls; the fused fuzzer: 2/5 as many, three calls)")
     parser.add_argument("--large", action="store_true", help="run the large-input cases")
     args = parser.parse_args()
     ops.conv2d_forward(np.ones((1, 3, 3, 2)), np.ones((2, 2, 2, 3)))   # start OpenMP
@@ -624,6 +762,7 @@ def main():
     if args.large:
         run_large()
     else:
+        count_paths()
         failures = fuzz(args.examples)
     print("STATS", json.dumps(dict(sorted(STATS.items()))), flush=True)
     print("CALLS", STATS["calls"], flush=True)
