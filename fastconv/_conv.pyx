@@ -240,7 +240,7 @@ def forward(const floating[:, :, :, ::1] src, const floating[:, :, :, ::1] weigh
     cdef bint direct = (dilation_h == 1 and dilation_w == 1 and pad_top == 0 and pad_left == 0
                         and (out_h - 1) * stride_h + weights.shape[0] <= src.shape[1]
                         and (out_w - 1) * stride_w + kernel_w <= src.shape[2])
-    if total == 0:
+    if total == 0 or out.shape[3] == 0:
         return
     if direct:
         tiles = (total + FC_MAX_PIXELS - 1) // FC_MAX_PIXELS
