@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import describe_machine, import_torch, print_table
+from common import describe_machine, import_torch, median_ms, print_table
 
 import fastconv as keras
 from fastconv import layers, optimizers
@@ -111,16 +111,17 @@ def fastconv_from_folder(folder, steps, repeat, batch_size):
     return statistics.median(per_step), statistics.median(shares)
 
 
+def seconds_per_step(epoch, steps, repeat):
+    """Median seconds per step of ``epoch()`` (``steps`` steps), over
+    ``repeat`` timed calls after one warm-up call."""
+    return median_ms(epoch, repeat, warmup=1) / 1e3 / steps
+
+
 def fastconv_in_memory(x, y, steps, repeat, batch_size):
     model = book_model()
     n = steps * batch_size
-    model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
+    return seconds_per_step(lambda: model.fit(x[:n], y[:n], batch_size=batch_size, epochs=1,
+                                              verbose=0, shuffle=False), steps, repeat)
 
 
 def torch_model(torch):
@@ -154,13 +155,7 @@ def torch_in_memory(torch, x, y, steps, repeat, batch_size):
             part = slice(i * batch_size, (i + 1) * batch_size)
             step(x[part], y[part])
 
-    epoch()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        epoch()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
+    return seconds_per_step(epoch, steps, repeat)
 
 
 def torch_from_folder(torch, folder, steps, repeat, batch_size):
@@ -175,13 +170,7 @@ def torch_from_folder(torch, folder, steps, repeat, batch_size):
             step(x, y)
         flow.on_epoch_end()
 
-    epoch()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        epoch()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
+    return seconds_per_step(epoch, steps, repeat)
 
 
 def main():

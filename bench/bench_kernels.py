@@ -37,9 +37,9 @@ POOLS = {"pool1": (64, 26, 26, 32), "pool2": (64, 11, 11, 64)}
 FUSED = {"conv1+pool1": "conv1", "conv2+pool2": "conv2"}
 
 
-def torch_conv(torch, x, kernel, bias, dy, compute_dx):
-    """(forward, backward) closures running the same convolution in PyTorch,
-    channels-last, as its CPU backend runs fastest."""
+def torch_conv_tensors(torch, x, kernel, bias, dy, compute_dx):
+    """(x, kernel, bias, dy, the tensors to differentiate) in PyTorch's
+    layouts, the images channels-last, as its CPU backend runs fastest."""
     def to_nchw(a):
         return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous(
             memory_format=torch.channels_last)
@@ -47,8 +47,12 @@ def torch_conv(torch, x, kernel, bias, dy, compute_dx):
     tx = to_nchw(x).requires_grad_(compute_dx)
     tk = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
     tb = torch.from_numpy(bias).requires_grad_(True)
-    tdy = to_nchw(dy)
-    inputs = [tx, tk, tb] if compute_dx else [tk, tb]
+    return tx, tk, tb, to_nchw(dy), [tx, tk, tb] if compute_dx else [tk, tb]
+
+
+def torch_conv(torch, x, kernel, bias, dy, compute_dx):
+    """(forward, backward) closures running the same convolution in PyTorch."""
+    tx, tk, tb, tdy, inputs = torch_conv_tensors(torch, x, kernel, bias, dy, compute_dx)
 
     def forward():
         with torch.no_grad():
@@ -135,15 +139,7 @@ def fused_functions(rng, torch, shape, cout, compute_dx=True):
 def torch_conv_pool(torch, x, kernel, bias, dy, compute_dx):
     """(forward, backward) closures of max_pool2d(relu(conv2d)) in PyTorch,
     channels-last; the backward runs its forward first, as autograd needs."""
-    def to_nchw(a):
-        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous(
-            memory_format=torch.channels_last)
-
-    tx = to_nchw(x).requires_grad_(compute_dx)
-    tk = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
-    tb = torch.from_numpy(bias).requires_grad_(True)
-    tdy = to_nchw(dy)
-    inputs = [tx, tk, tb] if compute_dx else [tk, tb]
+    tx, tk, tb, tdy, inputs = torch_conv_tensors(torch, x, kernel, bias, dy, compute_dx)
 
     def pair():
         return torch.nn.functional.max_pool2d(

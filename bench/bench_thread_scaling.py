@@ -60,9 +60,6 @@ _conv = ops._conv
 SHARES = {1: "64 on 64 cores", 4: "64 on 16, 256 on 64 cores", 16: "256 on 16 cores"}
 BATCHES = (64, 256)
 CORES = (16, 64)
-# _conv.forward reads weights of more than this many bytes block by block of
-# output channels (WEIGHT_BYTES in _conv.pyx, which does not export it).
-FORWARD_WEIGHT_BYTES = 2 * 1024 * 1024
 # Layers that run in NumPy (no compiled call, no threads).
 NUMPY_LAYERS = (Dropout, Flatten)
 
@@ -162,7 +159,7 @@ def forward_items(batch, image, out_hw, window, geo, weight_channels, itemsize):
     strides, dilation and padding of ``geo``.  As in ``_conv.forward``: the
     direct path (no dilation or padding under the windows) loops over tiles
     of TILE_PIXELS output pixels (times blocks of TILE_VECTORS vectors of
-    output channels for weights over FORWARD_WEIGHT_BYTES), the gather path
+    output channels for weights over _conv.FORWARD_WEIGHT_BYTES), the gather path
     over output rows."""
     kh, kw, channels_out = window
     out_h, out_w = out_hw
@@ -173,7 +170,7 @@ def forward_items(batch, image, out_hw, window, geo, weight_channels, itemsize):
         return batch * out_h, "output row"
     tiles = -(-batch * out_h * out_w // _conv.TILE_PIXELS)
     padded = padded_channels(channels_out, itemsize)
-    if kh * kw * weight_channels * padded * itemsize <= FORWARD_WEIGHT_BYTES:
+    if kh * kw * weight_channels * padded * itemsize <= _conv.FORWARD_WEIGHT_BYTES:
         return tiles, f"tile of {_conv.TILE_PIXELS} pixels"
     blocks = -(-padded * itemsize // (_conv.TILE_VECTORS * _conv.VECTOR_BYTES))
     return tiles * blocks, f"{_conv.TILE_PIXELS} pixels x {_conv.TILE_VECTORS} vectors"

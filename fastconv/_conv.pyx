@@ -46,6 +46,8 @@ VECTOR_BYTES = FC_VBYTES
 TILE_PIXELS = FC_MAX_PIXELS
 TILE_ROWS = FC_MAX_ROWS
 TILE_VECTORS = FC_MAX_VECS
+# Weights of more bytes than this are read block by block of output channels.
+FORWARD_WEIGHT_BYTES = WEIGHT_BYTES
 # This build can flush denormals to zero (x86: FTZ and DAZ in MXCSR).
 FLUSH_DENORMAL = bool(FC_FLUSH_DENORMAL)
 

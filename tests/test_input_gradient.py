@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from fastconv import ops, reference
-
-TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
+from helpers.conv_cases import TOLERANCE, random_case
 
 # (x shape, kernel shape, strides, padding): the MNIST convnet's conv2 (a row
 # smaller: under SCATTER_BYTES in float64 too) and conv3; 'same' padding,
@@ -23,15 +22,6 @@ SHAPES = [
     ((2, 7, 11, 6), (2, 2, 6, 9), (1, 3), "valid"),
     ((1, 4, 4, 33), (4, 3, 33, 5), (1, 1), "same"),
 ]
-
-
-def random_case(x_shape, kernel_shape, strides, padding, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    kernel = rng.standard_normal(kernel_shape).astype(dtype)
-    dy = rng.standard_normal(reference.conv2d_forward(x, kernel, None, strides,
-                                                      padding).shape).astype(dtype)
-    return x, kernel, dy
 
 
 def scatter_bytes(x, kernel, dy):

@@ -9,9 +9,8 @@ import pytest
 
 from fastconv import layers, ops, reference
 from fastconv._checks import check_conv2d
+from helpers.conv_cases import TOLERANCE, random_case
 from helpers.gradcheck import numeric_gradient
-
-TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 
 # (x shape, kernel shape, strides, padding): 1x1 with many channels in and out
 # (the Dense case), Cin = 1 and 3, strides, 'same' padding, batches of 1, 2,
@@ -29,15 +28,6 @@ SHAPES = [
     ((2, 40, 40, 32), (3, 3, 32, 64), (1, 1), "same"),
     ((3, 61, 57, 16), (3, 3, 16, 40), (2, 2), "valid"),
 ]
-
-
-def random_case(x_shape, kernel_shape, strides, padding, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    kernel = rng.standard_normal(kernel_shape).astype(dtype)
-    dy = rng.standard_normal(reference.conv2d_forward(x, kernel, None, strides,
-                                                      padding).shape).astype(dtype)
-    return x, kernel, dy
 
 
 def split_of(x, kernel, dy, strides, padding):
